@@ -1,0 +1,38 @@
+# Run `make help` to see the targets.
+.DEFAULT_GOAL := help
+PY := .venv/bin/python
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+setup: ## Create .venv and install requirements.txt
+	scripts/bootstrap.sh
+
+demo: ## The live demo: emulators, simulation, spool, Spark job, dashboard on :5000
+	scripts/demo.sh
+
+test: ## Lint, type-check and run the whole test suite on the real emulators
+	scripts/test.sh
+
+emulators: setup ## Start the Pub/Sub and Bigtable emulators
+	scripts/emulators.sh start
+
+emulators-stop: ## Stop the emulators
+	scripts/emulators.sh stop
+
+server: setup ## Serve the dashboard and API on :5000
+	./run_server.sh
+
+bench: setup ## Run the benchmark harness (BENCH_ARGS=--quick for a short run)
+	scripts/emulators.sh start >/dev/null && $(PY) -m bench $(BENCH_ARGS)
+
+lint: setup ## ruff check, ruff format --check and mypy
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
+
+format: setup ## Format the code with ruff
+	.venv/bin/ruff format . && .venv/bin/ruff check --fix .
+
+clean: ## Remove the local spool, emulator state and caches
+	rm -rf spool .emulators .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: help setup demo test emulators emulators-stop server bench lint format clean

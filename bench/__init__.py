@@ -1,0 +1,1 @@
+"""The benchmark harness: every stage beside its ceiling, in one run."""

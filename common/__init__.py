@@ -1,0 +1,1 @@
+"""Pieces every stage of the pipeline shares: config, money, time, message schema, row keys, clients."""

@@ -1,0 +1,125 @@
+"""Google clients, built in one place from the config.
+
+PUBSUB_EMULATOR_HOST / BIGTABLE_EMULATOR_HOST, when set in the environment, win, exactly as the
+Google libraries define them. When unset, the config's *_emulator_host keys fill them in; when
+those are "" too, the same code talks to Google Cloud with application default credentials.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import bigtable, pubsub_v1  # type: ignore[attr-defined]
+from google.cloud.bigtable import column_family
+
+from common.config import Config
+
+FAMILIES = ("dcflist", "dcfbhour", "dcfbmin", "dcftop", "dcfuser", "dcfmeta")
+
+
+class ServiceUnavailable(RuntimeError):
+    """Pub/Sub or Bigtable could not be reached."""
+
+
+def apply_emulator_env(cfg: Config) -> dict[str, str]:
+    """Fill in the emulator variables from the config unless already set; return the ones in force."""
+    for var, value in (
+        ("PUBSUB_EMULATOR_HOST", cfg.pubsub_emulator_host),
+        ("BIGTABLE_EMULATOR_HOST", cfg.bigtable_emulator_host),
+    ):
+        if value and not os.environ.get(var):
+            os.environ[var] = value
+    return {var: os.environ[var] for var in ("PUBSUB_EMULATOR_HOST", "BIGTABLE_EMULATOR_HOST") if os.environ.get(var)}
+
+
+def describe_target(cfg: Config) -> str:
+    env = apply_emulator_env(cfg)
+    pubsub = env.get("PUBSUB_EMULATOR_HOST", "Google Cloud")
+    bigtable_target = env.get("BIGTABLE_EMULATOR_HOST", "Google Cloud")
+    return f"Pub/Sub at {pubsub}, Bigtable at {bigtable_target}"
+
+
+def topic_path(cfg: Config) -> str:
+    return f"projects/{cfg.project_id}/topics/{cfg.topic_id}"
+
+
+def subscription_path(cfg: Config) -> str:
+    return f"projects/{cfg.project_id}/subscriptions/{cfg.subscription_id}"
+
+
+def publisher_client(cfg: Config, **kwargs: Any) -> pubsub_v1.PublisherClient:
+    apply_emulator_env(cfg)
+    return pubsub_v1.PublisherClient(**kwargs)
+
+
+def subscriber_client(cfg: Config) -> pubsub_v1.SubscriberClient:
+    apply_emulator_env(cfg)
+    return pubsub_v1.SubscriberClient()
+
+
+def ensure_topic(cfg: Config, timeout: float = 10.0) -> str:
+    """Create the topic when missing. Raises ServiceUnavailable when Pub/Sub cannot be reached."""
+    apply_emulator_env(cfg)
+    path = topic_path(cfg)
+    with pubsub_v1.PublisherClient() as client:  # type: ignore[attr-defined]
+        try:
+            client.get_topic(topic=path, timeout=timeout)
+        except gexc.NotFound:
+            with contextlib.suppress(gexc.AlreadyExists):
+                client.create_topic(name=path, timeout=timeout)
+        except (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.RetryError) as exc:
+            raise ServiceUnavailable(
+                f"cannot reach Pub/Sub ({describe_target(cfg)}): {exc.__class__.__name__}"
+            ) from None
+    return path
+
+
+def ensure_subscription(cfg: Config, ack_deadline_seconds: int = 60, timeout: float = 10.0) -> str:
+    """Create the topic and subscription when missing."""
+    ensure_topic(cfg, timeout)
+    path = subscription_path(cfg)
+    client = subscriber_client(cfg)
+    try:
+        client.get_subscription(subscription=path, timeout=timeout)
+    except gexc.NotFound:
+        with contextlib.suppress(gexc.AlreadyExists):
+            client.create_subscription(
+                name=path, topic=topic_path(cfg), ack_deadline_seconds=ack_deadline_seconds, timeout=timeout
+            )
+    except (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.RetryError) as exc:
+        raise ServiceUnavailable(f"cannot reach Pub/Sub ({describe_target(cfg)}): {exc.__class__.__name__}") from None
+    finally:
+        client.close()
+    return path
+
+
+def bigtable_client(cfg: Config, admin: bool = False) -> bigtable.Client:
+    apply_emulator_env(cfg)
+    return bigtable.Client(project=cfg.project_id, admin=admin)
+
+
+def bigtable_table(cfg: Config, client: bigtable.Client | None = None) -> Any:
+    """The data handle of the configured table (no admin calls)."""
+    client = client or bigtable_client(cfg)
+    return client.instance(cfg.instance_id).table(cfg.table_id)
+
+
+def ensure_table(cfg: Config, timeout: float = 15.0) -> Any:
+    """Create the table and its column families when missing; return the table handle."""
+    client = bigtable_client(cfg, admin=True)
+    table = client.instance(cfg.instance_id).table(cfg.table_id)
+    one_version = column_family.MaxVersionsGCRule(1)
+    try:
+        if not table.exists():
+            with contextlib.suppress(gexc.AlreadyExists):
+                table.create(column_families={name: one_version for name in FAMILIES})
+        else:
+            missing = set(FAMILIES) - set(table.list_column_families())
+            for name in sorted(missing):
+                table.column_family(name, one_version).create()
+    except (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.RetryError) as exc:
+        raise ServiceUnavailable(f"cannot reach Bigtable ({describe_target(cfg)}): {exc.__class__.__name__}") from None
+    return table

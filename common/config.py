@@ -1,0 +1,182 @@
+"""Load and validate the pipeline's JSON config. A wrong value gets one line naming the key."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, fields
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from common.timeutil import TimeFormatError, parse_duration, parse_time
+
+DEFAULT_PATHS = ("config.json", "config.sample.json")
+_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_.~+%-]{2,254}$")
+_INSTANCE = re.compile(r"^[a-z][a-z0-9-]{4,31}$")
+_TABLE = re.compile(r"^[A-Za-z0-9_.-]{1,50}$")
+
+
+class ConfigError(ValueError):
+    """A config file that is missing, unreadable or holds a wrong value."""
+
+
+@dataclass(frozen=True)
+class Config:
+    project_id: str = "demo-project"
+    instance_id: str = "demo-ti"
+    table_id: str = "transactions"
+    topic_id: str = "transactions"
+    subscription_id: str = "transactions-spooler"
+    spool_dir: str = "spool"
+    users: int = 100
+    mean_spending_period_seconds: float = 1800.0
+    min_spending_period_seconds: float = 60.0
+    amount_min: str = "20.00"
+    amount_max: str = "100.00"
+    currency: str = "USD"
+    simulation_start: str = "-48h"
+    simulation_end: str = "now"
+    seed: int = 42
+    live_speedup: float = 60.0
+    late_horizon_hours: int = 72
+    spool_roll_messages: int = 50_000
+    spool_roll_seconds: float = 10.0
+    max_payload_bytes: int = 8192
+    max_abs_amount: str = "1000000.00"
+    ingest_token: str = ""
+    pubsub_emulator_host: str = "127.0.0.1:8085"
+    bigtable_emulator_host: str = "127.0.0.1:8086"
+
+    @property
+    def amount_min_cents(self) -> int:
+        return int(Decimal(self.amount_min).scaleb(2))
+
+    @property
+    def amount_max_cents(self) -> int:
+        return int(Decimal(self.amount_max).scaleb(2))
+
+    @property
+    def max_abs_amount_cents(self) -> int:
+        return int(Decimal(self.max_abs_amount).scaleb(2))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _fail(key: str, expected: str, value: Any) -> ConfigError:
+    return ConfigError(f"config key '{key}' must be {expected}, got {value!r}")
+
+
+def _check_amount(key: str, value: Any) -> None:
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise _fail(key, 'a decimal amount such as "20.00"', value) from None
+    if isinstance(value, float) or not amount.is_finite() or amount != amount.quantize(Decimal("0.01")):
+        raise _fail(key, 'a decimal string with at most two places, such as "20.00"', value)
+
+
+def validate(cfg: Config) -> Config:
+    """Check every value; raise ConfigError naming the first wrong key."""
+    for key in ("project_id", "topic_id", "subscription_id"):
+        value = getattr(cfg, key)
+        if not isinstance(value, str) or not _ID.match(value):
+            raise _fail(key, "3-255 letters, digits or -_.~+% starting with a letter", value)
+    if not isinstance(cfg.instance_id, str) or not _INSTANCE.match(cfg.instance_id):
+        raise _fail("instance_id", "6-33 lowercase letters, digits or hyphens", cfg.instance_id)
+    if not isinstance(cfg.table_id, str) or not _TABLE.match(cfg.table_id):
+        raise _fail("table_id", "1-50 letters, digits or _.-", cfg.table_id)
+    if not isinstance(cfg.spool_dir, str) or not cfg.spool_dir.strip():
+        raise _fail("spool_dir", "a non-empty path or Hadoop-compatible URI", cfg.spool_dir)
+    for key, low in (
+        ("users", 1),
+        ("seed", 0),
+        ("late_horizon_hours", 1),
+        ("spool_roll_messages", 1),
+        ("max_payload_bytes", 64),
+    ):
+        value = getattr(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise _fail(key, f"an integer >= {low}", value)
+    for key in (
+        "mean_spending_period_seconds",
+        "min_spending_period_seconds",
+        "live_speedup",
+        "spool_roll_seconds",
+    ):
+        value = getattr(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise _fail(key, "a number > 0", value)
+    if cfg.min_spending_period_seconds > cfg.mean_spending_period_seconds:
+        raise _fail(
+            "min_spending_period_seconds",
+            f"<= mean_spending_period_seconds ({cfg.mean_spending_period_seconds})",
+            cfg.min_spending_period_seconds,
+        )
+    for key in ("amount_min", "amount_max", "max_abs_amount"):
+        _check_amount(key, getattr(cfg, key))
+    if Decimal(cfg.amount_min) > Decimal(cfg.amount_max):
+        raise _fail("amount_max", f">= amount_min ({cfg.amount_min})", cfg.amount_max)
+    if Decimal(cfg.max_abs_amount) <= 0:
+        raise _fail("max_abs_amount", "a positive amount", cfg.max_abs_amount)
+    if not isinstance(cfg.currency, str) or not re.fullmatch(r"[A-Z]{3}", cfg.currency):
+        raise _fail("currency", 'a 3-letter ISO 4217 code such as "USD"', cfg.currency)
+    for key in ("simulation_start", "simulation_end"):
+        value = getattr(cfg, key)
+        try:
+            parse_time(str(value))
+        except TimeFormatError:
+            raise _fail(key, "a time such as -48h, now or 2026-01-01T00:00:00Z", value) from None
+    for key in ("pubsub_emulator_host", "bigtable_emulator_host"):
+        value = getattr(cfg, key)
+        if not isinstance(value, str) or (value and not re.fullmatch(r"[A-Za-z0-9_.\[\]:-]+:\d{1,5}", value)):
+            raise _fail(key, 'host:port, or "" to use Google Cloud', value)
+    if not isinstance(cfg.ingest_token, str):
+        raise _fail("ingest_token", "a string (empty disables the token check)", cfg.ingest_token)
+    return cfg
+
+
+def resolve_path(path: str | Path | None) -> Path:
+    """The config file to read: the given path, else config.json, else config.sample.json."""
+    if path:
+        return Path(path)
+    for candidate in DEFAULT_PATHS:
+        if Path(candidate).exists():
+            return Path(candidate)
+    root = Path(__file__).resolve().parent.parent
+    for candidate in DEFAULT_PATHS:
+        if (root / candidate).exists():
+            return root / candidate
+    raise ConfigError("no config.json or config.sample.json found; pass --config PATH")
+
+
+def from_dict(data: dict[str, Any], source: str = "config") -> Config:
+    """Build a validated Config from a dict; unknown keys are refused (they are usually typos)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the config must be a JSON object")
+    known = {f.name for f in fields(Config)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{source}: unknown config key '{unknown[0]}' (known keys: {', '.join(sorted(known))})")
+    return validate(Config(**data))
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Read, merge overrides into, and validate a config file."""
+    resolved = resolve_path(path)
+    try:
+        data = json.loads(resolved.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {resolved}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{resolved}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    if isinstance(data, dict):
+        data = {k: v for k, v in data.items() if not k.startswith("_")}  # "_comment" keys
+        data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return from_dict(data, str(resolved))
+
+
+def late_horizon(cfg: Config) -> float:
+    """The late-data horizon in seconds."""
+    return parse_duration(f"{cfg.late_horizon_hours}h").total_seconds()

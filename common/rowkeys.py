@@ -1,0 +1,138 @@
+"""Every Bigtable row key is built and parsed here, and nowhere else.
+
+Per-user rows start with the user id and '#'. User ids never contain '#' (0x23), and '#' sorts
+below every character a user id may hold, so the range [user + '#', user + '$') holds exactly one
+user's rows: a scan for "u1" never returns "u10". Times are zero-padded so keys sort in time order.
+
+  dcflist   <user_id>#<event epoch microseconds, 16 digits>#<transaction_id>   one per transaction
+  dcfbhour  <user_id>#<hour start epoch seconds, 10 digits>                     one per user-hour
+Global rows start with '~', which no user id may hold, so they sort after every user's rows:
+  dcfbmin   ~minute#<minute start epoch seconds>        count and sum of all users for that minute
+  dcftop    ~tophour#<hour start epoch seconds>         one column per user: that hour's sum
+  dcfuser   ~user#<user_id>                             the user directory (for the picker)
+  dcfmeta   ~run#<run id, 10 digits>, ~job              job bookkeeping
+"""
+
+from __future__ import annotations
+
+from common.message import TRANSACTION_ID, USER_ID
+
+SEP = "#"
+GLOBAL = "~"
+HOUR_US = 3_600_000_000
+MINUTE_US = 60_000_000
+
+
+class RowKeyError(ValueError):
+    """A row key that does not follow the schema."""
+
+
+def _user(user_id: str) -> str:
+    if not isinstance(user_id, str) or not USER_ID.fullmatch(user_id):
+        raise RowKeyError(f"user_id must match [A-Za-z0-9_.-]{{1,64}}, got {user_id!r}")
+    return user_id
+
+
+def user_prefix(user_id: str) -> bytes:
+    """The prefix every row of this user starts with."""
+    return f"{_user(user_id)}{SEP}".encode()
+
+
+def user_range(user_id: str) -> tuple[bytes, bytes]:
+    """[start, end) holding all of one user's rows and nothing else."""
+    return f"{_user(user_id)}{SEP}".encode(), f"{user_id}{chr(ord(SEP) + 1)}".encode()
+
+
+def transaction_key(user_id: str, event_time_us: int, transaction_id: str) -> bytes:
+    if not TRANSACTION_ID.fullmatch(transaction_id):
+        raise RowKeyError(f"transaction_id must match [A-Za-z0-9_.:-]{{1,128}}, got {transaction_id!r}")
+    if not 0 <= event_time_us < 10**16:
+        raise RowKeyError(f"event time out of range: {event_time_us}")
+    return f"{_user(user_id)}{SEP}{event_time_us:016d}{SEP}{transaction_id}".encode()
+
+
+def parse_transaction_key(key: bytes) -> tuple[str, int, str]:
+    """-> (user_id, event_time_us, transaction_id)"""
+    try:
+        user_id, micros, transaction_id = key.decode().split(SEP, 2)
+        return _user(user_id), int(micros), transaction_id
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RowKeyError(f"not a transaction row key: {key!r}") from exc
+
+
+def transaction_range(user_id: str, start_us: int, end_us: int) -> tuple[bytes, bytes]:
+    """[start, end) of one user's transaction rows with start_us <= event time < end_us."""
+    _user(user_id)
+    start_us, end_us = max(0, start_us), max(0, min(end_us, 10**16 - 1))
+    return f"{user_id}{SEP}{start_us:016d}".encode(), f"{user_id}{SEP}{end_us:016d}".encode()
+
+
+def hour_start_us(event_time_us: int) -> int:
+    return event_time_us - event_time_us % HOUR_US
+
+
+def minute_start_us(event_time_us: int) -> int:
+    return event_time_us - event_time_us % MINUTE_US
+
+
+def hour_bucket_key(user_id: str, hour_start_s: int) -> bytes:
+    if hour_start_s % 3600:
+        raise RowKeyError(f"hour start must be a whole hour, got {hour_start_s}")
+    return f"{_user(user_id)}{SEP}{hour_start_s:010d}".encode()
+
+
+def parse_hour_bucket_key(key: bytes) -> tuple[str, int]:
+    try:
+        user_id, hour = key.decode().split(SEP)
+        if len(hour) != 10:
+            raise ValueError(hour)
+        return _user(user_id), int(hour)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RowKeyError(f"not an hour bucket row key: {key!r}") from exc
+
+
+def hour_bucket_range(user_id: str, start_hour_s: int, end_hour_s: int) -> tuple[bytes, bytes]:
+    """[start, end) of a user's hour buckets whose hour start lies in [start_hour_s, end_hour_s)."""
+    _user(user_id)
+    return f"{user_id}{SEP}{max(0, start_hour_s):010d}".encode(), f"{user_id}{SEP}{max(0, end_hour_s):010d}".encode()
+
+
+def minute_key(minute_start_s: int) -> bytes:
+    return f"{GLOBAL}minute{SEP}{minute_start_s:010d}".encode()
+
+
+def parse_minute_key(key: bytes) -> int:
+    prefix = f"{GLOBAL}minute{SEP}".encode()
+    if not key.startswith(prefix):
+        raise RowKeyError(f"not a minute row key: {key!r}")
+    return int(key[len(prefix) :])
+
+
+def top_hour_key(hour_start_s: int) -> bytes:
+    return f"{GLOBAL}tophour{SEP}{hour_start_s:010d}".encode()
+
+
+def parse_top_hour_key(key: bytes) -> int:
+    prefix = f"{GLOBAL}tophour{SEP}".encode()
+    if not key.startswith(prefix):
+        raise RowKeyError(f"not a top-hour row key: {key!r}")
+    return int(key[len(prefix) :])
+
+
+def user_directory_key(user_id: str) -> bytes:
+    return f"{GLOBAL}user{SEP}{_user(user_id)}".encode()
+
+
+def user_directory_prefix(prefix: str = "") -> bytes:
+    return f"{GLOBAL}user{SEP}{prefix}".encode()
+
+
+def parse_user_directory_key(key: bytes) -> str:
+    return key.decode().split(SEP, 1)[1]
+
+
+def run_key(run_id: int) -> bytes:
+    return f"{GLOBAL}run{SEP}{run_id:010d}".encode()
+
+
+JOB_KEY = f"{GLOBAL}job".encode()

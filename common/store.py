@@ -1,0 +1,238 @@
+"""The Bigtable cell layout, and the only code that reads or writes cells.
+
+Row keys come from common.rowkeys. Every value is ASCII text so `cbt read` shows it as is.
+  dcflist:amount_cents, dcflist:currency, dcflist:category, dcflist:event_time   (transaction rows)
+  dcfbhour:sum_cents, dcfbhour:count                                              (user-hour rows)
+  dcfbmin:sum_cents, dcfbmin:count                                                (global minute rows)
+  dcftop:<user_id> = that user's sum in the hour                                  (top-spender index)
+  dcfuser:seen = "1"                                                              (user directory)
+  dcfmeta:run = the id of the job run that last wrote the row (bookkeeping, not data)
+
+Counter rows are updated exactly once per job run: a row whose dcfmeta:run already equals the
+run being applied is skipped, so a run that is interrupted and run again never counts twice.
+Every read asks for one family and the newest cell only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud.bigtable import row_filters
+from google.cloud.bigtable.row_set import RowSet
+
+LIST, HOUR, MINUTE, TOP, USER, META = "dcflist", "dcfbhour", "dcfbmin", "dcftop", "dcfuser", "dcfmeta"
+RUN = b"run"
+SUM = b"sum_cents"
+COUNT = b"count"
+READ_CHUNK = 2000
+WRITE_CHUNK = 5000
+TRANSIENT = (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.Aborted, gexc.InternalServerError)
+
+
+@dataclass(frozen=True)
+class StoredTransaction:
+    key: bytes
+    amount_cents: int
+    currency: str
+    category: str
+    event_time: str
+
+
+@dataclass(frozen=True)
+class RowFailure:
+    key: bytes
+    message: str
+
+
+def _latest(family: str, qualifier: bytes | None = None) -> row_filters.RowFilter:
+    parts: list[row_filters.RowFilter] = [row_filters.FamilyNameRegexFilter(family)]
+    if qualifier is not None:
+        parts.append(row_filters.ColumnQualifierRegexFilter(qualifier))
+    parts.append(row_filters.CellsColumnLimitFilter(1))
+    return row_filters.RowFilterChain(filters=parts)
+
+
+def _cells(row: Any, family: str) -> dict[bytes, bytes]:
+    return {q: cells[0].value for q, cells in row.cells.get(family, {}).items() if cells}
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# --- writes -----------------------------------------------------------------------------------
+
+
+def transaction_row(
+    table: Any, key: bytes, amount_cents: int, currency: str, category: str, event_time: str, run_id: int
+) -> Any:
+    """The mutation that stores one transaction row."""
+    row = table.direct_row(key)
+    row.set_cell(LIST, b"amount_cents", str(int(amount_cents)).encode())
+    row.set_cell(LIST, b"currency", currency.encode())
+    row.set_cell(LIST, b"category", category.encode())
+    row.set_cell(LIST, b"event_time", event_time.encode())
+    row.set_cell(META, RUN, str(run_id).encode())
+    return row
+
+
+def user_directory_row(table: Any, key: bytes) -> Any:
+    row = table.direct_row(key)
+    row.set_cell(USER, b"seen", b"1")
+    return row
+
+
+def write_rows(table: Any, rows: Sequence[Any], attempts: int = 4) -> list[RowFailure]:
+    """Write rows in batches with mutate_rows, retrying failed rows; return the rows that still failed."""
+    failures: list[RowFailure] = []
+    for chunk in _chunks(list(rows), WRITE_CHUNK):
+        pending = list(chunk)
+        for attempt in range(attempts):
+            try:
+                statuses = table.mutate_rows(pending)
+            except TRANSIENT as exc:
+                if attempt == attempts - 1:
+                    failures.extend(RowFailure(r.row_key, str(exc)) for r in pending)
+                continue
+            retry = [r for r, s in zip(pending, statuses, strict=True) if s.code != 0]
+            if not retry:
+                pending = []
+                break
+            if attempt == attempts - 1:
+                failures.extend(
+                    RowFailure(r.row_key, s.message or f"code {s.code}")
+                    for r, s in zip(pending, statuses, strict=True)
+                    if s.code != 0
+                )
+            pending = retry
+    return failures
+
+
+def read_run_markers(table: Any, keys: Sequence[bytes]) -> dict[bytes, int]:
+    """For each key that exists, the run id that last wrote it."""
+    markers: dict[bytes, int] = {}
+    for chunk in _chunks(sorted(set(keys)), READ_CHUNK):
+        row_set = RowSet()
+        for key in chunk:
+            row_set.add_row_key(key)
+        for row in table.read_rows(row_set=row_set, filter_=_latest(META, RUN)):
+            value = _cells(row, META).get(RUN)
+            if value is not None:
+                markers[row.row_key] = int(value)
+    return markers
+
+
+def apply_counter_deltas(
+    table: Any, family: str, deltas: dict[bytes, dict[bytes, int]], run_id: int
+) -> tuple[int, int, list[RowFailure]]:
+    """Add each row's counter deltas once for this run. Returns (applied, skipped, failures)."""
+    applied = skipped = 0
+    failures: list[RowFailure] = []
+    keys = sorted(deltas)
+    for chunk in _chunks(keys, READ_CHUNK):
+        row_set = RowSet()
+        for key in chunk:
+            row_set.add_row_key(key)
+        current: dict[bytes, dict[bytes, int]] = {}
+        markers: dict[bytes, int] = {}
+        both = row_filters.RowFilterChain(
+            filters=[
+                row_filters.RowFilterUnion(
+                    filters=[row_filters.FamilyNameRegexFilter(family), row_filters.FamilyNameRegexFilter(META)]
+                ),
+                row_filters.CellsColumnLimitFilter(1),
+            ]
+        )
+        for row in table.read_rows(row_set=row_set, filter_=both):
+            current[row.row_key] = {q: int(v) for q, v in _cells(row, family).items()}
+            run = _cells(row, META).get(RUN)
+            if run is not None:
+                markers[row.row_key] = int(run)
+        rows = []
+        for key in chunk:
+            if markers.get(key) == run_id:
+                skipped += 1
+                continue
+            row = table.direct_row(key)
+            base = current.get(key, {})
+            for qualifier, delta in deltas[key].items():
+                row.set_cell(family, qualifier, str(base.get(qualifier, 0) + delta).encode())
+            row.set_cell(META, RUN, str(run_id).encode())
+            rows.append(row)
+        failed = write_rows(table, rows)
+        failures.extend(failed)
+        applied += len(rows) - len(failed)
+    return applied, skipped, failures
+
+
+# --- reads ------------------------------------------------------------------------------------
+
+
+def read_counter_rows(
+    table: Any, family: str, start_key: bytes, end_key: bytes, limit: int | None = None
+) -> list[tuple[bytes, dict[bytes, int]]]:
+    """Counter rows of one family in [start_key, end_key), in key order."""
+    rows = table.read_rows(start_key=start_key, end_key=end_key, filter_=_latest(family), limit=limit or 0)
+    return [(row.row_key, {q: int(v) for q, v in _cells(row, family).items()}) for row in rows]
+
+
+def read_transactions(
+    table: Any, start_key: bytes, end_key: bytes, limit: int | None = None
+) -> list[StoredTransaction]:
+    """Transaction rows in [start_key, end_key), oldest first."""
+    result = []
+    for row in table.read_rows(start_key=start_key, end_key=end_key, filter_=_latest(LIST), limit=limit or 0):
+        cells = _cells(row, LIST)
+        result.append(
+            StoredTransaction(
+                key=row.row_key,
+                amount_cents=int(cells[b"amount_cents"]),
+                currency=cells.get(b"currency", b"USD").decode(),
+                category=cells.get(b"category", b"unknown").decode(),
+                event_time=cells.get(b"event_time", b"").decode(),
+            )
+        )
+    return result
+
+
+def read_keys(table: Any, family: str, start_key: bytes, end_key: bytes, limit: int | None = None) -> list[bytes]:
+    """Row keys holding cells of one family in [start_key, end_key)."""
+    chain = row_filters.RowFilterChain(
+        filters=[
+            row_filters.FamilyNameRegexFilter(family),
+            row_filters.CellsRowLimitFilter(1),
+            row_filters.StripValueTransformerFilter(True),
+        ]
+    )
+    return [
+        row.row_key for row in table.read_rows(start_key=start_key, end_key=end_key, filter_=chain, limit=limit or 0)
+    ]
+
+
+def read_row_cells(table: Any, key: bytes, family: str) -> dict[bytes, bytes]:
+    row = table.read_row(key, filter_=_latest(family))
+    return _cells(row, family) if row is not None else {}
+
+
+def write_cells(table: Any, key: bytes, family: str, cells: dict[bytes, bytes]) -> list[RowFailure]:
+    row = table.direct_row(key)
+    for qualifier, value in cells.items():
+        row.set_cell(family, qualifier, value)
+    return write_rows(table, [row])
+
+
+def dump_table(
+    table: Any, families: Iterable[str] = (LIST, HOUR, MINUTE, TOP, USER)
+) -> dict[bytes, dict[str, dict[bytes, bytes]]]:
+    """Every data cell (newest version) by row and family; bookkeeping (dcfmeta) left out. For tests."""
+    wanted = set(families)
+    union = row_filters.RowFilterUnion(filters=[row_filters.FamilyNameRegexFilter(f) for f in sorted(wanted)])
+    chain = row_filters.RowFilterChain(filters=[union, row_filters.CellsColumnLimitFilter(1)])
+    out: dict[bytes, dict[str, dict[bytes, bytes]]] = {}
+    for row in table.read_rows(filter_=chain):
+        out[row.row_key] = {f: _cells(row, f) for f in row.cells if f in wanted}
+    return out

@@ -1,0 +1,90 @@
+"""Time in one place: UTC, timezone-aware, RFC 3339 on the wire, epoch microseconds inside."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+_DURATION = re.compile(r"^\s*([+-]?)(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d|w)\s*$")
+_UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_EPOCH = re.compile(r"^\s*-?\d{1,12}(\.\d{1,6})?\s*$")
+
+
+class TimeFormatError(ValueError):
+    """A time or duration that cannot be understood."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse "90s", "5m", "-48h", "2d", "1w" into a timedelta (sign kept)."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise TimeFormatError(f"not a duration like 30s, 5m, 48h or 2d: {text!r}")
+    sign, number, unit = match.groups()
+    seconds = float(number) * _UNIT_SECONDS[unit]
+    return timedelta(seconds=-seconds if sign == "-" else seconds)
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """Parse an RFC 3339 timestamp that carries its offset; return it in UTC. Naive times are refused."""
+    if not isinstance(text, str) or not text.strip():
+        raise TimeFormatError(f"not an RFC 3339 timestamp: {text!r}")
+    try:
+        value = datetime.fromisoformat(text.strip().replace("z", "Z"))
+    except ValueError as exc:
+        raise TimeFormatError(f"not an RFC 3339 timestamp: {text!r}") from exc
+    if value.tzinfo is None:
+        raise TimeFormatError(f"timestamp has no UTC offset: {text!r}")
+    return value.astimezone(UTC)
+
+
+def parse_time(text: str, now: datetime | None = None) -> datetime:
+    """Parse a user-facing time: relative ("-1h", "-30m", "0m", "now"), ISO-8601 (with or without
+    offset; without means UTC) or epoch seconds. Returns an aware UTC datetime."""
+    now = now or utcnow()
+    raw = str(text).strip()
+    if raw.lower() == "now":
+        return now
+    if _DURATION.match(raw):
+        return now + parse_duration(raw)
+    if _EPOCH.match(raw):
+        try:
+            return datetime.fromtimestamp(float(raw), UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise TimeFormatError(f"epoch seconds out of range: {text!r}") from exc
+    try:
+        value = datetime.fromisoformat(raw.replace("z", "Z"))
+    except ValueError as exc:
+        raise TimeFormatError(f"not a time: {text!r} (use -1h, -30m, ISO-8601 or epoch seconds)") from exc
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def format_rfc3339(value: datetime) -> str:
+    """Format an aware datetime as RFC 3339 UTC with a Z suffix (microseconds only when non-zero)."""
+    if value.tzinfo is None:
+        raise TimeFormatError("refusing to format a naive datetime")
+    value = value.astimezone(UTC)
+    spec = "%Y-%m-%dT%H:%M:%S.%fZ" if value.microsecond else "%Y-%m-%dT%H:%M:%SZ"
+    return value.strftime(spec)
+
+
+def to_epoch_us(value: datetime) -> int:
+    """Aware datetime -> integer microseconds since the epoch (exact, no float)."""
+    delta = value.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_epoch_us(micros: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(micros))
+
+
+def floor_to(value: datetime, step: timedelta) -> datetime:
+    """Round an aware datetime down to a multiple of step since the epoch (hour, minute...)."""
+    step_us = int(step.total_seconds() * 1_000_000)
+    micros = to_epoch_us(value)
+    return from_epoch_us(micros - micros % step_us)

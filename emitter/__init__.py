@@ -1,0 +1,1 @@
+"""Emits simulated card transactions to Pub/Sub."""

@@ -1,0 +1,1 @@
+"""Batch stages downstream of Pub/Sub: the spooler and the aggregation job."""

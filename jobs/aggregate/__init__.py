@@ -1,0 +1,1 @@
+"""The PySpark micro-batch job: Parquet spool -> per-user buckets in Bigtable."""

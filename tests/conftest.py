@@ -1,0 +1,99 @@
+"""Shared fixtures: the real emulators (started once per run when not already up), a fresh config
+with its own topic, subscription, table and spool per test, and one local SparkSession."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from common.config import Config, from_dict
+
+ROOT = Path(__file__).resolve().parent.parent
+EMULATORS = ROOT / "scripts" / "emulators.sh"
+
+warnings.filterwarnings("ignore", message="Connecting to Bigtable emulator")
+
+
+def _emulators_up() -> bool:
+    return subprocess.run([str(EMULATORS), "status"], capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="session")
+def emulators() -> Iterator[dict[str, str]]:
+    """The Pub/Sub and Bigtable emulators, answering on their default ports."""
+    started = False
+    if not _emulators_up():
+        subprocess.run([str(EMULATORS), "start"], check=True, capture_output=True)
+        started = True
+    hosts = {"PUBSUB_EMULATOR_HOST": "127.0.0.1:8085", "BIGTABLE_EMULATOR_HOST": "127.0.0.1:8086"}
+    saved = {k: os.environ.get(k) for k in hosts}
+    os.environ.update(hosts)
+    yield hosts
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    if started:
+        subprocess.run([str(EMULATORS), "stop"], capture_output=True)
+
+
+def make_config(tmp_path: Path, **overrides: object) -> Config:
+    """A validated config whose topic, subscription, table and spool are this test's own."""
+    tag = uuid.uuid4().hex[:10]
+    data: dict[str, object] = {
+        "project_id": "test-project",
+        "topic_id": f"t-{tag}",
+        "subscription_id": f"s-{tag}",
+        "table_id": f"tbl-{tag}",
+        "spool_dir": str(tmp_path / "spool"),
+        "pubsub_emulator_host": "127.0.0.1:8085",
+        "bigtable_emulator_host": "127.0.0.1:8086",
+    }
+    data.update(overrides)
+    return from_dict(data)
+
+
+@pytest.fixture
+def cfg(emulators: dict[str, str], tmp_path: Path) -> Iterator[Config]:
+    """A config with its own topic, subscription, table and spool; removed after the test."""
+    config = make_config(tmp_path)
+    yield config
+    cleanup_resources(config)
+
+
+def cleanup_resources(config: Config) -> None:
+    from google.api_core import exceptions as gexc
+
+    from common import clients
+
+    try:
+        sub = clients.subscriber_client(config)
+        sub.delete_subscription(subscription=clients.subscription_path(config), timeout=5)
+        sub.close()
+    except gexc.GoogleAPICallError:
+        pass
+    try:
+        pub = clients.publisher_client(config)
+        pub.delete_topic(topic=clients.topic_path(config), timeout=5)
+    except gexc.GoogleAPICallError:
+        pass
+    with contextlib.suppress(gexc.GoogleAPICallError):
+        clients.bigtable_client(config, admin=True).instance(config.instance_id).table(config.table_id).delete()
+
+
+@pytest.fixture(scope="session")
+def spark():  # type: ignore[no-untyped-def]
+    """One local SparkSession for the whole run: two cores, two shuffle partitions, no UI."""
+    from jobs.aggregate.session import get_spark
+
+    session = get_spark(master="local[2]", app_name="tests", shuffle_partitions=2)
+    yield session
+    session.stop()

@@ -1,0 +1,1 @@
+"""The Flask dashboard and JSON API over Bigtable range scans."""
