@@ -1,0 +1,76 @@
+"""Row keys: round trips, time order within a user, and no key of one user inside another's range."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from common import rowkeys
+
+user_ids = st.text(
+    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-", min_size=1, max_size=64
+)
+transaction_ids = st.text(alphabet="abcdefABCDEF0123456789_.:-", min_size=1, max_size=128)
+micros = st.integers(min_value=0, max_value=10**16 - 1)
+
+
+@given(user_ids, micros, transaction_ids)
+def test_transaction_key_round_trips(user_id: str, event_us: int, transaction_id: str) -> None:
+    key = rowkeys.transaction_key(user_id, event_us, transaction_id)
+    assert rowkeys.parse_transaction_key(key) == (user_id, event_us, transaction_id)
+
+
+@given(user_ids, st.integers(min_value=0, max_value=2_700_000))
+def test_hour_bucket_key_round_trips(user_id: str, hours: int) -> None:
+    key = rowkeys.hour_bucket_key(user_id, hours * 3600)
+    assert rowkeys.parse_hour_bucket_key(key) == (user_id, hours * 3600)
+
+
+@given(user_ids, micros, micros, transaction_ids, transaction_ids)
+def test_keys_sort_in_time_order_within_a_user(user_id: str, a: int, b: int, ta: str, tb: str) -> None:
+    ka, kb = rowkeys.transaction_key(user_id, a, ta), rowkeys.transaction_key(user_id, b, tb)
+    if a < b:
+        assert ka < kb
+    elif a > b:
+        assert ka > kb
+
+
+@given(user_ids, user_ids, micros, transaction_ids)
+def test_no_key_of_one_user_lies_in_another_users_range(user_a: str, user_b: str, event_us: int, tx: str) -> None:
+    start, end = rowkeys.user_range(user_a)
+    inside = start <= rowkeys.transaction_key(user_b, event_us, tx) < end
+    hour_inside = start <= rowkeys.hour_bucket_key(user_b, event_us // 3_600_000_000 * 3600) < end
+    assert inside == (user_a == user_b)
+    assert hour_inside == (user_a == user_b)
+
+
+@given(user_ids, micros, micros, micros, transaction_ids)
+def test_transaction_range_holds_exactly_the_times_in_it(user_id: str, lo: int, hi: int, t: int, tx: str) -> None:
+    start, end = rowkeys.transaction_range(user_id, lo, hi)
+    assert (start <= rowkeys.transaction_key(user_id, t, tx) < end) == (lo <= t < hi)
+
+
+def test_u1_range_excludes_u10() -> None:
+    start, end = rowkeys.user_range("u1")
+    assert start <= rowkeys.hour_bucket_key("u1", 3600) < end
+    assert not start <= rowkeys.hour_bucket_key("u10", 3600) < end
+    assert not start <= rowkeys.transaction_key("u1.", 5, "x") < end
+
+
+@pytest.mark.parametrize("bad", ["", "u#1", "~root", "a" * 65, "ü", "u 1", None])
+def test_bad_user_ids_are_refused(bad: object) -> None:
+    with pytest.raises(rowkeys.RowKeyError, match="user_id"):
+        rowkeys.user_prefix(bad)  # type: ignore[arg-type]
+
+
+def test_global_rows_sort_after_every_user_row() -> None:
+    last_user = rowkeys.transaction_key("z" * 64, 10**16 - 1, "f" * 128)
+    for key in (rowkeys.minute_key(0), rowkeys.top_hour_key(0), rowkeys.user_directory_key("a"), rowkeys.JOB_KEY):
+        assert key > last_user
+        assert rowkeys.parse_minute_key(rowkeys.minute_key(120)) == 120
+
+
+def test_hour_bucket_key_refuses_a_time_inside_the_hour() -> None:
+    with pytest.raises(rowkeys.RowKeyError, match="whole hour"):
+        rowkeys.hour_bucket_key("u1", 3601)
