@@ -1,0 +1,50 @@
+"""Synthetic spool files for the benchmark, in exactly the spool's layout and schema."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from common.spool import TRANSACTION_SCHEMA, TRANSACTIONS, new_file_path, write_atomic
+
+
+def write_spool(
+    spool_dir: str,
+    rows: int,
+    users: int = 1000,
+    hours: int = 48,
+    files: int = 10,
+    seed: int = 7,
+    end: datetime | None = None,
+) -> list[Path]:
+    """Write `rows` valid transactions over the `hours` before `end` into `files` spool files."""
+    rng = np.random.default_rng(seed)
+    end_us = int((end or datetime.now(UTC)).timestamp()) * 1_000_000
+    start_us = end_us - hours * 3_600_000_000
+    paths = []
+    per_file = -(-rows // files)
+    user_names = np.array([f"u{i:05d}" for i in range(users)], dtype=object)
+    for index in range(files):
+        n = min(per_file, rows - index * per_file)
+        if n <= 0:
+            break
+        event = rng.integers(start_us, end_us, n)
+        ids = np.char.add(f"b{seed}-{index}-", np.arange(n).astype(str))
+        table = pa.table(
+            {
+                "transaction_id": pa.array(ids.astype(object), pa.string()),
+                "user_id": pa.array(user_names[rng.integers(0, users, n)], pa.string()),
+                "amount_cents": pa.array(rng.integers(2000, 10001, n), pa.int64()),
+                "currency": pa.array(["USD"] * n, pa.string()),
+                "merchant_category": pa.array(["grocery"] * n, pa.string()),
+                "event_time": pa.array(event, pa.timestamp("us", tz="UTC")),
+                "publish_time": pa.array(np.full(n, end_us), pa.timestamp("us", tz="UTC")),
+                "message_id": pa.array(ids.astype(object), pa.string()),
+            },
+            schema=TRANSACTION_SCHEMA,
+        )
+        paths.append(write_atomic(table, new_file_path(spool_dir, TRANSACTIONS)))
+    return paths
