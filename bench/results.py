@@ -82,7 +82,7 @@ def chart(results: list[Result], path: Path) -> None:
         return
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.2))
     colors = ["#2e7d32" if r.meets else "#c62828" if r.meets is False else "#607d8b" for r in rows]
-    ax.barh([r.name for r in rows], [r.ratio for r in rows], color=colors)
+    ax.barh([r.name for r in rows], [r.ratio or 0.0 for r in rows], color=colors)
     ax.axvline(1.0, color="#333", lw=0.8, ls="--")
     ax.invert_yaxis()
     ax.set_xlabel("ratio to the ceiling measured in the same run (green: meets target)")
