@@ -25,7 +25,10 @@ def parse_duration(text: str) -> timedelta:
         raise TimeFormatError(f"not a duration like 30s, 5m, 48h or 2d: {text!r}")
     sign, number, unit = match.groups()
     seconds = float(number) * _UNIT_SECONDS[unit]
-    return timedelta(seconds=-seconds if sign == "-" else seconds)
+    try:
+        return timedelta(seconds=-seconds if sign == "-" else seconds)
+    except OverflowError as exc:
+        raise TimeFormatError(f"duration out of range: {text!r}") from exc
 
 
 def parse_rfc3339(text: str) -> datetime:
@@ -38,7 +41,10 @@ def parse_rfc3339(text: str) -> datetime:
         raise TimeFormatError(f"not an RFC 3339 timestamp: {text!r}") from exc
     if value.tzinfo is None:
         raise TimeFormatError(f"timestamp has no UTC offset: {text!r}")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise TimeFormatError(f"timestamp out of range: {text!r}") from exc
 
 
 def parse_time(text: str, now: datetime | None = None) -> datetime:
@@ -49,7 +55,10 @@ def parse_time(text: str, now: datetime | None = None) -> datetime:
     if raw.lower() == "now":
         return now
     if _DURATION.match(raw):
-        return now + parse_duration(raw)
+        try:
+            return now + parse_duration(raw)
+        except OverflowError as exc:
+            raise TimeFormatError(f"relative time out of range: {text!r}") from exc
     if _EPOCH.match(raw):
         try:
             return datetime.fromtimestamp(float(raw), UTC)
@@ -61,7 +70,10 @@ def parse_time(text: str, now: datetime | None = None) -> datetime:
         raise TimeFormatError(f"not a time: {text!r} (use -1h, -30m, ISO-8601 or epoch seconds)") from exc
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:  # an offset that pushes year 1 or 9999 past the calendar's end
+        raise TimeFormatError(f"time out of range: {text!r}") from exc
 
 
 def format_rfc3339(value: datetime) -> str:
