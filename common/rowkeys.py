@@ -11,6 +11,7 @@ Global rows start with '~', which no user id may hold, so they sort after every 
   dcftop    ~tophour#<hour start epoch seconds>         one column per user: that hour's sum
   dcfuser   ~user#<user_id>                             the user directory (for the picker)
   dcfmeta   ~run#<run id, 10 digits>, ~job              job bookkeeping
+  dcfmeta   ~file#<spool-relative path>                 a spool file the job has processed
 """
 
 from __future__ import annotations
@@ -127,6 +128,14 @@ def user_directory_prefix(prefix: str = "") -> bytes:
     return f"{GLOBAL}user{SEP}{prefix}".encode()
 
 
+def user_directory_range(prefix: str = "") -> tuple[bytes, bytes]:
+    """[start, end) of the directory rows whose user id starts with `prefix` ("" = every user)."""
+    if prefix and not USER_ID.fullmatch(prefix):
+        raise RowKeyError(f"user id prefix must match [A-Za-z0-9_.-]{{0,64}}, got {prefix!r}")
+    start = user_directory_prefix(prefix)
+    return start, start[:-1] + bytes([start[-1] + 1])
+
+
 def parse_user_directory_key(key: bytes) -> str:
     return key.decode().split(SEP, 1)[1]
 
@@ -136,3 +145,27 @@ def run_key(run_id: int) -> bytes:
 
 
 JOB_KEY = f"{GLOBAL}job".encode()
+
+
+FILE_PREFIX = f"{GLOBAL}file{SEP}"
+
+
+def processed_file_key(relative_path: str) -> bytes:
+    """The bookkeeping row of one processed spool file, named by its path relative to spool_dir."""
+    if not relative_path or relative_path.startswith("/") or "\\" in relative_path:
+        raise RowKeyError(f"spool file path must be relative with '/' separators, got {relative_path!r}")
+    return f"{FILE_PREFIX}{relative_path}".encode()
+
+
+def parse_processed_file_key(key: bytes) -> str:
+    """-> the spool-relative path"""
+    prefix = FILE_PREFIX.encode()
+    if not key.startswith(prefix):
+        raise RowKeyError(f"not a processed-file row key: {key!r}")
+    return key[len(prefix) :].decode()
+
+
+def processed_file_range(path_prefix: str = "") -> tuple[bytes, bytes]:
+    """[start, end) of the processed-file rows whose path starts with path_prefix."""
+    start = f"{FILE_PREFIX}{path_prefix}".encode()
+    return start, start + b"\xff"

@@ -86,6 +86,13 @@ def user_directory_row(table: Any, key: bytes) -> Any:
     return row
 
 
+def marker_row(table: Any, key: bytes, run_id: int) -> Any:
+    """The mutation that stores only a dcfmeta:run marker (bookkeeping rows such as processed files)."""
+    row = table.direct_row(key)
+    row.set_cell(META, RUN, str(run_id).encode())
+    return row
+
+
 def write_rows(table: Any, rows: Sequence[Any], attempts: int = 4) -> list[RowFailure]:
     """Write rows in batches with mutate_rows, retrying failed rows; return the rows that still failed."""
     failures: list[RowFailure] = []
