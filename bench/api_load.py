@@ -1,0 +1,254 @@
+"""Load test of the JSON API: latency percentiles and requests/s with concurrent clients.
+
+    python -m bench.api_load --base-url http://127.0.0.1:5000 --user u00001
+    python -m bench.api_load --seed --config CONFIG --users 20 --days 30 ...   (seed the table first)
+
+`measure()` drives one URL from several threads (one requests.Session each) for a bounded number
+of requests; `run()` measures /sum over 30 days and /transactions over 6 hours. The seeding
+helpers write a synthetic ledger with the project's own Bigtable writer (common.store), exactly
+in the cells the aggregate job writes, so the API can be measured (and tested) without Spark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import requests
+from tqdm import tqdm
+
+from common import clients, rowkeys, store
+from common.config import ConfigError, load_config
+from common.timeutil import format_rfc3339, from_epoch_us, to_epoch_us
+
+CATEGORIES = ("grocery", "fuel", "restaurants", "travel", "online")
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    transaction_id: str
+    user_id: str
+    amount_cents: int
+    event_us: int
+    currency: str = "USD"
+    category: str = "grocery"
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    name: str
+    requests: int
+    errors: int
+    clients: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def requests_per_s(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def line(self) -> str:
+        return (
+            f"{self.name}: {self.requests} requests ({self.errors} errors) from {self.clients} clients in "
+            f"{self.seconds:.1f} s: p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms, {self.requests_per_s:.0f} req/s"
+        )
+
+
+# --- the ledger and its seeding ---------------------------------------------------------------
+
+
+def synthetic_ledger(
+    users: Sequence[str], start: datetime, end: datetime, per_user_per_hour: float, seed: int = 7
+) -> list[LedgerRow]:
+    """Random transactions for `users` over [start, end): amounts 20.00-100.00, about
+    per_user_per_hour each, at microsecond event times."""
+    rng = random.Random(seed)
+    start_us, end_us = to_epoch_us(start), to_epoch_us(end)
+    hours = (end_us - start_us) / 3_600_000_000
+    rows = []
+    for user in users:
+        for index in range(max(1, round(hours * per_user_per_hour))):
+            rows.append(
+                LedgerRow(
+                    transaction_id=f"{user}-{seed}-{index}",
+                    user_id=user,
+                    amount_cents=rng.randint(2000, 10000),
+                    event_us=rng.randrange(start_us, end_us),
+                    category=rng.choice(CATEGORIES),
+                )
+            )
+    return rows
+
+
+def seed_table(table: Any, ledger: Iterable[LedgerRow], run_id: int = 1, progress: bool = False) -> int:
+    """Write the ledger as the aggregate job would: dcflist rows, dcfbhour / dcfbmin / dcftop
+    counters and the dcfuser directory. Returns the rows written; raises RuntimeError on failures."""
+    rows = list(ledger)
+    hours: dict[bytes, dict[bytes, int]] = defaultdict(lambda: defaultdict(int))
+    minutes: dict[bytes, dict[bytes, int]] = defaultdict(lambda: defaultdict(int))
+    top: dict[bytes, dict[bytes, int]] = defaultdict(lambda: defaultdict(int))
+    mutations = []
+    for row in rows:
+        key = rowkeys.transaction_key(row.user_id, row.event_us, row.transaction_id)
+        event_time = format_rfc3339(from_epoch_us(row.event_us))
+        mutations.append(
+            store.transaction_row(table, key, row.amount_cents, row.currency, row.category, event_time, run_id)
+        )
+        hour_s = rowkeys.hour_start_us(row.event_us) // 1_000_000
+        hour = hours[rowkeys.hour_bucket_key(row.user_id, hour_s)]
+        hour[store.SUM] += row.amount_cents
+        hour[store.COUNT] += 1
+        minute = minutes[rowkeys.minute_key(rowkeys.minute_start_us(row.event_us) // 1_000_000)]
+        minute[store.SUM] += row.amount_cents
+        minute[store.COUNT] += 1
+        top[rowkeys.top_hour_key(hour_s)][row.user_id.encode()] += row.amount_cents
+    mutations += [
+        store.user_directory_row(table, rowkeys.user_directory_key(u)) for u in sorted({r.user_id for r in rows})
+    ]
+    failures: list[store.RowFailure] = []
+    with tqdm(total=len(mutations), desc="seed rows", unit="row", disable=not progress) as bar:
+        for start in range(0, len(mutations), store.WRITE_CHUNK):
+            chunk = mutations[start : start + store.WRITE_CHUNK]
+            failures += store.write_rows(table, chunk)
+            bar.update(len(chunk))
+    for family, deltas in ((store.HOUR, hours), (store.MINUTE, minutes), (store.TOP, top)):
+        plain = {key: dict(cells) for key, cells in deltas.items()}
+        failures += store.apply_counter_deltas(table, family, plain, run_id)[2]
+    if failures:
+        raise RuntimeError(f"{len(failures)} rows failed to write, e.g. {failures[0].key!r}: {failures[0].message}")
+    return len(rows)
+
+
+# --- the load ---------------------------------------------------------------------------------
+
+
+def _percentile(sorted_values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    if not sorted_values:
+        return 0.0
+    rank = max(1, -(-len(sorted_values) * fraction // 1))
+    return sorted_values[int(rank) - 1]
+
+
+def measure(
+    base_url: str,
+    path: str,
+    params: dict[str, str],
+    clients_count: int = 8,
+    requests_per_client: int = 100,
+    name: str = "",
+    warmup: int = 5,
+) -> LoadResult:
+    """GET base_url + path with `clients_count` threads, each its own session, each sending
+    `requests_per_client` requests back to back. Latency of every request; rate over the whole run."""
+    url = base_url.rstrip("/") + path
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    start_gate = threading.Barrier(clients_count + 1)
+    with requests.Session() as session:
+        for _ in range(warmup):
+            session.get(url, params=params, timeout=30)
+
+    def client() -> None:
+        nonlocal errors
+        mine: list[float] = []
+        bad = 0
+        with requests.Session() as session:
+            start_gate.wait()
+            for _ in range(requests_per_client):
+                began = time.perf_counter()
+                try:
+                    response = session.get(url, params=params, timeout=30)
+                    ok = response.status_code == 200
+                except requests.RequestException:
+                    ok = False
+                mine.append((time.perf_counter() - began) * 1000)
+                bad += 0 if ok else 1
+        with lock:
+            latencies.extend(mine)
+            errors += bad
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients_count)]
+    for thread in threads:
+        thread.start()
+    start_gate.wait()
+    began = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - began
+    latencies.sort()
+    return LoadResult(
+        name=name or path,
+        requests=len(latencies),
+        errors=errors,
+        clients=clients_count,
+        seconds=seconds,
+        p50_ms=_percentile(latencies, 0.50),
+        p99_ms=_percentile(latencies, 0.99),
+    )
+
+
+def run(base_url: str, user_id: str, clients_count: int = 8, requests_per_client: int = 100) -> list[LoadResult]:
+    """/sum over the last 30 days and /transactions over the last 6 hours for one user."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    base = f"/api/v1/users/{user_id}"
+    cases = [
+        ("sum 30d", f"{base}/sum", now - timedelta(days=30)),
+        ("transactions 6h", f"{base}/transactions", now - timedelta(hours=6)),
+    ]
+    results = []
+    for name, path, start in cases:
+        params = {"from": format_rfc3339(start), "to": format_rfc3339(now)}
+        results.append(measure(base_url, path, params, clients_count, requests_per_client, name=name))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.api_load", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base-url", default="http://127.0.0.1:5000", help="the running server")
+    parser.add_argument("--user", default="u00001", help="the user whose ranges are read")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients (threads)")
+    parser.add_argument("--requests", type=int, default=200, help="requests per client and endpoint")
+    parser.add_argument("--seed", action="store_true", help="seed the config's table with a synthetic ledger first")
+    parser.add_argument("--config", default=None, help="config file naming the table to seed")
+    parser.add_argument("--users", type=int, default=20, help="users to seed (u00000 ...)")
+    parser.add_argument("--days", type=int, default=31, help="days of history to seed, ending now")
+    parser.add_argument("--per-hour", type=float, default=2.0, help="transactions per user per hour to seed")
+    args = parser.parse_args(argv)
+    for flag in ("clients", "requests", "users", "days"):
+        if getattr(args, flag) < 1:
+            print(f"error: --{flag} must be an integer >= 1", file=sys.stderr)
+            return 2
+    if args.seed:
+        try:
+            cfg = load_config(args.config)
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        end = datetime.now(UTC)
+        users = [f"u{i:05d}" for i in range(args.users)]
+        ledger = synthetic_ledger(users, end - timedelta(days=args.days), end, args.per_hour)
+        written = seed_table(clients.ensure_table(cfg), ledger, progress=True)
+        print(f"seeded {written} transactions for {len(users)} users into table '{cfg.table_id}'")
+    try:
+        results = run(args.base_url, args.user, args.clients, args.requests)
+    except requests.RequestException as exc:
+        print(f"error: cannot reach {args.base_url}: {exc.__class__.__name__}", file=sys.stderr)
+        return 1
+    for result in results:
+        print(result.line())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

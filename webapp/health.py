@@ -1,0 +1,99 @@
+"""GET /health: is Bigtable and Pub/Sub reachable, when did the job last run, how much waits in the
+spool, and how many messages were dead-lettered. 200 when the API can serve, else 503."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from types import ModuleType
+from typing import Any
+
+from flask import Blueprint, jsonify
+from google.api_core import exceptions as gexc
+
+from common import clients, rowkeys, spool, store
+from common.timeutil import format_rfc3339
+from webapp.services import Services, services
+
+bp = Blueprint("health", __name__)
+log = logging.getLogger(__name__)
+PUBSUB_TIMEOUT_S = 2.0
+
+
+def _job_state() -> ModuleType | None:
+    """jobs.aggregate.state, which reads the job's bookkeeping rows, when it is installed."""
+    try:
+        return importlib.import_module("jobs.aggregate.state")
+    except ImportError:
+        return None
+
+
+def _bigtable(svc: Services) -> dict[str, Any]:
+    target = clients.describe_target(svc.cfg).split(", ")[-1]
+    try:
+        store.read_row_cells(svc.table(), rowkeys.JOB_KEY, store.META)
+    except gexc.NotFound:
+        return {"reachable": True, "table_exists": False, "table": svc.cfg.table_id, "target": target}
+    except gexc.GoogleAPIError as exc:
+        return {"reachable": False, "table": svc.cfg.table_id, "target": target, "error": exc.__class__.__name__}
+    return {"reachable": True, "table_exists": True, "table": svc.cfg.table_id, "target": target}
+
+
+def _pubsub(svc: Services) -> dict[str, Any]:
+    path = clients.topic_path(svc.cfg)
+    try:
+        svc.publisher().get_topic(request={"topic": path}, timeout=PUBSUB_TIMEOUT_S, retry=None)
+    except gexc.NotFound:
+        return {"reachable": True, "topic_exists": False, "topic": svc.cfg.topic_id}
+    except gexc.GoogleAPIError as exc:
+        return {"reachable": False, "topic": svc.cfg.topic_id, "error": exc.__class__.__name__}
+    return {"reachable": True, "topic_exists": True, "topic": svc.cfg.topic_id}
+
+
+def _job_fields(svc: Services, table_ok: bool) -> dict[str, Any]:
+    state = _job_state()
+    if state is None or not table_ok:
+        return {"last_job_run": None, "spool_backlog": None}
+    out: dict[str, Any] = {}
+    try:
+        out["last_job_run"] = state.read_job_status(svc.table())
+    except Exception as exc:  # bookkeeping must not take the health page down with it
+        log.warning("reading the job status failed: %s", exc)
+        out["last_job_run"] = None
+    try:
+        out["spool_backlog"] = int(state.spool_backlog(svc.cfg, svc.table()))
+    except Exception as exc:
+        log.warning("measuring the spool backlog failed: %s", exc)
+        out["spool_backlog"] = None
+    return out
+
+
+def _dead_letter_count(svc: Services) -> int | None:
+    if not spool.is_local(svc.cfg.spool_dir):
+        return None
+    try:
+        files = spool.list_files(svc.cfg.spool_dir, spool.DEAD_LETTER)
+        return svc.dead_letter_count(files, spool.count_rows)
+    except OSError as exc:  # a file removed mid-listing, or unreadable: try again next time
+        log.warning("counting dead letters failed: %s", exc)
+        return None
+
+
+@bp.get("/health")
+def health() -> Any:
+    svc = services()
+    bigtable = _bigtable(svc)
+    pubsub = _pubsub(svc)
+    table_ok = bool(bigtable["reachable"] and bigtable.get("table_exists"))
+    healthy = table_ok and pubsub["reachable"] and pubsub.get("topic_exists", False)
+    body = {
+        "status": "ok" if healthy else "degraded",
+        "checked_at": format_rfc3339(svc.clock()),
+        "bigtable": bigtable,
+        "pubsub": pubsub,
+        **_job_fields(svc, table_ok),
+        "dead_letter_count": _dead_letter_count(svc),
+    }
+    response = jsonify(body)
+    response.status_code = 200 if table_ok else 503
+    return response

@@ -1,0 +1,336 @@
+"""The OpenAPI 3.0 document of the JSON API, served at /openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify
+
+bp = Blueprint("openapi", __name__)
+
+MONEY = {"type": "string", "pattern": r"^-?[0-9]+\.[0-9]{2}$", "example": "42.17"}
+TIME = {"type": "string", "format": "date-time", "example": "2026-11-21T08:00:00Z"}
+TIME_FORMS = (
+    "A relative time (-1h, -30m, -2d, 0m, now), an ISO-8601 time with or without offset "
+    "(without = UTC), or epoch seconds. Event time, UTC."
+)
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _int_param(name: str, default: int, low: int, high: int, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": {"type": "integer", "minimum": low, "maximum": high, "default": default},
+    }
+
+
+def _time_param(name: str, default: str, span: str) -> dict[str, Any]:
+    bound = "inclusive" if name == "from" else "exclusive"
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": f"{TIME_FORMS} {bound.capitalize()}; default {default}. The range may span at most {span}.",
+        "schema": {"type": "string", "default": default},
+    }
+
+
+USER_PATH = {
+    "name": "user_id",
+    "in": "path",
+    "required": True,
+    "description": "The card holder.",
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
+}
+USER_QUERY = {**USER_PATH, "in": "query"}
+PAGE_PARAMS = [
+    _int_param("limit", 50, 1, 500, "Transactions per page."),
+    {
+        "name": "page_token",
+        "in": "query",
+        "required": False,
+        "description": "The next_page_token of the previous page, to continue below it.",
+        "schema": {"type": "string"},
+    },
+]
+ERRORS = {
+    "400": _json(_ref("Error"), "A parameter is missing or wrong; `parameter` names it."),
+    "503": _json(_ref("Error"), "Bigtable is unreachable or the table does not exist yet."),
+    "default": _json(_ref("Error"), "Any other error (404, 405, 413)."),
+}
+
+
+def _get(summary: str, parameters: list[dict[str, Any]], ok: dict[str, Any], description: str = "") -> Any:
+    return {
+        "get": {
+            "summary": summary,
+            "description": description or summary,
+            "parameters": parameters,
+            "responses": {"200": ok, **ERRORS},
+        }
+    }
+
+
+def _per_user(path_style: bool) -> list[dict[str, Any]]:
+    return [USER_PATH] if path_style else [USER_QUERY]
+
+
+def _sum_op(path_style: bool) -> Any:
+    return _get(
+        "Exact sum and count of a user's transactions in [from, to)",
+        [*_per_user(path_style), _time_param("from", "-1h", "366 days"), _time_param("to", "now", "366 days")],
+        _json(_ref("Sum"), "The exact sum."),
+        "Whole hours come from the per-hour counters, the partial hours at either edge from the "
+        "transaction rows, so the answer is exact for any range.",
+    )
+
+
+def _hourly_op(path_style: bool) -> Any:
+    return _get(
+        "A user's total per hour over [from, to)",
+        [*_per_user(path_style), _time_param("from", "-1h", "31 days"), _time_param("to", "now", "31 days")],
+        _json({"type": "array", "items": _ref("HourTotal")}, "Every hour overlapping the range, oldest first."),
+        "Each entry totals the part of its hour that lies inside [from, to); hours without "
+        "transactions are present with zero, so the entries add up to the exact sum.",
+    )
+
+
+def _list_op(path_style: bool) -> Any:
+    return _get(
+        "A user's transactions in [from, to), newest first, paginated",
+        [
+            *_per_user(path_style),
+            _time_param("from", "-1h", "366 days"),
+            _time_param("to", "now", "366 days"),
+            *PAGE_PARAMS,
+        ],
+        _json(_ref("TransactionPage"), "One page; next_page_token is null on the last."),
+    )
+
+
+def document() -> dict[str, Any]:
+    """The whole OpenAPI document as a dict."""
+    transaction = {
+        "type": "object",
+        "required": ["transaction_id", "user_id", "amount", "currency", "merchant_category", "event_time"],
+        "properties": {
+            "transaction_id": {"type": "string"},
+            "user_id": {"type": "string"},
+            "amount": MONEY,
+            "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+            "merchant_category": {"type": "string"},
+            "event_time": TIME,
+        },
+    }
+    schemas: dict[str, Any] = {
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {"type": "string"},
+                "parameter": {"type": "string", "description": "The parameter at fault."},
+                "reason": {"type": "string", "description": "The message parser's reject reason."},
+            },
+        },
+        "Sum": {
+            "type": "object",
+            "required": ["user_id", "from", "to", "sum", "count"],
+            "properties": {
+                "user_id": {"type": "string"},
+                "from": TIME,
+                "to": TIME,
+                "sum": MONEY,
+                "count": {"type": "integer", "minimum": 0},
+            },
+        },
+        "HourTotal": {
+            "type": "object",
+            "required": ["hour_start", "sum", "count"],
+            "properties": {"hour_start": TIME, "sum": MONEY, "count": {"type": "integer", "minimum": 0}},
+        },
+        "MinuteTotal": {
+            "type": "object",
+            "required": ["minute_start", "sum", "count"],
+            "properties": {"minute_start": TIME, "sum": MONEY, "count": {"type": "integer", "minimum": 0}},
+        },
+        "Transaction": transaction,
+        "TransactionPage": {
+            "type": "object",
+            "required": ["user_id", "from", "to", "transactions", "next_page_token"],
+            "properties": {
+                "user_id": {"type": "string"},
+                "from": TIME,
+                "to": TIME,
+                "transactions": {"type": "array", "items": _ref("Transaction")},
+                "next_page_token": {"type": "string", "nullable": True},
+            },
+        },
+        "Latest": {
+            "type": "object",
+            "required": ["user_id", "transactions"],
+            "properties": {
+                "user_id": {"type": "string"},
+                "transactions": {"type": "array", "items": _ref("Transaction")},
+            },
+        },
+        "TopUser": {
+            "type": "object",
+            "required": ["rank", "user_id", "sum"],
+            "properties": {"rank": {"type": "integer", "minimum": 1}, "user_id": {"type": "string"}, "sum": MONEY},
+        },
+        "Users": {
+            "type": "object",
+            "required": ["prefix", "users"],
+            "properties": {"prefix": {"type": "string"}, "users": {"type": "array", "items": {"type": "string"}}},
+        },
+        "Accepted": {
+            "type": "object",
+            "required": ["transaction_id", "message_id"],
+            "properties": {"transaction_id": {"type": "string"}, "message_id": {"type": "string"}},
+        },
+        "NewTransaction": {
+            "type": "object",
+            "required": ["transaction_id", "user_id", "amount", "event_time"],
+            "properties": {
+                "schema_version": {"type": "integer", "enum": [1]},
+                "transaction_id": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"},
+                "user_id": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
+                "amount": MONEY,
+                "currency": {"type": "string", "pattern": "^[A-Z]{3}$", "default": "USD"},
+                "event_time": TIME,
+                "merchant_category": {"type": "string", "default": "unknown"},
+            },
+        },
+        "Health": {
+            "type": "object",
+            "required": [
+                "status",
+                "checked_at",
+                "bigtable",
+                "pubsub",
+                "last_job_run",
+                "spool_backlog",
+                "dead_letter_count",
+            ],
+            "properties": {
+                "status": {"type": "string", "enum": ["ok", "degraded"]},
+                "checked_at": TIME,
+                "bigtable": {
+                    "type": "object",
+                    "required": ["reachable"],
+                    "properties": {"reachable": {"type": "boolean"}, "table_exists": {"type": "boolean"}},
+                },
+                "pubsub": {
+                    "type": "object",
+                    "required": ["reachable"],
+                    "properties": {"reachable": {"type": "boolean"}, "topic_exists": {"type": "boolean"}},
+                },
+                "last_job_run": {"type": "object", "nullable": True, "description": "The last job run, if any."},
+                "spool_backlog": {"type": "integer", "nullable": True},
+                "dead_letter_count": {"type": "integer", "nullable": True},
+            },
+        },
+    }
+    paths: dict[str, Any] = {
+        "/api/v1/users/{user_id}/sum": _sum_op(True),
+        "/api/v1/users/{user_id}/transactions": _list_op(True),
+        "/api/v1/users/{user_id}/hourly": _hourly_op(True),
+        "/api/v1/users/{user_id}/latest": _get(
+            "A user's latest n transactions, newest first",
+            [USER_PATH, _int_param("n", 5, 1, 100, "How many.")],
+            _json(_ref("Latest"), "The latest transactions."),
+        ),
+        "/api/v1/top-users": _get(
+            "The users with the highest total in the last N hours",
+            [
+                _int_param("hours", 3, 1, 168, "Whole hours: the current hour and the hours-1 before it."),
+                _int_param("n", 10, 1, 100, "How many users."),
+            ],
+            _json({"type": "array", "items": _ref("TopUser")}, "Highest total first, ties by user id."),
+            "Totals over whole hours of event time: the current (partial) hour and the hours-1 whole "
+            "hours before it, so hours=3 at 10:20 covers 08:00-10:20.",
+        ),
+        "/api/v1/stats/per-minute": _get(
+            "All users' count and sum per minute",
+            [_int_param("minutes", 60, 1, 1440, "The current minute and the minutes-1 before it.")],
+            _json({"type": "array", "items": _ref("MinuteTotal")}, "Oldest minute first, zero where none."),
+        ),
+        "/api/v1/users": _get(
+            "User ids starting with a prefix, for the user picker",
+            [
+                {
+                    "name": "prefix",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{0,64}$", "default": ""},
+                },
+                _int_param("limit", 20, 1, 500, "How many ids."),
+            ],
+            _json(_ref("Users"), "Matching ids in order."),
+        ),
+        "/api/v1/transactions": {
+            "post": {
+                "summary": "Submit one transaction (the receipts entry point)",
+                "description": "Validated exactly as the spooler validates Pub/Sub messages (the legacy "
+                "'user_id,amount,epoch_seconds' line is accepted too), then published to the topic. "
+                "Needs 'Authorization: Bearer <token>' when the config sets ingest_token.",
+                "security": [{"bearer": []}, {}],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("NewTransaction")}},
+                },
+                "responses": {
+                    "202": _json(_ref("Accepted"), "Published."),
+                    "400": _json(_ref("Error"), "The body was refused; `reason` is the parser's reason."),
+                    "401": _json(_ref("Error"), "Missing or wrong bearer token."),
+                    "503": _json(_ref("Error"), "Pub/Sub is unreachable or the topic does not exist."),
+                    "default": _json(_ref("Error"), "Any other error (413 for an oversized body)."),
+                },
+            }
+        },
+        "/health": {
+            "get": {
+                "summary": "Pipeline health",
+                "description": "200 when Bigtable can serve the API, 503 otherwise; status 'degraded' when "
+                "Bigtable or Pub/Sub is unreachable.",
+                "parameters": [],
+                "responses": {
+                    "200": _json(_ref("Health"), "Healthy enough to serve."),
+                    "503": _json(_ref("Health"), "Bigtable unreachable or the table missing."),
+                },
+            }
+        },
+        "/sum": _sum_op(False),
+        "/hour": _hourly_op(False),
+        "/list": _list_op(False),
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Transaction analytics API",
+            "version": "1.0.0",
+            "description": "Per-user sums, hourly totals and transaction lists from Bigtable range "
+            "scans. Times are event times in UTC; money is a decimal string with two places.",
+        },
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+@bp.get("/openapi.json")
+def openapi_json() -> Any:
+    return jsonify(document())

@@ -1,0 +1,409 @@
+// The dashboard: plain JS over the JSON API. Every value reaches the page through textContent or
+// a property (never innerHTML), so a user id or category holding markup stays text.
+"use strict";
+
+(function () {
+  const RANGES = { "1h": 3600, "6h": 6 * 3600, "24h": 24 * 3600, "7d": 7 * 24 * 3600 };
+  const PAGE_SIZE = 20;
+  const refreshSeconds = Number(document.body.dataset.refreshSeconds) || 10;
+
+  const state = {
+    user: "",
+    range: "1h",
+    customFrom: "",
+    customTo: "",
+    tokens: [null], // tokens[i] opens page i; a null token is the newest page
+    page: 0,
+    from: "",
+    to: "",
+  };
+  const charts = {};
+  let timer = null;
+  let lookupTimer = null;
+
+  const $ = (id) => document.getElementById(id);
+
+  // --- small helpers -----------------------------------------------------------------------------
+
+  function isoSeconds(date) {
+    return date.toISOString().replace(/\.\d{3}Z$/, "Z");
+  }
+
+  function cents(money) {
+    // "-12.34" -> -1234, exactly (no float arithmetic on money).
+    const match = /^(-?)(\d+)\.(\d{2})$/.exec(money);
+    if (!match) return NaN;
+    const value = Number(match[2]) * 100 + Number(match[3]);
+    return match[1] ? -value : value;
+  }
+
+  function formatCents(value) {
+    const sign = value < 0 ? "-" : "";
+    const abs = Math.abs(value);
+    return `${sign}${Math.floor(abs / 100)}.${String(abs % 100).padStart(2, "0")}`;
+  }
+
+  function averageCents(total, count) {
+    // Rounded half away from zero, in integer cents.
+    if (!count) return null;
+    const sign = total < 0 ? -1 : 1;
+    return sign * Math.floor((2 * Math.abs(total) + count) / (2 * count));
+  }
+
+  function setText(id, text) {
+    $(id).textContent = text;
+  }
+
+  function showMessage(text, isError) {
+    const box = $("message");
+    box.textContent = text || "";
+    box.className = isError ? "error" : "";
+  }
+
+  async function getJson(path, params) {
+    const url = new URL(path, window.location.origin);
+    for (const [key, value] of Object.entries(params || {})) {
+      if (value !== null && value !== undefined && value !== "") url.searchParams.set(key, value);
+    }
+    const response = await fetch(url, { headers: { Accept: "application/json" } });
+    let body = null;
+    try {
+      body = await response.json();
+    } catch (err) {
+      body = null;
+    }
+    if (!response.ok) {
+      const reason = body && body.error ? body.error : `HTTP ${response.status}`;
+      const error = new Error(reason);
+      error.status = response.status;
+      error.body = body;
+      throw error;
+    }
+    return body;
+  }
+
+  function clearChildren(node) {
+    while (node.firstChild) node.removeChild(node.firstChild);
+  }
+
+  function cell(row, text, className) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    if (className) td.className = className;
+    row.appendChild(td);
+    return td;
+  }
+
+  function drawBars(canvasId, labels, values, label, color) {
+    if (typeof Chart === "undefined") return;
+    const existing = charts[canvasId];
+    if (existing) {
+      existing.data.labels = labels;
+      existing.data.datasets[0].data = values;
+      existing.update("none");
+      return;
+    }
+    charts[canvasId] = new Chart($(canvasId), {
+      type: "bar",
+      data: { labels, datasets: [{ label, data: values, backgroundColor: color }] },
+      options: {
+        animation: false,
+        responsive: true,
+        maintainAspectRatio: false,
+        plugins: { legend: { display: false } },
+        scales: { y: { beginAtZero: true } },
+      },
+    });
+  }
+
+  // --- time range --------------------------------------------------------------------------------
+
+  function resolveRange() {
+    if (state.range === "custom") {
+      if (!state.customFrom || !state.customTo) return null;
+      // datetime-local values carry no zone: the page speaks UTC, so read them as UTC.
+      const withSeconds = (v) => (v.length === 16 ? `${v}:00` : v);
+      return { from: `${withSeconds(state.customFrom)}Z`, to: `${withSeconds(state.customTo)}Z` };
+    }
+    const end = new Date(Math.floor(Date.now() / 1000) * 1000);
+    const start = new Date(end.getTime() - RANGES[state.range] * 1000);
+    return { from: isoSeconds(start), to: isoSeconds(end) };
+  }
+
+  function markRangeButtons() {
+    for (const button of document.querySelectorAll("button.range")) {
+      button.classList.toggle("active", button.dataset.range === state.range);
+      button.setAttribute("aria-pressed", button.dataset.range === state.range ? "true" : "false");
+    }
+    $("custom-form").hidden = state.range !== "custom";
+  }
+
+  function saveToUrl() {
+    const params = new URLSearchParams();
+    if (state.user) params.set("user", state.user);
+    params.set("range", state.range);
+    if (state.range === "custom") {
+      params.set("from", state.customFrom);
+      params.set("to", state.customTo);
+    }
+    window.history.replaceState(null, "", `?${params.toString()}`);
+  }
+
+  // --- the card holder's panel -------------------------------------------------------------------
+
+  function hourLabel(iso) {
+    return `${iso.slice(5, 10)} ${iso.slice(11, 16)}`;
+  }
+
+  function renderSum(sum) {
+    const total = cents(sum.sum);
+    setText("kpi-sum", sum.sum);
+    setText("kpi-count", String(sum.count));
+    const avg = averageCents(total, sum.count);
+    setText("kpi-avg", avg === null ? "–" : formatCents(avg));
+  }
+
+  function renderTransactions(page) {
+    const body = $("txn-table").querySelector("tbody");
+    clearChildren(body);
+    if (!page.transactions.length) {
+      const row = document.createElement("tr");
+      const td = cell(row, "No transactions in this range.", "empty");
+      td.colSpan = 5;
+      body.appendChild(row);
+    }
+    for (const txn of page.transactions) {
+      const row = document.createElement("tr");
+      cell(row, txn.event_time.replace("T", " ").replace("Z", ""));
+      cell(row, txn.amount, "num");
+      cell(row, txn.currency);
+      cell(row, txn.merchant_category);
+      cell(row, txn.transaction_id, "mono");
+      body.appendChild(row);
+    }
+    state.tokens[state.page + 1] = page.next_page_token;
+    $("page-older").disabled = !page.next_page_token;
+    $("page-newer").disabled = state.page === 0;
+    setText("page-label", `page ${state.page + 1}`);
+  }
+
+  async function loadUser() {
+    const panel = $("user-panel");
+    if (!state.user) return;
+    const range = resolveRange();
+    if (!range) {
+      showMessage("Pick both ends of the custom range.", true);
+      return;
+    }
+    state.from = range.from;
+    state.to = range.to;
+    const base = `/api/v1/users/${encodeURIComponent(state.user)}`;
+    setText("user-title", state.user);
+    setText("range-label", `${range.from} → ${range.to}`);
+    panel.dataset.state = "loading";
+    try {
+      const [sum, hourly, page] = await Promise.all([
+        getJson(`${base}/sum`, range),
+        getJson(`${base}/hourly`, range),
+        getJson(`${base}/transactions`, { ...range, limit: PAGE_SIZE, page_token: state.tokens[state.page] }),
+      ]);
+      renderSum(sum);
+      drawBars(
+        "hourly-chart",
+        hourly.map((h) => hourLabel(h.hour_start)),
+        hourly.map((h) => cents(h.sum) / 100),
+        "Sum per hour",
+        "#2f6fba",
+      );
+      renderTransactions(page);
+      panel.dataset.from = range.from;
+      panel.dataset.to = range.to;
+      panel.dataset.user = state.user;
+      panel.dataset.page = String(state.page);
+      panel.dataset.state = "ready";
+      showMessage("");
+    } catch (err) {
+      panel.dataset.state = "error";
+      showMessage(err.message, true);
+    }
+  }
+
+  // --- everyone: top spenders, activity, health --------------------------------------------------
+
+  async function loadTop() {
+    const rows = await getJson("/api/v1/top-users", { hours: $("top-hours").value, n: 10 });
+    const body = $("top-table").querySelector("tbody");
+    clearChildren(body);
+    for (const item of rows) {
+      const row = document.createElement("tr");
+      cell(row, String(item.rank));
+      const link = document.createElement("button");
+      link.type = "button";
+      link.className = "link";
+      link.textContent = item.user_id;
+      link.addEventListener("click", () => chooseUser(item.user_id));
+      row.appendChild(document.createElement("td")).appendChild(link);
+      cell(row, item.sum, "num");
+      body.appendChild(row);
+    }
+    if (!rows.length) {
+      const row = document.createElement("tr");
+      cell(row, "No spending in these hours.", "empty").colSpan = 3;
+      body.appendChild(row);
+    }
+  }
+
+  async function loadMinutes() {
+    const rows = await getJson("/api/v1/stats/per-minute", { minutes: 60 });
+    drawBars(
+      "minute-chart",
+      rows.map((m) => m.minute_start.slice(11, 16)),
+      rows.map((m) => m.count),
+      "Transactions per minute",
+      "#3a9d5d",
+    );
+  }
+
+  function describeRun(run) {
+    if (!run) return "none yet";
+    const parts = [`run ${run.last_run}`];
+    if (run.last_finished_at) parts.push(`finished ${run.last_finished_at}`);
+    if (run.pending) parts.push(`run ${run.pending.run_id} in progress`);
+    return parts.join(", ");
+  }
+
+  async function loadHealth() {
+    let health;
+    try {
+      health = await getJson("/health");
+    } catch (err) {
+      health = err.body && err.body.status ? err.body : null;
+      if (!health) throw err;
+    }
+    const badge = $("health-badge");
+    badge.textContent = health.status;
+    badge.className = `badge badge-${health.status === "ok" ? "ok" : "bad"}`;
+    const items = [
+      ["Bigtable", health.bigtable.reachable ? (health.bigtable.table_exists ? "reachable" : "table missing") : "unreachable"],
+      ["Pub/Sub", health.pubsub.reachable ? (health.pubsub.topic_exists ? "reachable" : "topic missing") : "unreachable"],
+      ["Last job run", describeRun(health.last_job_run)],
+      ["Spool backlog", health.spool_backlog === null ? "unknown" : String(health.spool_backlog)],
+      ["Dead letters", health.dead_letter_count === null ? "unknown" : String(health.dead_letter_count)],
+    ];
+    const list = $("health-list");
+    clearChildren(list);
+    for (const [name, value] of items) {
+      list.appendChild(document.createElement("dt")).textContent = name;
+      list.appendChild(document.createElement("dd")).textContent = value;
+    }
+  }
+
+  async function refresh() {
+    const jobs = [loadUser(), loadTop(), loadMinutes(), loadHealth()];
+    const results = await Promise.allSettled(jobs);
+    const failed = results.find((r) => r.status === "rejected");
+    if (failed) showMessage(failed.reason.message, true);
+    setText("updated-at", new Date().toISOString().slice(11, 19) + " UTC");
+  }
+
+  function schedule() {
+    if (timer) window.clearInterval(timer);
+    timer = $("auto-refresh").checked ? window.setInterval(refresh, refreshSeconds * 1000) : null;
+  }
+
+  // --- user picker ---------------------------------------------------------------------------------
+
+  async function suggest(prefix) {
+    try {
+      const found = await getJson("/api/v1/users", { prefix, limit: 20 });
+      const list = $("user-options");
+      clearChildren(list);
+      for (const id of found.users) {
+        const option = document.createElement("option");
+        option.value = id;
+        list.appendChild(option);
+      }
+    } catch (err) {
+      // A prefix the API refuses simply gives no suggestions; submitting it shows the reason.
+    }
+  }
+
+  function chooseUser(id) {
+    state.user = id.trim();
+    state.tokens = [null];
+    state.page = 0;
+    $("user-input").value = state.user;
+    saveToUrl();
+    loadUser();
+  }
+
+  // --- wiring ----------------------------------------------------------------------------------------
+
+  function init() {
+    const params = new URLSearchParams(window.location.search);
+    const range = params.get("range");
+    if (range && (RANGES[range] || range === "custom")) state.range = range;
+    if (state.range === "custom") {
+      state.customFrom = params.get("from") || "";
+      state.customTo = params.get("to") || "";
+      $("custom-from").value = state.customFrom;
+      $("custom-to").value = state.customTo;
+    }
+    markRangeButtons();
+
+    $("user-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      chooseUser($("user-input").value);
+    });
+    $("user-input").addEventListener("input", () => {
+      window.clearTimeout(lookupTimer);
+      lookupTimer = window.setTimeout(() => suggest($("user-input").value.trim()), 200);
+    });
+    for (const button of document.querySelectorAll("button.range")) {
+      button.addEventListener("click", () => {
+        state.range = button.dataset.range;
+        state.tokens = [null];
+        state.page = 0;
+        markRangeButtons();
+        saveToUrl();
+        if (state.range !== "custom") loadUser();
+      });
+    }
+    $("custom-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      state.customFrom = $("custom-from").value;
+      state.customTo = $("custom-to").value;
+      state.tokens = [null];
+      state.page = 0;
+      saveToUrl();
+      loadUser();
+    });
+    $("page-older").addEventListener("click", () => {
+      if (!state.tokens[state.page + 1]) return;
+      state.page += 1;
+      loadUser();
+    });
+    $("page-newer").addEventListener("click", () => {
+      if (state.page === 0) return;
+      state.page -= 1;
+      loadUser();
+    });
+    $("top-hours").addEventListener("change", () => loadTop().catch((err) => showMessage(err.message, true)));
+    $("auto-refresh").addEventListener("change", schedule);
+
+    suggest("");
+    const user = params.get("user");
+    if (user) {
+      state.user = user;
+      $("user-input").value = user;
+    }
+    refresh();
+    schedule();
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", init);
+  } else {
+    init();
+  }
+})();
