@@ -67,18 +67,18 @@ def hourly_json(user_id: str, span: params.TimeRange) -> list[dict[str, Any]]:
 def transactions_json(user_id: str, span: params.TimeRange, args: Any) -> dict[str, Any]:
     limit = params.int_arg(args, "limit", 50, 1, 500)
     token = args.get("page_token") or None
-    before = None
+    cursor = None
     if token is not None:
         try:
-            before = queries.decode_page_token(token, user_id)
+            cursor = queries.decode_page_token(token, user_id)
         except queries.PageTokenError as exc:
             raise BadParameter("page_token", str(exc)) from None
-    page, next_key = queries.transactions_page(get_table(), user_id, span.start_us, span.end_us, limit, before)
+    page, after = queries.transactions_page(get_table(), user_id, span.start_us, span.end_us, limit, cursor)
     return {
         "user_id": user_id,
         **span.as_json(),
         "transactions": [transaction_json(txn) for txn in page],
-        "next_page_token": queries.encode_page_token(next_key) if next_key else None,
+        "next_page_token": queries.encode_page_token(after) if after else None,
     }
 
 

@@ -24,8 +24,9 @@ HOUR_S = 3600
 MINUTE_S = 60
 MIN_WINDOW_US = 1_000_000
 INITIAL_WINDOW_US = HOUR_US
-WINDOW_ROW_CAP = 2000  # one backward-window scan returns at most this many rows
-_TOKEN = re.compile(r"[A-Za-z0-9_-]{4,400}")
+WINDOW_ROW_CAP = 2000  # one backward-window scan returns at most this many rows (fewer for small pages)
+MAX_WINDOW_US = 100 * 366 * 24 * HOUR_US
+_TOKEN = re.compile(r"([A-Za-z0-9_-]{4,400})\.([0-9]{1,18})")
 
 
 class PageTokenError(ValueError):
@@ -82,53 +83,79 @@ def hourly(table: Any, user_id: str, start_us: int, end_us: int) -> list[tuple[i
     return [(hour, totals.get(hour, Totals())) for hour in range(first, _ceil(end_us, HOUR_US) // 1_000_000, HOUR_S)]
 
 
+@dataclass(frozen=True)
+class Cursor:
+    """Where the next page starts: below `key`, scanning back `window_us` at first (the window
+    size that suited the page before, so a dense user is not probed again on every page)."""
+
+    key: bytes
+    window_us: int = INITIAL_WINDOW_US
+
+
 def transactions_page(
-    table: Any, user_id: str, start_us: int, end_us: int, limit: int, before_key: bytes | None = None
-) -> tuple[list[StoredTransaction], bytes | None]:
-    """Up to `limit` of the user's transactions in [start_us, end_us), newest first, below
-    `before_key` when given. Returns them and the key to continue below, or None at the end."""
+    table: Any, user_id: str, start_us: int, end_us: int, limit: int, cursor: Cursor | None = None
+) -> tuple[list[StoredTransaction], Cursor | None]:
+    """Up to `limit` of the user's transactions in [start_us, end_us), newest first, below the
+    cursor when given. Returns them and the cursor of the next page, or None at the end."""
     floor_key, upper_key = rowkeys.transaction_range(user_id, start_us, end_us)
     high_us = end_us
-    if before_key is not None and before_key < upper_key:
-        upper_key = before_key
-        high_us = min(end_us, rowkeys.parse_transaction_key(before_key)[1] + 1)
-    found: list[StoredTransaction] = []
     window = INITIAL_WINDOW_US
+    if cursor is not None:
+        window = min(max(cursor.window_us, MIN_WINDOW_US), MAX_WINDOW_US)
+        if cursor.key < upper_key:
+            upper_key = cursor.key
+            high_us = min(end_us, rowkeys.parse_transaction_key(cursor.key)[1] + 1)
+    found: list[StoredTransaction] = []
+    cap = min(WINDOW_ROW_CAP, max(200, 4 * (limit + 1)))
+    last_good = window
     while len(found) <= limit and upper_key > floor_key:
+        wanted = limit + 1 - len(found)
         low_us = max(start_us, high_us - window)
         low_key = rowkeys.transaction_range(user_id, low_us, high_us)[0]
         capped = window > MIN_WINDOW_US
-        rows = store.read_transactions(table, low_key, upper_key, limit=WINDOW_ROW_CAP if capped else None)
-        if capped and len(rows) >= WINDOW_ROW_CAP:
-            window = max(MIN_WINDOW_US, window // 8)  # too dense: a narrower slice nearer the top
+        rows = store.read_transactions(table, low_key, upper_key, limit=cap if capped else None)
+        if capped and len(rows) >= cap:
+            # Too dense to read whole. The capped scan returned the window's oldest rows; the
+            # time they span tells the density, and so the window that holds about twice `wanted`.
+            first_us = rowkeys.parse_transaction_key(rows[0].key)[1]
+            spanned = max(1, rowkeys.parse_transaction_key(rows[-1].key)[1] + 1 - first_us)
+            window = max(MIN_WINDOW_US, min(window // 2, spanned * wanted * 2 // cap))
             continue
         found.extend(reversed(rows))
         upper_key, high_us = low_key, low_us
+        if rows:
+            last_good = window
         wanted = limit + 1 - len(found)
         if not rows:
-            window *= 4
+            window = min(window * 4, MAX_WINDOW_US)
         elif wanted > 0:
-            window = max(MIN_WINDOW_US, min(window * 4, window * wanted * 2 // len(rows)))
+            window = max(MIN_WINDOW_US, min(window * 4, window * wanted * 2 // len(rows), MAX_WINDOW_US))
     page = found[:limit]
-    return page, (page[-1].key if len(found) > limit else None)
+    if len(found) <= limit:
+        return page, None
+    return page, Cursor(page[-1].key, last_good)
 
 
-def encode_page_token(key: bytes) -> str:
-    return base64.urlsafe_b64encode(key).decode().rstrip("=")
+def encode_page_token(cursor: Cursor) -> str:
+    """An opaque token: the cursor's key and window, URL-safe."""
+    key = base64.urlsafe_b64encode(cursor.key).decode().rstrip("=")
+    return f"{key}.{cursor.window_us}"
 
 
-def decode_page_token(token: str, user_id: str) -> bytes:
-    """The row key inside a page token, which must be one of `user_id`'s transaction keys."""
-    if not _TOKEN.fullmatch(token):
+def decode_page_token(token: str, user_id: str) -> Cursor:
+    """The cursor inside a page token, whose key must be one of `user_id`'s transaction keys."""
+    match = _TOKEN.fullmatch(token)
+    if not match:
         raise PageTokenError("not a page token from this API")
+    encoded, window = match.groups()
     try:
-        key = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        key = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
         owner, _, _ = rowkeys.parse_transaction_key(key)
     except (binascii.Error, ValueError):
         raise PageTokenError("not a page token from this API") from None
     if owner != user_id:
         raise PageTokenError("belongs to another query")
-    return key
+    return Cursor(key, int(window))
 
 
 def top_users(table: Any, now_us: int, hours: int, n: int) -> list[tuple[str, int]]:

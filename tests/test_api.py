@@ -1,0 +1,400 @@
+"""The JSON API and the original routes against the Bigtable emulator.
+
+The table is seeded through the project's own writer (common.store, as the aggregate job writes it)
+from a ledger built here; every expected value is computed from that ledger with plain Python
+and Decimal, never with the code under test. The app's clock is pinned, so relative times, the
+top-spender hours and the per-minute window are exact.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import cleanup_resources, make_config
+from flask import Flask
+from flask.testing import FlaskClient
+
+from bench.api_load import LedgerRow, seed_table
+from common import clients
+from webapp import create_app, queries
+
+NOW = datetime(2026, 3, 15, 10, 20, 30, 250_000, tzinfo=UTC)
+USERS = ("alice", "bob", "u1", "u10", "dense")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _us(value: datetime) -> int:
+    delta = value - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _iso(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def build_ledger() -> list[LedgerRow]:
+    rng = random.Random(20260315)
+    rows: list[LedgerRow] = []
+
+    def add(user: str, when: datetime, cents: int, category: str = "grocery", tid: str | None = None) -> None:
+        rows.append(LedgerRow(tid or f"{user}-{len(rows)}", user, cents, _us(when), "USD", category))
+
+    for user, n in (("alice", 150), ("bob", 80), ("u1", 40), ("u10", 40)):
+        for _ in range(n):
+            when = NOW - timedelta(microseconds=rng.randrange(1, 3 * 86_400 * 1_000_000))
+            add(user, when, rng.randint(-300, 10_000), rng.choice(["grocery", "fuel", "food & drink"]))
+    edge = datetime(2026, 3, 15, 5, tzinfo=UTC)
+    add("alice", edge, 1111)  # exactly on an hour boundary
+    add("alice", edge - timedelta(microseconds=1), 2222)  # the last microsecond of the hour before
+    add("alice", edge + timedelta(microseconds=1), 3333)
+    add("alice", edge, 5, tid="alice-same-micro-b")  # two ids at one microsecond
+    add("alice", edge, -7, tid="alice-same-micro-a")
+    add("alice", NOW - timedelta(seconds=5), 4200)  # in the current minute
+    add("alice", NOW + timedelta(hours=2), 999)  # a little ahead of the clock, still accepted
+    add("bob", NOW - timedelta(seconds=40), 100)
+    # 'dense': 2,600 transactions in the last 30 minutes, more than one scan window holds
+    for i in range(2600):
+        add("dense", NOW - timedelta(minutes=30) + timedelta(microseconds=i * 690_000 + 1), 100 + i % 50)
+    return rows
+
+
+LEDGER = build_ledger()
+
+
+def in_range(user: str, start: datetime, end: datetime) -> list[LedgerRow]:
+    return [r for r in LEDGER if r.user_id == user and _us(start) <= r.event_us < _us(end)]
+
+
+def money(cents: int) -> str:
+    return str((Decimal(cents) / 100).quantize(Decimal("0.01")))
+
+
+def expected_sum(user: str, start: datetime, end: datetime) -> tuple[str, int]:
+    rows = in_range(user, start, end)
+    return money(sum(r.amount_cents for r in rows)), len(rows)
+
+
+def newest_first(rows: list[LedgerRow]) -> list[str]:
+    return [r.transaction_id for r in sorted(rows, key=lambda r: (r.event_us, r.transaction_id), reverse=True)]
+
+
+@pytest.fixture(scope="module")
+def seeded(emulators: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    cfg = make_config(tmp_path_factory.mktemp("api"))
+    table = clients.ensure_table(cfg)
+    seed_table(table, LEDGER)
+    yield cfg
+    cleanup_resources(cfg)
+
+
+@pytest.fixture(scope="module")
+def app(seeded: Any) -> Flask:
+    return create_app(seeded, clock=lambda: NOW)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+# --- /sum -------------------------------------------------------------------------------------
+
+SUM_RANGES = [
+    ("partial hours at both edges", NOW - timedelta(days=2, minutes=17, microseconds=3), NOW),
+    ("whole hours only", datetime(2026, 3, 13, 4, tzinfo=UTC), datetime(2026, 3, 15, 9, tzinfo=UTC)),
+    ("inside one hour", datetime(2026, 3, 15, 4, 10, tzinfo=UTC), datetime(2026, 3, 15, 4, 50, tzinfo=UTC)),
+    ("across one boundary", datetime(2026, 3, 15, 4, 59, 59, tzinfo=UTC), datetime(2026, 3, 15, 5, 0, 1, tzinfo=UTC)),
+    ("from on the edge", datetime(2026, 3, 15, 5, tzinfo=UTC), datetime(2026, 3, 15, 7, 30, tzinfo=UTC)),
+    ("to on the edge", datetime(2026, 3, 14, 22, 30, tzinfo=UTC), datetime(2026, 3, 15, 5, tzinfo=UTC)),
+    ("empty range", datetime(2026, 3, 15, 5, tzinfo=UTC), datetime(2026, 3, 15, 5, tzinfo=UTC)),
+    ("thirty days", NOW - timedelta(days=30), NOW + timedelta(days=1)),
+]
+
+
+@pytest.mark.parametrize("user", ["alice", "bob", "u1"])
+@pytest.mark.parametrize(("label", "start", "end"), SUM_RANGES, ids=[r[0] for r in SUM_RANGES])
+def test_sum_is_exact_for_any_range(client: FlaskClient, user: str, label: str, start: datetime, end: datetime) -> None:
+    body = client.get(f"/api/v1/users/{user}/sum", query_string={"from": _iso(start), "to": _iso(end)}).get_json()
+    total, count = expected_sum(user, start, end)
+    assert (body["sum"], body["count"]) == (total, count)
+    assert body["user_id"] == user
+    assert body["from"] == _iso(start).replace(".000000Z", "Z") and body["to"] == _iso(end).replace(".000000Z", "Z")
+
+
+def test_sum_includes_from_and_excludes_to(client: FlaskClient) -> None:
+    edge = datetime(2026, 3, 15, 5, tzinfo=UTC)
+    at_edge = client.get("/api/v1/users/alice/sum", query_string={"from": _iso(edge), "to": _iso(edge)}).get_json()
+    assert at_edge["count"] == 0
+    one_us = edge + timedelta(microseconds=1)
+    body = client.get("/api/v1/users/alice/sum", query_string={"from": _iso(edge), "to": _iso(one_us)}).get_json()
+    assert (body["sum"], body["count"]) == ("11.09", 3)  # 11.11 + 0.05 - 0.07 at exactly 05:00:00
+
+
+@pytest.mark.parametrize(
+    ("form_from", "form_to", "start", "end"),
+    [
+        ("-1h", "0m", NOW - timedelta(hours=1), NOW),
+        ("-2d", "now", NOW - timedelta(days=2), NOW),
+        ("-90m", "-30m", NOW - timedelta(minutes=90), NOW - timedelta(minutes=30)),
+        ("2026-03-14T12:00:00+02:00", "2026-03-15T08:00:00", datetime(2026, 3, 14, 10, tzinfo=UTC),
+         datetime(2026, 3, 15, 8, tzinfo=UTC)),
+        ("1773446400", "1773547200.5", datetime(2026, 3, 14, tzinfo=UTC),
+         datetime(2026, 3, 15, 4, tzinfo=UTC) + timedelta(milliseconds=500)),
+    ],
+)  # fmt: skip
+def test_every_time_form_is_accepted(
+    client: FlaskClient, form_from: str, form_to: str, start: datetime, end: datetime
+) -> None:
+    body = client.get("/api/v1/users/alice/sum", query_string={"from": form_from, "to": form_to}).get_json()
+    assert (body["sum"], body["count"]) == expected_sum("alice", start, end)
+
+
+def test_from_defaults_to_one_hour_ago_and_to_to_now(client: FlaskClient) -> None:
+    body = client.get("/api/v1/users/alice/sum").get_json()
+    assert (body["sum"], body["count"]) == expected_sum("alice", NOW - timedelta(hours=1), NOW)
+    assert body["to"] == "2026-03-15T10:20:30.250000Z"
+
+
+def test_a_user_never_sees_another_users_rows(client: FlaskClient) -> None:
+    start, end = NOW - timedelta(days=4), NOW
+    u1 = client.get("/api/v1/users/u1/sum", query_string={"from": _iso(start), "to": _iso(end)}).get_json()
+    assert (u1["sum"], u1["count"]) == expected_sum("u1", start, end)
+    ids = [t["transaction_id"] for t in client.get("/api/v1/users/u1/latest?n=100").get_json()["transactions"]]
+    assert ids and all(i.startswith("u1-") for i in ids)
+    nobody = client.get("/api/v1/users/u/sum", query_string={"from": _iso(start), "to": _iso(end)}).get_json()
+    assert (nobody["sum"], nobody["count"]) == ("0.00", 0)
+
+
+# --- /hourly ----------------------------------------------------------------------------------
+
+
+def test_hourly_totals_match_the_ledger_and_add_up_to_the_sum(client: FlaskClient) -> None:
+    start, end = NOW - timedelta(hours=30, minutes=12), NOW
+    hours = client.get("/api/v1/users/alice/hourly", query_string={"from": _iso(start), "to": _iso(end)}).get_json()
+    expected: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for row in in_range("alice", start, end):
+        hour = datetime.fromtimestamp(row.event_us // 3_600_000_000 * 3600, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        expected[hour][0] += row.amount_cents
+        expected[hour][1] += 1
+    first = start.replace(minute=0, second=0, microsecond=0)
+    assert [h["hour_start"] for h in hours] == [
+        (first + timedelta(hours=i)).strftime("%Y-%m-%dT%H:%M:%SZ") for i in range(31)
+    ]
+    for hour in hours:
+        total, count = expected.get(hour["hour_start"], [0, 0])
+        assert (hour["sum"], hour["count"]) == (money(total), count), hour["hour_start"]
+    assert sum(h["count"] for h in hours) == len(in_range("alice", start, end))
+
+
+# --- /transactions and /latest ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("user", "limit"), [("alice", 7), ("dense", 500), ("dense", 97)])
+def test_transaction_pages_walk_the_range_newest_first(client: FlaskClient, user: str, limit: int) -> None:
+    start, end = NOW - timedelta(days=3), NOW + timedelta(hours=3)
+    seen: list[dict[str, Any]] = []
+    token = None
+    for _ in range(100):
+        query = {"from": _iso(start), "to": _iso(end), "limit": str(limit), **({"page_token": token} if token else {})}
+        page = client.get(f"/api/v1/users/{user}/transactions", query_string=query).get_json()
+        assert len(page["transactions"]) <= limit
+        seen += page["transactions"]
+        token = page["next_page_token"]
+        if token is None:
+            break
+    expected = newest_first(in_range(user, start, end))
+    assert [t["transaction_id"] for t in seen] == expected
+    by_id = {r.transaction_id: r for r in LEDGER}
+    for txn in seen:
+        row = by_id[txn["transaction_id"]]
+        assert txn["amount"] == money(row.amount_cents)
+        assert txn["user_id"] == user and txn["currency"] == "USD"
+        assert txn["merchant_category"] == row.category
+
+
+def test_a_page_of_a_dense_user_reads_a_bounded_window(seeded: Any) -> None:
+    """2,600 rows in the last half hour: the newest 10 come back after reading a few hundred."""
+    counted = {"rows": 0}
+    table = clients.bigtable_table(seeded)
+
+    class CountingTable:
+        """The real table, counting the rows its scans return."""
+
+        def read_rows(self, **kwargs: Any) -> Iterator[Any]:
+            for row in table.read_rows(**kwargs):
+                counted["rows"] += 1
+                yield row
+
+    start, end = NOW - timedelta(days=7), NOW
+    page, after = queries.transactions_page(CountingTable(), "dense", _us(start), _us(end), 10)
+    assert [t.key.decode().split("#")[2] for t in page] == newest_first(in_range("dense", start, end))[:10]
+    assert after is not None
+    assert counted["rows"] <= 400  # a capped probe of 200 rows, then a window sized from its density
+
+
+def test_page_tokens_from_another_user_or_forged_are_refused(client: FlaskClient) -> None:
+    first = client.get("/api/v1/users/u10/transactions", query_string={"from": "-3d", "limit": "2"}).get_json()
+    token = first["next_page_token"]
+    assert token
+    stolen = client.get("/api/v1/users/u1/transactions", query_string={"from": "-3d", "page_token": token})
+    assert stolen.status_code == 400 and stolen.get_json()["parameter"] == "page_token"
+    for forged in ("not-a-token!", "AAAA", "x" * 500):
+        response = client.get("/api/v1/users/u1/transactions", query_string={"page_token": forged})
+        assert response.status_code == 400 and "page_token" in response.get_json()["error"]
+
+
+def test_latest_returns_the_newest_n(client: FlaskClient) -> None:
+    body = client.get("/api/v1/users/bob/latest?n=4").get_json()
+    everything = [r for r in LEDGER if r.user_id == "bob"]
+    assert [t["transaction_id"] for t in body["transactions"]] == newest_first(everything)[:4]
+    assert (
+        client.get("/api/v1/users/bob/latest").get_json()["transactions"][0]["transaction_id"]
+        == (newest_first(everything)[0])
+    )
+    assert client.get("/api/v1/users/nobody/latest").get_json()["transactions"] == []
+
+
+# --- everyone ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("hours", [1, 3, 24])
+def test_top_users_rank_whole_hours(client: FlaskClient, hours: int) -> None:
+    current = NOW.replace(minute=0, second=0, microsecond=0)
+    start = current - timedelta(hours=hours - 1)
+    totals: dict[str, int] = defaultdict(int)
+    for row in LEDGER:
+        if _us(start) <= row.event_us < _us(current + timedelta(hours=1)):
+            totals[row.user_id] += row.amount_cents
+    ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:3]
+    body = client.get(f"/api/v1/top-users?hours={hours}&n=3").get_json()
+    assert body == [{"rank": i + 1, "user_id": u, "sum": money(c)} for i, (u, c) in enumerate(ranked)]
+
+
+def test_per_minute_counts_every_user(client: FlaskClient) -> None:
+    body = client.get("/api/v1/stats/per-minute?minutes=45").get_json()
+    current = NOW.replace(second=0, microsecond=0)
+    assert len(body) == 45
+    assert body[-1]["minute_start"] == current.strftime("%Y-%m-%dT%H:%M:%SZ")
+    for minute in body:
+        start = datetime.strptime(minute["minute_start"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        rows = [r for r in LEDGER if _us(start) <= r.event_us < _us(start + timedelta(minutes=1))]
+        assert (minute["sum"], minute["count"]) == (money(sum(r.amount_cents for r in rows)), len(rows))
+    assert sum(m["count"] for m in body) > 2600
+
+
+def test_users_are_listed_by_prefix(client: FlaskClient) -> None:
+    assert client.get("/api/v1/users?prefix=u1").get_json()["users"] == ["u1", "u10"]
+    assert client.get("/api/v1/users?prefix=u10").get_json()["users"] == ["u10"]
+    assert client.get("/api/v1/users?limit=2").get_json()["users"] == sorted(USERS)[:2]
+    assert client.get("/api/v1/users?prefix=zz").get_json()["users"] == []
+
+
+# --- the original routes ----------------------------------------------------------------------
+
+
+def test_original_routes_answer_like_the_api(client: FlaskClient) -> None:
+    query = {"user_id": "alice", "from": "-26h", "to": "-10m"}
+    start, end = NOW - timedelta(hours=26), NOW - timedelta(minutes=10)
+    total = client.get("/sum", query_string=query).get_json()
+    assert (total["sum"], total["count"]) == expected_sum("alice", start, end)
+    hours = client.get("/hour", query_string=query).get_json()
+    assert sum(Decimal(h["sum"]) for h in hours) == Decimal(total["sum"])
+    listed = client.get("/list", query_string={**query, "limit": "500"}).get_json()
+    assert [t["transaction_id"] for t in listed["transactions"]] == newest_first(in_range("alice", start, end))
+    default = client.get("/sum?user_id=alice").get_json()
+    assert (default["sum"], default["count"]) == expected_sum("alice", NOW - timedelta(hours=1), NOW)
+
+
+# --- refusals -----------------------------------------------------------------------------------
+
+BAD = [
+    ("/api/v1/users/al%20ice/sum", "user_id"),
+    ("/api/v1/users/" + "a" * 65 + "/sum", "user_id"),
+    ("/api/v1/users/u%23x/sum", "user_id"),
+    ("/api/v1/users/%E2%82%AC/hourly", "user_id"),
+    ("/api/v1/users/u1/sum?from=yesterday", "from"),
+    ("/api/v1/users/u1/sum?to=2026-13-01", "to"),
+    ("/api/v1/users/u1/sum?from=-99999999999d", "from"),
+    ("/api/v1/users/u1/sum?from=9999-12-31T23:59:59-01:00", "from"),
+    ("/api/v1/users/u1/sum?from=1900-01-01T00:00:00Z", "from"),
+    ("/api/v1/users/u1/sum?from=-1h&to=-2h", "from"),
+    ("/api/v1/users/u1/sum?from=-400d", "from"),
+    ("/api/v1/users/u1/hourly?from=-32d", "from"),
+    ("/api/v1/users/u1/transactions?limit=0", "limit"),
+    ("/api/v1/users/u1/transactions?limit=501", "limit"),
+    ("/api/v1/users/u1/transactions?limit=ten", "limit"),
+    ("/api/v1/users/u1/transactions?limit=%D9%A3", "limit"),
+    ("/api/v1/users/u1/latest?n=0", "n"),
+    ("/api/v1/users/u1/latest?n=101", "n"),
+    ("/api/v1/users/u1/latest?n=-1", "n"),
+    ("/api/v1/top-users?hours=0", "hours"),
+    ("/api/v1/top-users?hours=169", "hours"),
+    ("/api/v1/top-users?n=1000", "n"),
+    ("/api/v1/stats/per-minute?minutes=1441", "minutes"),
+    ("/api/v1/stats/per-minute?minutes=1.5", "minutes"),
+    ("/api/v1/users?prefix=%3Cscript%3E", "prefix"),
+    ("/api/v1/users?limit=9999", "limit"),
+    ("/sum", "user_id"),
+    ("/sum?user_id=%3Cb%3E", "user_id"),
+    ("/hour?user_id=u1&from=garbage", "from"),
+    ("/list?user_id=u1&limit=-3", "limit"),
+    ("/list?user_id=u1&from=0m&to=-1m", "from"),
+]
+
+
+@pytest.mark.parametrize(("url", "parameter"), BAD)
+def test_a_bad_parameter_is_a_400_naming_it(client: FlaskClient, url: str, parameter: str) -> None:
+    response = client.get(url)
+    assert response.status_code == 400, response.get_data(as_text=True)
+    body = response.get_json()
+    assert body["parameter"] == parameter
+    assert f"'{parameter}'" in body["error"]
+
+
+def test_unknown_paths_and_methods_answer_json(client: FlaskClient) -> None:
+    missing = client.get("/api/v1/nothing")
+    assert missing.status_code == 404 and "error" in missing.get_json()
+    wrong = client.delete("/api/v1/users/u1/sum")
+    assert wrong.status_code == 405 and "error" in wrong.get_json()
+
+
+# --- backends down ------------------------------------------------------------------------------
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_bigtable_unreachable_is_a_503(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    port = _closed_port()
+    monkeypatch.setenv("BIGTABLE_EMULATOR_HOST", f"127.0.0.1:{port}")
+    cfg = make_config(tmp_path, bigtable_emulator_host=f"127.0.0.1:{port}")
+    app = create_app(cfg, clock=lambda: NOW)
+    app.extensions["txn"].read_timeout_s = 1.0
+    client = app.test_client()
+    for url in ("/api/v1/users/u1/sum", "/api/v1/users/u1/transactions", "/sum?user_id=u1"):
+        response = client.get(url)
+        assert response.status_code == 503
+        assert "Bigtable unreachable" in response.get_json()["error"]
+    health = client.get("/health")
+    assert health.status_code == 503
+    assert health.get_json()["bigtable"]["reachable"] is False
+    assert health.get_json()["status"] == "degraded"
+
+
+def test_a_missing_table_is_a_503_that_says_so(cfg: Any) -> None:
+    client = create_app(cfg, clock=lambda: NOW).test_client()
+    response = client.get("/api/v1/users/u1/sum")
+    assert response.status_code == 503
+    assert "does not exist" in response.get_json()["error"]
