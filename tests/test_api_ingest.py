@@ -1,0 +1,180 @@
+"""POST /api/v1/transactions against the Pub/Sub emulator: the token, the validation and the
+publish, checked by pulling from a real subscription."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import cleanup_resources, make_config
+from flask.testing import FlaskClient
+from google.api_core import exceptions as gexc
+
+from common import clients
+from common.config import Config
+from webapp import create_app
+
+NOW = datetime(2026, 3, 15, 10, 20, 30, tzinfo=UTC)
+TOKEN = "s3cret-token"
+
+
+def body(**overrides: Any) -> bytes:
+    message = {
+        "schema_version": 1,
+        "transaction_id": "r-0001",
+        "user_id": "alice",
+        "amount": "42.17",
+        "currency": "USD",
+        "event_time": "2026-03-15T10:00:00.123456Z",
+        "merchant_category": "grocery",
+    }
+    message.update(overrides)
+    return json.dumps({k: v for k, v in message.items() if v is not None}).encode()
+
+
+def pull(cfg: Config, want: int, wait_s: float = 10.0) -> list[Any]:
+    """Pull until `want` messages arrived or wait_s passed; ack them; return them all."""
+    subscriber = clients.subscriber_client(cfg)
+    path = clients.subscription_path(cfg)
+    got: list[Any] = []
+    deadline = time.monotonic() + wait_s
+    try:
+        while len(got) < want and time.monotonic() < deadline:
+            try:
+                response = subscriber.pull(subscription=path, max_messages=10, timeout=2)
+            except gexc.DeadlineExceeded:
+                continue
+            got += [m.message for m in response.received_messages]
+            if response.received_messages:
+                subscriber.acknowledge(subscription=path, ack_ids=[m.ack_id for m in response.received_messages])
+    finally:
+        subscriber.close()
+    return got
+
+
+@pytest.fixture
+def secured(emulators: dict[str, str], tmp_path: Path) -> Iterator[Config]:
+    cfg = make_config(tmp_path, ingest_token=TOKEN)
+    clients.ensure_subscription(cfg)
+    yield cfg
+    cleanup_resources(cfg)
+
+
+@pytest.fixture
+def client(secured: Config) -> FlaskClient:
+    return create_app(secured, clock=lambda: NOW).test_client()
+
+
+def post(client: FlaskClient, data: bytes, token: str | None = TOKEN, scheme: str = "Bearer") -> Any:
+    headers = {"Authorization": f"{scheme} {token}"} if token is not None else {}
+    return client.post("/api/v1/transactions", data=data, headers=headers, content_type="application/json")
+
+
+def test_a_good_transaction_is_accepted_and_arrives_on_the_topic(client: FlaskClient, secured: Config) -> None:
+    response = post(client, body())
+    assert response.status_code == 202
+    assert response.get_json()["transaction_id"] == "r-0001"
+    [message] = pull(secured, 1)
+    assert json.loads(message.data) == {
+        "schema_version": 1,
+        "transaction_id": "r-0001",
+        "user_id": "alice",
+        "amount": "42.17",
+        "currency": "USD",
+        "event_time": "2026-03-15T10:00:00.123456Z",
+        "merchant_category": "grocery",
+    }
+    assert dict(message.attributes) == {"event_time": "2026-03-15T10:00:00.123456Z", "schema_version": "1"}
+    assert message.message_id == response.get_json()["message_id"]
+
+
+def test_no_token_or_a_wrong_one_is_401_and_publishes_nothing(client: FlaskClient, secured: Config) -> None:
+    refused = [
+        post(client, body(transaction_id="no-token"), token=None),
+        post(client, body(transaction_id="wrong-token"), token="guess"),
+        post(client, body(transaction_id="prefix-token"), token=TOKEN[:-1]),
+        post(client, body(transaction_id="basic"), scheme="Basic"),
+    ]
+    for response in refused:
+        assert response.status_code == 401
+        assert "Bearer" in response.get_json()["error"]
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert post(client, body(transaction_id="the-only-one")).status_code == 202
+    # Everything refused came first; had any of it been published, it would arrive with this one.
+    arrived = pull(secured, 5, wait_s=3)
+    assert [json.loads(m.data)["transaction_id"] for m in arrived] == ["the-only-one"]
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (body(amount="12.345"), "sub_cent_amount"),
+        (body(amount="NaN"), "non_finite_amount"),
+        (body(amount="2000000.00"), "absurd_amount"),
+        (body(amount=None), "missing_field"),
+        (body(amount=True), "bad_type"),
+        (body(user_id="<script>"), "bad_user_id"),
+        (body(transaction_id="has space"), "bad_transaction_id"),
+        (body(event_time="2026-03-15T10:00:00"), "bad_event_time"),
+        (body(event_time="1999-12-31T23:59:59Z"), "absurd_event_time"),
+        (body(event_time="2026-03-17T10:00:00Z"), "absurd_event_time"),
+        (body(currency="usd"), "bad_currency"),
+        (body(schema_version=2), "bad_schema_version"),
+        (b"{not json", "bad_json"),
+        (b"[1, 2]", "bad_json"),
+        (b"", "empty"),
+        (b"\xff\xfe", "bad_encoding"),
+        (body(merchant_category="x" * 9000), "oversize"),
+    ],
+)
+def test_a_bad_body_is_refused_with_the_spoolers_reason(client: FlaskClient, data: bytes, reason: str) -> None:
+    response = post(client, data)
+    assert response.status_code == 400
+    assert response.get_json()["reason"] == reason
+    assert response.get_json()["parameter"] == "body"
+
+
+def test_refused_bodies_publish_nothing(client: FlaskClient, secured: Config) -> None:
+    assert post(client, body(amount="1.001", transaction_id="bad")).status_code == 400
+    assert post(client, body(transaction_id="good")).status_code == 202
+    assert [json.loads(m.data)["transaction_id"] for m in pull(secured, 3, wait_s=3)] == ["good"]
+
+
+def test_the_legacy_csv_line_is_accepted(client: FlaskClient, secured: Config) -> None:
+    epoch = int((NOW - timedelta(minutes=5)).timestamp())
+    response = post(client, f"bob,12.34,{epoch}".encode())
+    assert response.status_code == 202
+    assert response.get_json()["transaction_id"].startswith("csv-")
+    [message] = pull(secured, 1)
+    assert json.loads(message.data)["amount"] == "12.34"
+    assert json.loads(message.data)["user_id"] == "bob"
+
+
+def test_without_a_configured_token_no_header_is_needed(emulators: dict[str, str], tmp_path: Path) -> None:
+    cfg = make_config(tmp_path)
+    clients.ensure_subscription(cfg)
+    try:
+        client = create_app(cfg, clock=lambda: NOW).test_client()
+        assert post(client, body(), token=None).status_code == 202
+        assert len(pull(cfg, 1)) == 1
+    finally:
+        cleanup_resources(cfg)
+
+
+def test_a_missing_topic_is_a_503(emulators: dict[str, str], tmp_path: Path) -> None:
+    cfg = make_config(tmp_path)
+    client = create_app(cfg, clock=lambda: NOW).test_client()
+    response = post(client, body(), token=None)
+    assert response.status_code == 503
+    assert "does not exist" in response.get_json()["error"]
+
+
+def test_an_oversized_request_is_cut_off(client: FlaskClient) -> None:
+    response = post(client, b"x" * 100_000)
+    assert response.status_code == 413
+    assert "error" in response.get_json()
