@@ -1,5 +1,5 @@
 // The dashboard: plain JS over the JSON API. Every value reaches the page through textContent or
-// a property (never innerHTML), so a user id or category holding markup stays text.
+// a property and is never parsed as markup, so a user id or category holding tags stays text.
 "use strict";
 
 (function () {
@@ -174,7 +174,7 @@
     }
     for (const txn of page.transactions) {
       const row = document.createElement("tr");
-      cell(row, txn.event_time.replace("T", " ").replace("Z", ""));
+      cell(row, txn.event_time.slice(0, 19).replace("T", " "));
       cell(row, txn.amount, "num");
       cell(row, txn.currency);
       cell(row, txn.merchant_category);
