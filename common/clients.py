@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 from google.api_core import exceptions as gexc
+from google.api_core import retry as gretry
 from google.cloud import bigtable, pubsub_v1  # type: ignore[attr-defined]
 from google.cloud.bigtable import column_family
 
@@ -22,6 +23,19 @@ FAMILIES = ("dcflist", "dcfbhour", "dcfbmin", "dcftop", "dcfuser", "dcfmeta")
 
 class ServiceUnavailable(RuntimeError):
     """Pub/Sub or Bigtable could not be reached."""
+
+
+def _admin_retry(timeout: float) -> gretry.Retry:
+    """Retry transient errors for at most `timeout` seconds in all. Without it the client's default
+    retry keeps trying an unreachable host for minutes, whatever per-call timeout is given."""
+    transient = gretry.if_exception_type(gexc.ServiceUnavailable, gexc.Unknown, gexc.Aborted, gexc.DeadlineExceeded)
+    return gretry.Retry(predicate=transient, initial=0.1, maximum=2.0, multiplier=2.0, timeout=timeout)
+
+
+def _why(exc: Exception, timeout: float) -> str:
+    if isinstance(exc, (gexc.RetryError, gexc.DeadlineExceeded)):
+        return f"no answer within {timeout:g} s"
+    return exc.__class__.__name__
 
 
 def apply_emulator_env(cfg: Config) -> dict[str, str]:
@@ -66,14 +80,12 @@ def ensure_topic(cfg: Config, timeout: float = 10.0) -> str:
     path = topic_path(cfg)
     with pubsub_v1.PublisherClient() as client:  # type: ignore[attr-defined]
         try:
-            client.get_topic(topic=path, timeout=timeout)
+            client.get_topic(topic=path, retry=_admin_retry(timeout), timeout=timeout)
         except gexc.NotFound:
             with contextlib.suppress(gexc.AlreadyExists):
-                client.create_topic(name=path, timeout=timeout)
+                client.create_topic(name=path, retry=_admin_retry(timeout), timeout=timeout)
         except (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.RetryError) as exc:
-            raise ServiceUnavailable(
-                f"cannot reach Pub/Sub ({describe_target(cfg)}): {exc.__class__.__name__}"
-            ) from None
+            raise ServiceUnavailable(f"cannot reach Pub/Sub ({describe_target(cfg)}): {_why(exc, timeout)}") from None
     return path
 
 
@@ -83,14 +95,18 @@ def ensure_subscription(cfg: Config, ack_deadline_seconds: int = 60, timeout: fl
     path = subscription_path(cfg)
     client = subscriber_client(cfg)
     try:
-        client.get_subscription(subscription=path, timeout=timeout)
+        client.get_subscription(subscription=path, retry=_admin_retry(timeout), timeout=timeout)
     except gexc.NotFound:
         with contextlib.suppress(gexc.AlreadyExists):
             client.create_subscription(
-                name=path, topic=topic_path(cfg), ack_deadline_seconds=ack_deadline_seconds, timeout=timeout
+                name=path,
+                topic=topic_path(cfg),
+                ack_deadline_seconds=ack_deadline_seconds,
+                retry=_admin_retry(timeout),
+                timeout=timeout,
             )
     except (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.RetryError) as exc:
-        raise ServiceUnavailable(f"cannot reach Pub/Sub ({describe_target(cfg)}): {exc.__class__.__name__}") from None
+        raise ServiceUnavailable(f"cannot reach Pub/Sub ({describe_target(cfg)}): {_why(exc, timeout)}") from None
     finally:
         client.close()
     return path
