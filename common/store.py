@@ -15,11 +15,14 @@ Every read asks for one family and the newest cell only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
 from google.api_core import exceptions as gexc
+from google.api_core.gapic_v1 import routing_header
 from google.cloud.bigtable import row_filters
 from google.cloud.bigtable.row_set import RowSet
 
@@ -30,6 +33,8 @@ COUNT = b"count"
 READ_CHUNK = 2000
 WRITE_CHUNK = 5000
 TRANSIENT = (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.Aborted, gexc.InternalServerError)
+WRITE_TIMEOUT = 120.0
+Cell = tuple[str, bytes, bytes]  # (family, qualifier, value)
 
 
 @dataclass(frozen=True)
@@ -67,16 +72,24 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 # --- writes -----------------------------------------------------------------------------------
 
 
+def transaction_cells(amount_cents: int, currency: str, category: str, event_time: str, run_id: int) -> list[Cell]:
+    """The cells of one transaction row, for write_cell_rows."""
+    return [
+        (LIST, b"amount_cents", str(int(amount_cents)).encode()),
+        (LIST, b"currency", currency.encode()),
+        (LIST, b"category", category.encode()),
+        (LIST, b"event_time", event_time.encode()),
+        (META, RUN, str(run_id).encode()),
+    ]
+
+
 def transaction_row(
     table: Any, key: bytes, amount_cents: int, currency: str, category: str, event_time: str, run_id: int
 ) -> Any:
     """The mutation that stores one transaction row."""
     row = table.direct_row(key)
-    row.set_cell(LIST, b"amount_cents", str(int(amount_cents)).encode())
-    row.set_cell(LIST, b"currency", currency.encode())
-    row.set_cell(LIST, b"category", category.encode())
-    row.set_cell(LIST, b"event_time", event_time.encode())
-    row.set_cell(META, RUN, str(run_id).encode())
+    for family, qualifier, value in transaction_cells(amount_cents, currency, category, event_time, run_id):
+        row.set_cell(family, qualifier, value)
     return row
 
 
@@ -116,6 +129,73 @@ def write_rows(table: Any, rows: Sequence[Any], attempts: int = 4) -> list[RowFa
                     if s.code != 0
                 )
             pending = retry
+    return failures
+
+
+def _bulk_sender(table: Any) -> Callable[[list[tuple[bytes, Sequence[Cell]]]], list[tuple[int, str]]] | None:
+    """A MutateRows call on the client's own authenticated channel that takes protobufs built
+    directly; None when this client version does not expose it (callers fall back to write_rows)."""
+    try:
+        from google.cloud.bigtable_v2.types import bigtable as types
+
+        impl = table._table_impl
+        stub = impl.client._gapic_client.transport.mutate_rows
+        table_name, app_profile = impl.table_name, impl.app_profile_id
+    except (AttributeError, ImportError):
+        return None
+    params = {"table_name": table_name, **({"app_profile_id": app_profile} if app_profile else {})}
+    metadata = (routing_header.to_grpc_metadata(params),)
+    request_pb = types.MutateRowsRequest.pb()
+
+    def send(rows: list[tuple[bytes, Sequence[Cell]]]) -> list[tuple[int, str]]:
+        request = request_pb(table_name=table_name, app_profile_id=app_profile or "")
+        for key, cells in rows:
+            entry = request.entries.add()
+            entry.row_key = key
+            for family, qualifier, value in cells:
+                cell = entry.mutations.add().set_cell
+                cell.family_name, cell.column_qualifier, cell.value = family, qualifier, value
+                cell.timestamp_micros = -1  # server time, as DirectRow.set_cell does
+        statuses = [(2, "no status returned")] * len(rows)
+        for response in stub(types.MutateRowsRequest.wrap(request), metadata=metadata, timeout=WRITE_TIMEOUT):
+            for entry in types.MutateRowsResponse.pb(response).entries:
+                statuses[entry.index] = (entry.status.code, entry.status.message)
+        return statuses
+
+    return send
+
+
+def write_cell_rows(table: Any, rows: Sequence[tuple[bytes, Sequence[Cell]]], attempts: int = 4) -> list[RowFailure]:
+    """Write rows given as (key, [(family, qualifier, value)]) with MutateRows, building the request
+    protobufs directly (several times faster than DirectRow objects for large batches). Retries
+    failed rows like write_rows and returns the rows that still failed."""
+    send = _bulk_sender(table)
+    if send is None:
+        direct = []
+        for key, cells in rows:
+            row = table.direct_row(key)
+            for family, qualifier, value in cells:
+                row.set_cell(family, qualifier, value)
+            direct.append(row)
+        return write_rows(table, direct, attempts)
+    failures: list[RowFailure] = []
+    for chunk in _chunks(list(rows), WRITE_CHUNK):
+        pending = list(chunk)
+        for attempt in range(attempts):
+            try:
+                statuses = send(pending)
+            except grpc.RpcError as exc:
+                if attempt == attempts - 1:
+                    message = f"{exc.code().name}: {exc.details()}" if hasattr(exc, "code") else str(exc)
+                    failures.extend(RowFailure(key, message) for key, _ in pending)
+                time.sleep(0.1 * 2**attempt)
+                continue
+            retry = [(row, status) for row, status in zip(pending, statuses, strict=True) if status[0] != 0]
+            if not retry:
+                break
+            if attempt == attempts - 1:
+                failures.extend(RowFailure(row[0], message or f"code {code}") for row, (code, message) in retry)
+            pending = [row for row, _ in retry]
     return failures
 
 
@@ -159,18 +239,15 @@ def apply_counter_deltas(
             run = _cells(row, META).get(RUN)
             if run is not None:
                 markers[row.row_key] = int(run)
-        rows = []
+        rows: list[tuple[bytes, list[Cell]]] = []
         for key in chunk:
             if markers.get(key) == run_id:
                 skipped += 1
                 continue
-            row = table.direct_row(key)
             base = current.get(key, {})
-            for qualifier, delta in deltas[key].items():
-                row.set_cell(family, qualifier, str(base.get(qualifier, 0) + delta).encode())
-            row.set_cell(META, RUN, str(run_id).encode())
-            rows.append(row)
-        failed = write_rows(table, rows)
+            cells = [(family, q, str(base.get(q, 0) + delta).encode()) for q, delta in deltas[key].items()]
+            rows.append((key, [*cells, (META, RUN, str(run_id).encode())]))
+        failed = write_cell_rows(table, rows)
         failures.extend(failed)
         applied += len(rows) - len(failed)
     return applied, skipped, failures

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
+import zipfile
+from pathlib import Path
 
 from pyspark.sql import SparkSession
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("common", "jobs")
 
 
 def get_spark(
@@ -16,7 +22,8 @@ def get_spark(
 ) -> SparkSession:
     """A SparkSession for `master` (default: spark-submit's choice, else local[*]).
 
-    The emulator variables are handed to executors so a cluster run talks to the same services.
+    The emulator variables are handed to executors so a cluster run talks to the same services,
+    and off local mode the project's packages are shipped to the executors' Python path.
     """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -25,6 +32,9 @@ def get_spark(
         builder = builder.master(master)
     elif "PYSPARK_GATEWAY_PORT" not in os.environ:  # not under spark-submit, which sets the master itself
         builder = builder.master("local[*]")
+        master = "local[*]"
+    if master and master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # no network lookup for a one-machine run
     conf = {
         "spark.sql.session.timeZone": "UTC",
         "spark.ui.enabled": "false",
@@ -33,6 +43,8 @@ def get_spark(
         "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
         "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
         "spark.sql.adaptive.enabled": "true",
+        # Let AQE coalesce shuffle partitions of cached frames too (the job persists a few).
+        "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning": "true",
     }
     if shuffle_partitions:
         conf["spark.sql.shuffle.partitions"] = str(shuffle_partitions)
@@ -44,4 +56,23 @@ def get_spark(
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
+    if "spark.sql.shuffle.partitions" not in conf:
+        # A few partitions per core: the batches are small and 200 tasks per shuffle cost more than they split.
+        cores = session.sparkContext.defaultParallelism
+        session.conf.set("spark.sql.shuffle.partitions", str(max(4, 2 * cores)))
+    ship_packages(session)
     return session
+
+
+def ship_packages(session: SparkSession) -> Path | None:
+    """Zip the project's packages and add them to the executors' Python path; returns the zip, or
+    None in local mode (executors share the driver's files) or when running from an archive."""
+    if (session.sparkContext.master or "local").startswith("local") or not all((ROOT / p).is_dir() for p in PACKAGES):
+        return None
+    archive = Path(tempfile.mkdtemp(prefix="txn-pyfiles-")) / "txn_pipeline.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for package in PACKAGES:
+            for source in sorted((ROOT / package).rglob("*.py")):
+                bundle.write(source, source.relative_to(ROOT).as_posix())
+    session.sparkContext.addPyFile(str(archive))
+    return archive

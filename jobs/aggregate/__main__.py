@@ -1,0 +1,165 @@
+"""python -m jobs.aggregate: one aggregation run over the spool files not processed yet, then exit.
+
+    python -m jobs.aggregate [--config PATH] [--master URL] [--conf KEY=VALUE ...]
+                             [--rebuild] [--every DURATION] [--wait]
+    spark-submit --master URL jobs/aggregate/__main__.py [same flags]
+
+Exit codes: 0 done, 1 the run failed (it stays pending and the next run resumes it), 2 a bad flag
+or config value, 3 another run holds the lock.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if not __package__:  # run as a file (spark-submit jobs/aggregate/__main__.py): make the packages importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import argparse  # noqa: E402
+import signal  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from types import FrameType  # noqa: E402
+from typing import Any  # noqa: E402
+
+from common import clients  # noqa: E402
+from common.config import Config, ConfigError, load_config  # noqa: E402
+from common.timeutil import TimeFormatError, parse_duration  # noqa: E402
+from jobs.aggregate.lock import RunLocked, run_lock  # noqa: E402
+
+EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 1, 2, 3
+
+
+class UsageError(ValueError):
+    """A bad command-line value; the message names the flag and the expected form."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m jobs.aggregate",
+        description="Aggregate the Parquet spool into Bigtable: per-user hourly buckets, per-minute stats, "
+        "a per-hour top-spender index and the transaction list. One run processes the spool files not "
+        "processed yet and exits.",
+    )
+    parser.add_argument("--config", metavar="PATH", help="config file (default: config.json, else config.sample.json)")
+    parser.add_argument("--master", metavar="URL", help="Spark master, e.g. spark://host:7077 (default: local[*])")
+    parser.add_argument("--conf", metavar="KEY=VALUE", action="append", default=[], help="a Spark setting; repeatable")
+    parser.add_argument("--rebuild", action="store_true", help="empty the table and reprocess the whole spool")
+    parser.add_argument("--every", metavar="DURATION", help="keep running a run every DURATION (e.g. 5m) until stopped")
+    parser.add_argument("--wait", action="store_true", help="wait for a run that holds the lock instead of exiting")
+    return parser
+
+
+def parse_conf(pairs: list[str]) -> dict[str, str]:
+    """--conf KEY=VALUE values -> dict; raises UsageError for a malformed one."""
+    conf = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--conf must be KEY=VALUE such as spark.executor.memory=2g, got {pair!r}")
+        conf[key.strip()] = value
+    return conf
+
+
+def parse_every(text: str | None) -> float | None:
+    """--every DURATION -> seconds (None when not given); raises UsageError unless positive."""
+    if text is None:
+        return None
+    try:
+        seconds = parse_duration(text).total_seconds()
+    except TimeFormatError:
+        seconds = -1
+    if seconds <= 0:
+        raise UsageError(f"--every must be a positive duration such as 30s, 5m or 1h, got {text!r}")
+    return seconds
+
+
+class Runner:
+    """Runs under the lock; the SparkSession is built on the first run and kept for the next ones."""
+
+    def __init__(self, cfg: Config, master: str | None, conf: dict[str, str]) -> None:
+        self.cfg, self.master, self.conf = cfg, master, conf
+        self.spark: Any = None
+
+    def run(self, rebuild: bool, wait: bool) -> int:
+        from jobs.aggregate import job
+        from jobs.aggregate.extract import SpoolSchemaError
+        from jobs.aggregate.session import get_spark
+        from jobs.aggregate.state import JobStateError
+
+        try:
+            with run_lock(self.cfg, wait=wait):
+                if self.spark is None:
+                    self.spark = get_spark(self.master, extra_conf=self.conf)
+                job.run_once(self.spark, self.cfg, rebuild=rebuild)
+        except RunLocked as exc:
+            print(f"aggregate: {exc}", file=sys.stderr)
+            return EXIT_LOCKED
+        except (SpoolSchemaError, JobStateError, job.LoadFailed) as exc:
+            print(f"aggregate: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        except Exception as exc:
+            if not job.service_error(exc):
+                raise
+            print(f"aggregate: {exc.__class__.__name__}: {str(exc).splitlines()[0]}", file=sys.stderr)
+            return EXIT_FAILED
+        return 0
+
+    def stop(self) -> None:
+        if self.spark is not None:
+            self.spark.stop()
+
+
+def run_every(runner: Runner, seconds: float, wait: bool) -> int:
+    """A run every `seconds` (measured start to start) until SIGINT or SIGTERM; a second signal
+    interrupts the run in progress, which the next invocation resumes."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        print(f"aggregate: {signal.Signals(signum).name}: stopping after the current run", file=sys.stderr)
+        stop.set()
+
+    previous: dict[signal.Signals, Callable[..., Any] | int | None] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, on_signal)
+    code = 0
+    try:
+        while not stop.is_set():
+            started = time.monotonic()
+            code = runner.run(rebuild=False, wait=wait)
+            if code == EXIT_LOCKED:
+                print("aggregate: skipped this run; trying again at the next one", file=sys.stderr)
+            stop.wait(max(0.0, seconds - (time.monotonic() - started)))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0 if code in (0, EXIT_LOCKED) else code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+        conf = parse_conf(args.conf)
+        every = parse_every(args.every)
+        if every is not None and args.rebuild:
+            raise UsageError("--rebuild is a one-off; run it without --every")
+    except (ConfigError, UsageError) as exc:
+        print(f"aggregate: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    clients.apply_emulator_env(cfg)  # before Spark starts, so the executors inherit it
+    runner = Runner(cfg, args.master, conf)
+    try:
+        if every is not None:
+            return run_every(runner, every, args.wait)
+        return runner.run(rebuild=args.rebuild, wait=args.wait)
+    finally:
+        runner.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

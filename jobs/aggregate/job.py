@@ -1,0 +1,230 @@
+"""One aggregation run: extract -> transform -> drop already counted -> load -> mark done.
+
+A run is numbered and strictly sequential (the caller holds the lock). Before touching any data it
+records its files as pending in Bigtable; a run that dies is resumed with the same id and files
+next time. Every write is idempotent for a given run id (dcflist rows carry the run marker; counter
+rows are added to once per run), and a transaction whose dcflist row another run wrote is not
+counted again, so any crash followed by a new invocation ends exact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from common import clients, spool, store
+from common.config import Config, late_horizon
+from jobs.aggregate import extract, load, state
+from jobs.aggregate import transforms as tf
+from jobs.aggregate.progress import spark_progress
+
+ROWS_PER_WRITE_TASK = 50_000
+MAX_WRITE_TASKS = 400
+SHOWN_FAILURES = 10
+
+
+class LoadFailed(RuntimeError):
+    """Some Bigtable rows could not be written; the run stays pending and is retried next time."""
+
+
+@dataclass
+class RunSummary:
+    """What one run did. rows: rows read from its files; rows_written: dcflist rows written."""
+
+    run_id: int = 0
+    files: int = 0
+    rows: int = 0
+    duplicates_dropped: int = 0
+    already_counted: int = 0
+    late_rows: int = 0
+    looked_up: int = 0
+    rows_written: int = 0
+    buckets_written: int = 0
+    minutes_written: int = 0
+    top_hours_written: int = 0
+    users_written: int = 0
+    failures: int = 0
+    resumed: bool = False
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        """The one-line summary printed at the end of a run."""
+        head = f"run {self.run_id}" + (" (resumed)" if self.resumed else "") if self.run_id else "no new spool files"
+        return (
+            f"{head}: {self.files:,} files, {self.rows:,} rows, {self.duplicates_dropped:,} duplicates dropped, "
+            f"{self.already_counted:,} already counted, {self.late_rows:,} late rows, "
+            f"{self.rows_written:,} rows written, {self.buckets_written:,} buckets written, "
+            f"{self.failures:,} failures, {self.seconds:.1f} s"
+        )
+
+
+def truncate_table(cfg: Config) -> None:
+    """Delete every row of the table, keeping its column families (one admin DropRowRange call, so
+    a crash leaves the table either whole or empty)."""
+    clients.ensure_table(cfg)
+    admin = clients.bigtable_client(cfg, admin=True)
+    admin.instance(cfg.instance_id).table(cfg.table_id).truncate(timeout=120)
+
+
+def _write_partitions(spark: SparkSession, rows: int) -> int:
+    parallelism = spark.sparkContext.defaultParallelism
+    return max(parallelism, min(MAX_WRITE_TASKS, math.ceil(rows / ROWS_PER_WRITE_TASK)))
+
+
+def drop_already_counted(
+    cfg: Config, run_id: int, transactions: DataFrame, summary: RunSummary, say: Callable[[str], None]
+) -> DataFrame:
+    """The transactions no earlier run has counted. Only those whose user-hour bucket exists can have
+    been counted, so only they are looked up (in the executors); rows this run wrote on an earlier,
+    interrupted attempt carry its own id and stay."""
+    keys = transactions.select("user_id", "hour_start").distinct()
+    existing = keys.mapInArrow(load.find_existing_buckets(cfg), load.BUCKET_SCHEMA).persist()
+    if existing.isEmpty():
+        existing.unpersist()
+        return transactions
+    candidates = transactions.join(F.broadcast(existing), ["user_id", "hour_start"], "left_semi")
+    looked = (
+        candidates.select("user_id", "event_time", "transaction_id")
+        .mapInArrow(load.find_counted_elsewhere(cfg, run_id), load.COUNTED_SCHEMA)
+        .persist()
+    )
+    stats = looked.agg(F.sum("looked_up").alias("looked_up"), F.count("transaction_id").alias("counted")).first()
+    summary.looked_up = int(stats["looked_up"] or 0) if stats else 0
+    summary.already_counted = int(stats["counted"] or 0) if stats else 0
+    say(f"lookup: {summary.looked_up:,} rows in existing buckets, {summary.already_counted:,} already counted")
+    existing.unpersist()
+    if not summary.already_counted:
+        looked.unpersist()
+        return transactions
+    counted = looked.where(F.col("transaction_id").isNotNull()).select("transaction_id")
+    return transactions.join(counted, "transaction_id", "left_anti")
+
+
+def _load(cfg: Config, run_id: int, remaining: DataFrame) -> dict[str, Any]:
+    """Write the remaining transactions and their counter deltas; all writers run as one Spark job so
+    the executors stay busy. Order between them does not matter: each is idempotent for the run."""
+    buckets = remaining.transform(tf.hourly_buckets)
+    writers = [
+        remaining.select(
+            "user_id", "event_time", "transaction_id", "amount_cents", "currency", "merchant_category"
+        ).mapInArrow(load.write_transactions(cfg, run_id), load.RESULT_SCHEMA),
+        buckets.mapInArrow(load.apply_hour_deltas(cfg, run_id), load.RESULT_SCHEMA),
+        remaining.transform(tf.minute_stats).mapInArrow(load.apply_minute_deltas(cfg, run_id), load.RESULT_SCHEMA),
+        buckets.transform(tf.top_spender_index).mapInArrow(load.apply_top_deltas(cfg, run_id), load.RESULT_SCHEMA),
+        remaining.transform(tf.distinct_users).mapInArrow(load.write_users(cfg), load.RESULT_SCHEMA),
+    ]
+    union = writers[0]
+    for writer in writers[1:]:
+        union = union.unionByName(writer)
+    results = union.collect()
+    written: dict[str, int] = {}
+    failures = [(r["family"], r["failed_key"], r["message"]) for r in results if r["failed_key"] is not None]
+    for r in results:
+        written[r["family"]] = written.get(r["family"], 0) + int(r["written"]) + int(r["skipped"])
+    return {"written": written, "failures": failures}
+
+
+def run_once(spark: SparkSession, cfg: Config, rebuild: bool = False, say: Callable[[str], None] = print) -> RunSummary:
+    """Process the spool files not processed yet (or, with rebuild, the whole spool into an emptied
+    table). Returns the summary; raises LoadFailed when rows could not be written."""
+    started = time.monotonic()
+    summary = RunSummary()
+    if rebuild:
+        say(f"rebuild: emptying table {cfg.table_id}")
+        truncate_table(cfg)
+    table = clients.ensure_table(cfg)
+    status = state.read_job_status(table)
+    run = state.pending_run(status)
+    if run is not None:
+        summary.resumed = True
+        say(f"resuming run {run.run_id}: {len(run.files):,} files listed by its interrupted attempt")
+    else:
+        if status is None and state.has_counted_data(table):
+            raise state.JobStateError(
+                f"table {cfg.table_id} holds buckets but no job state (~job); run with --rebuild to recount it"
+            )
+        listed_at = datetime.now(UTC)
+        scan_from = (status or {}).get("scan_from")
+        with spark_progress(spark, "list spool"):
+            files = extract.list_spool_files(spark, cfg.spool_dir, scan_from)
+        done = state.processed_files(table, f"{spool.TRANSACTIONS}/")
+        new_files = [f for f in files if f not in done]
+        if not new_files:
+            summary.seconds = time.monotonic() - started
+            say(summary.line())
+            return summary
+        run = state.begin_run(table, status, new_files, listed_at)
+    summary.run_id, summary.files = run.run_id, len(run.files)
+
+    raw = extract.read_spool(spark, cfg.spool_dir, run.files)
+    flagged = raw.transform(tf.dedupe_transactions).transform(tf.flag_late, int(late_horizon(cfg)))
+    flagged = flagged.persist(StorageLevel.MEMORY_AND_DISK)
+    with spark_progress(spark, "read and dedupe"):
+        summary.rows = raw.count()
+        stats = flagged.agg(F.count(F.lit(1)).alias("distinct"), F.sum(F.col("late").cast("long")).alias("late"))
+        first = stats.first()
+    distinct = int(first["distinct"]) if first else 0
+    summary.duplicates_dropped = summary.rows - distinct
+    summary.late_rows = int(first["late"] or 0) if first else 0
+    say(f"extract: {summary.files:,} files, {summary.rows:,} rows")
+    say(
+        f"transform: {distinct:,} distinct transactions, {summary.duplicates_dropped:,} duplicates dropped, "
+        f"{summary.late_rows:,} late rows (published more than {cfg.late_horizon_hours} h after their event; "
+        "kept in the spool, not counted)"
+    )
+
+    transactions = flagged.transform(tf.on_time).transform(tf.with_hour_start)
+    with spark_progress(spark, "look up earlier runs"):
+        remaining = drop_already_counted(cfg, run.run_id, transactions, summary, say)
+    to_write = distinct - summary.late_rows - summary.already_counted
+    remaining = remaining.repartition(_write_partitions(spark, to_write)).persist(StorageLevel.MEMORY_AND_DISK)
+    with spark_progress(spark, "prepare writes"):
+        remaining.count()  # materialised once, so the lookups never run again for the writers
+
+    load_started = time.monotonic()
+    with spark_progress(spark, "write to Bigtable"):
+        outcome = _load(cfg, run.run_id, remaining)
+    load_seconds = time.monotonic() - load_started
+    written = outcome["written"]
+    summary.rows_written = written.get(store.LIST, 0)
+    summary.buckets_written = written.get(store.HOUR, 0)
+    summary.minutes_written = written.get(store.MINUTE, 0)
+    summary.top_hours_written = written.get(store.TOP, 0)
+    summary.users_written = written.get(store.USER, 0)
+    summary.failures = len(outcome["failures"])
+    rate = summary.rows_written / load_seconds if load_seconds > 0 else 0.0
+    say(
+        f"load: {summary.rows_written:,} dcflist, {summary.buckets_written:,} dcfbhour, "
+        f"{summary.minutes_written:,} dcfbmin, {summary.top_hours_written:,} dcftop, "
+        f"{summary.users_written:,} dcfuser rows in {load_seconds:.1f} s ({rate:,.0f} transactions/s)"
+    )
+    for family, key, message in outcome["failures"][:SHOWN_FAILURES]:
+        say(f"failed: {family} row {key}: {message}")
+    with contextlib.suppress(Exception):
+        flagged.unpersist()
+        remaining.unpersist()
+    summary.seconds = time.monotonic() - started
+    if summary.failures:
+        raise LoadFailed(
+            f"run {run.run_id}: {summary.failures:,} Bigtable rows failed (first shown above); "
+            "the run stays pending and is retried by the next invocation"
+        )
+    state.finish_run(table, run, asdict(summary), datetime.now(UTC))
+    summary.seconds = time.monotonic() - started
+    say(summary.line())
+    return summary
+
+
+def service_error(exc: BaseException) -> bool:
+    """True for errors that mean Bigtable could not be reached (worth a one-line message)."""
+    return isinstance(exc, (clients.ServiceUnavailable, gexc.ServiceUnavailable, gexc.DeadlineExceeded))

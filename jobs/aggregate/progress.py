@@ -1,0 +1,47 @@
+"""Progress of Spark work as tqdm bars (tasks done of tasks known, with the rate)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import uuid
+from collections.abc import Iterator
+
+from pyspark.sql import SparkSession
+from tqdm import tqdm
+
+
+@contextlib.contextmanager
+def spark_progress(spark: SparkSession, description: str, interval: float = 0.5) -> Iterator[None]:
+    """Show a bar of the Spark tasks run by the block (every job it starts), polled from the
+    status tracker; the block's jobs are tagged with a job group of their own."""
+    context = spark.sparkContext
+    group = f"aggregate-{uuid.uuid4().hex[:8]}"
+    context.setJobGroup(group, description)
+    tracker = context.statusTracker()
+    done = threading.Event()
+    bar = tqdm(desc=description, unit="task", leave=False, dynamic_ncols=True, disable=None)  # off when not a TTY
+
+    def poll() -> None:
+        while not done.wait(interval):
+            total = completed = 0
+            for job_id in tracker.getJobIdsForGroup(group):
+                job = tracker.getJobInfo(job_id)
+                for stage_id in job.stageIds if job else []:
+                    stage = tracker.getStageInfo(stage_id)
+                    if stage:
+                        total += stage.numTasks
+                        completed += stage.numCompletedTasks
+            bar.total = max(total, 1)
+            bar.n = completed
+            bar.refresh()
+
+    thread = threading.Thread(target=poll, name="spark-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        bar.close()
+        context.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
