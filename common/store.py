@@ -268,19 +268,29 @@ def read_transactions(
     table: Any, start_key: bytes, end_key: bytes, limit: int | None = None
 ) -> list[StoredTransaction]:
     """Transaction rows in [start_key, end_key), oldest first."""
-    result = []
-    for row in table.read_rows(start_key=start_key, end_key=end_key, filter_=_latest(LIST), limit=limit or 0):
-        cells = _cells(row, LIST)
-        result.append(
-            StoredTransaction(
-                key=row.row_key,
-                amount_cents=int(cells[b"amount_cents"]),
-                currency=cells.get(b"currency", b"USD").decode(),
-                category=cells.get(b"category", b"unknown").decode(),
-                event_time=cells.get(b"event_time", b"").decode(),
-            )
-        )
-    return result
+    rows = table.read_rows(start_key=start_key, end_key=end_key, filter_=_latest(LIST), limit=limit or 0)
+    return [_stored_transaction(row) for row in rows]
+
+
+def read_transactions_in(table: Any, ranges: Sequence[tuple[bytes, bytes]]) -> list[StoredTransaction]:
+    """Transaction rows in several [start, end) key ranges, read in one request, in key order."""
+    if not ranges:
+        return []
+    row_set = RowSet()
+    for start_key, end_key in ranges:
+        row_set.add_row_range_from_keys(start_key=start_key, end_key=end_key)
+    return [_stored_transaction(row) for row in table.read_rows(row_set=row_set, filter_=_latest(LIST))]
+
+
+def _stored_transaction(row: Any) -> StoredTransaction:
+    cells = _cells(row, LIST)
+    return StoredTransaction(
+        key=row.row_key,
+        amount_cents=int(cells[b"amount_cents"]),
+        currency=cells.get(b"currency", b"USD").decode(),
+        category=cells.get(b"category", b"unknown").decode(),
+        event_time=cells.get(b"event_time", b"").decode(),
+    )
 
 
 def read_keys(table: Any, family: str, start_key: bytes, end_key: bytes, limit: int | None = None) -> list[bytes]:
