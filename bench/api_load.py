@@ -28,6 +28,7 @@ from tqdm import tqdm
 from common import clients, rowkeys, store
 from common.config import ConfigError, load_config
 from common.timeutil import format_rfc3339, from_epoch_us, to_epoch_us
+from jobs.aggregate import state
 
 CATEGORIES = ("grocery", "fuel", "restaurants", "travel", "online")
 
@@ -89,10 +90,13 @@ def synthetic_ledger(
     return rows
 
 
-def seed_table(table: Any, ledger: Iterable[LedgerRow], run_id: int = 1, progress: bool = False) -> int:
-    """Write the ledger as the aggregate job would: dcflist rows, dcfbhour / dcfbmin / dcftop
-    counters and the dcfuser directory. Returns the rows written; raises RuntimeError on failures."""
+def seed_table(table: Any, ledger: Iterable[LedgerRow], progress: bool = False) -> int:
+    """Write the ledger as one aggregate job run would: the run recorded as pending in the ~job
+    row, dcflist rows, dcfbhour / dcfbmin / dcftop counters and the dcfuser directory, then the
+    run recorded as finished. Returns the rows written; raises RuntimeError on failures."""
     rows = list(ledger)
+    run = state.begin_run(table, state.read_job_status(table), [], datetime.now(UTC))
+    run_id = run.run_id
     hours: dict[bytes, dict[bytes, int]] = defaultdict(lambda: defaultdict(int))
     minutes: dict[bytes, dict[bytes, int]] = defaultdict(lambda: defaultdict(int))
     top: dict[bytes, dict[bytes, int]] = defaultdict(lambda: defaultdict(int))
@@ -125,6 +129,7 @@ def seed_table(table: Any, ledger: Iterable[LedgerRow], run_id: int = 1, progres
         failures += store.apply_counter_deltas(table, family, plain, run_id)[2]
     if failures:
         raise RuntimeError(f"{len(failures)} rows failed to write, e.g. {failures[0].key!r}: {failures[0].message}")
+    state.finish_run(table, run, {"rows_written": len(rows), "seeded": True}, datetime.now(UTC))
     return len(rows)
 
 

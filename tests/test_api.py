@@ -16,13 +16,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from conftest import cleanup_resources, make_config
 from flask import Flask
 from flask.testing import FlaskClient
 
 from bench.api_load import LedgerRow, seed_table
-from common import clients
+from common import clients, rowkeys, spool, store
+from jobs.aggregate import state
 from webapp import create_app, queries
 
 NOW = datetime(2026, 3, 15, 10, 20, 30, 250_000, tzinfo=UTC)
@@ -398,3 +400,63 @@ def test_a_missing_table_is_a_503_that_says_so(cfg: Any) -> None:
     response = client.get("/api/v1/users/u1/sum")
     assert response.status_code == 503
     assert "does not exist" in response.get_json()["error"]
+
+
+# --- the whole-hour cache and health --------------------------------------------------------------
+
+
+def test_cached_sums_follow_each_job_run_and_bypass_a_pending_one(cfg: Any) -> None:
+    table = clients.ensure_table(cfg)
+    old = NOW - timedelta(days=10)
+    seed_table(
+        table, [LedgerRow("a", "carol", 1000, _us(old)), LedgerRow("b", "carol", 250, _us(NOW - timedelta(seconds=1)))]
+    )
+    app = create_app(cfg, clock=lambda: NOW)
+    client = app.test_client()
+    cache = app.extensions["txn"].whole_hours
+    cache.tag_ttl_s = 0  # re-read the ~job row on every request
+    query = {"from": "-30d", "to": "now"}
+
+    def total() -> tuple[str, int]:
+        body = client.get("/api/v1/users/carol/sum", query_string=query).get_json()
+        return body["sum"], body["count"]
+
+    assert total() == ("12.50", 2)
+    assert total() == ("12.50", 2)
+    assert (cache.misses, cache.hits) == (1, 1)
+    seed_table(table, [LedgerRow("c", "carol", 5, _us(old + timedelta(hours=3)))])  # run 2
+    assert total() == ("12.55", 3)
+    assert cache.misses == 2
+    # A run that has begun and not finished: its counter writes show at once, nothing is cached.
+    run = state.begin_run(table, state.read_job_status(table), [], NOW)
+    key = rowkeys.hour_bucket_key("carol", _us(old) // 3_600_000_000 * 3600)
+    store.apply_counter_deltas(table, store.HOUR, {key: {store.SUM: 7, store.COUNT: 1}}, run.run_id)
+    assert total() == ("12.62", 4)
+    assert total() == ("12.62", 4)
+    assert (cache.misses, cache.hits) == (2, 1)
+
+
+def test_health_reports_the_pipeline(seeded: Any) -> None:
+    dead = spool.local_path(seeded.spool_dir)
+    rows = pa.table(
+        {
+            "message_id": ["m1", "m2", "m3"],
+            "publish_time": pa.array([NOW] * 3, pa.timestamp("us", tz="UTC")),
+            "reason": ["bad_json"] * 3,
+            "detail": ["x"] * 3,
+            "payload": [b"{"] * 3,
+            "attributes": ["{}"] * 3,
+        },
+        schema=spool.DEAD_LETTER_SCHEMA,
+    )
+    spool.write_atomic(rows, spool.new_file_path(str(dead), spool.DEAD_LETTER))
+    clients.ensure_topic(seeded)
+    app = create_app(seeded, clock=lambda: NOW)
+    body = app.test_client().get("/health").get_json()
+    assert body["status"] == "ok"
+    assert body["bigtable"]["reachable"] and body["pubsub"]["reachable"] and body["pubsub"]["topic_exists"]
+    assert body["last_job_run"]["last_run"] == 1 and body["last_job_run"]["pending"] is None
+    assert body["spool_backlog"] == 0
+    assert body["dead_letter_count"] == 3
+    spool.write_atomic(rows.slice(0, 2), spool.new_file_path(str(dead), spool.DEAD_LETTER))
+    assert app.test_client().get("/health").get_json()["dead_letter_count"] == 5

@@ -44,7 +44,7 @@ def transaction_json(txn: StoredTransaction) -> dict[str, Any]:
 
 
 def sum_json(user_id: str, span: params.TimeRange) -> dict[str, Any]:
-    totals = queries.exact_sum(get_table(), user_id, span.start_us, span.end_us)
+    totals = queries.exact_sum(get_table(), user_id, span.start_us, span.end_us, services().whole_hours.total)
     return {
         "user_id": user_id,
         **span.as_json(),

@@ -13,6 +13,7 @@ import base64
 import binascii
 import re
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,7 @@ from common.store import StoredTransaction
 HOUR_S = 3600
 MINUTE_S = 60
 MIN_WINDOW_US = 1_000_000
-INITIAL_WINDOW_US = HOUR_US
+INITIAL_WINDOW_US = 6 * HOUR_US  # a typical card holder spends a few times an hour
 WINDOW_ROW_CAP = 2000  # one backward-window scan returns at most this many rows (fewer for small pages)
 MAX_WINDOW_US = 100 * 366 * 24 * HOUR_US
 _TOKEN = re.compile(r"([A-Za-z0-9_-]{4,400})\.([0-9]{1,18})")
@@ -46,31 +47,59 @@ def _ceil(value: int, step: int) -> int:
     return -(-value // step) * step
 
 
+def split_hours(start_us: int, end_us: int) -> tuple[tuple[int, int] | None, list[tuple[int, int]]]:
+    """[start_us, end_us) as its whole hours [first, end) (None when it holds none) and the
+    partial stretches at either edge."""
+    first_whole, last_whole = _ceil(start_us, HOUR_US), end_us - end_us % HOUR_US
+    if first_whole >= last_whole:
+        return None, [(start_us, end_us)] if start_us < end_us else []
+    edges = [(low, high) for low, high in ((start_us, first_whole), (last_whole, end_us)) if low < high]
+    return (first_whole, last_whole), edges
+
+
+def _hour_rows(table: Any, user_id: str, first_us: int, end_us: int) -> list[tuple[int, Totals]]:
+    low, high = rowkeys.hour_bucket_range(user_id, first_us // 1_000_000, end_us // 1_000_000)
+    return [
+        (rowkeys.parse_hour_bucket_key(key)[1], Totals(cells.get(store.SUM, 0), cells.get(store.COUNT, 0)))
+        for key, cells in store.read_counter_rows(table, store.HOUR, low, high)
+    ]
+
+
+def _edge_rows(table: Any, user_id: str, edges: list[tuple[int, int]]) -> list[tuple[int, Totals]]:
+    ranges = [rowkeys.transaction_range(user_id, low_us, high_us) for low_us, high_us in edges]
+    found = []
+    for txn in store.read_transactions_in(table, ranges):
+        _, event_us, _ = rowkeys.parse_transaction_key(txn.key)
+        found.append((rowkeys.hour_start_us(event_us) // 1_000_000, Totals(txn.amount_cents, 1)))
+    return found
+
+
+def whole_hour_total(table: Any, user_id: str, first_hour_us: int, end_hour_us: int) -> Totals:
+    """The user's total over whole hours [first_hour_us, end_hour_us), from the dcfbhour counters."""
+    return sum((totals for _, totals in _hour_rows(table, user_id, first_hour_us, end_hour_us)), Totals())
+
+
 def hour_totals(table: Any, user_id: str, start_us: int, end_us: int) -> dict[int, Totals]:
     """Per hour start (epoch s), the user's total over [start_us, end_us). Whole hours come from
     the dcfbhour counters, the partial hours at either edge from the dcflist rows."""
+    whole, edges = split_hours(start_us, end_us)
     totals: dict[int, Totals] = defaultdict(Totals)
-    first_whole, last_whole = _ceil(start_us, HOUR_US), end_us - end_us % HOUR_US
-    if first_whole < last_whole:
-        low, high = rowkeys.hour_bucket_range(user_id, first_whole // 1_000_000, last_whole // 1_000_000)
-        for key, cells in store.read_counter_rows(table, store.HOUR, low, high):
-            _, hour_s = rowkeys.parse_hour_bucket_key(key)
-            totals[hour_s] += Totals(cells.get(store.SUM, 0), cells.get(store.COUNT, 0))
-        edges = [(start_us, first_whole), (last_whole, end_us)]
-    else:
-        edges = [(start_us, end_us)]
-    for low_us, high_us in edges:
-        if low_us >= high_us:
-            continue
-        for txn in store.read_transactions(table, *rowkeys.transaction_range(user_id, low_us, high_us)):
-            _, event_us, _ = rowkeys.parse_transaction_key(txn.key)
-            totals[rowkeys.hour_start_us(event_us) // 1_000_000] += Totals(txn.amount_cents, 1)
+    for hour, value in [*(_hour_rows(table, user_id, *whole) if whole else []), *_edge_rows(table, user_id, edges)]:
+        totals[hour] += value
     return dict(totals)
 
 
-def exact_sum(table: Any, user_id: str, start_us: int, end_us: int) -> Totals:
-    """The user's sum and count over [start_us, end_us), exact to the microsecond."""
-    return sum(hour_totals(table, user_id, start_us, end_us).values(), Totals())
+WholeHours = Callable[[Any, str, int, int], Totals]
+
+
+def exact_sum(
+    table: Any, user_id: str, start_us: int, end_us: int, whole_hours: WholeHours = whole_hour_total
+) -> Totals:
+    """The user's sum and count over [start_us, end_us), exact to the microsecond. `whole_hours`
+    totals the whole hours (whole_hour_total, or a cache in front of it)."""
+    whole, edges = split_hours(start_us, end_us)
+    total = whole_hours(table, user_id, *whole) if whole else Totals()
+    return sum((value for _, value in _edge_rows(table, user_id, edges)), total)
 
 
 def hourly(table: Any, user_id: str, start_us: int, end_us: int) -> list[tuple[int, Totals]]:

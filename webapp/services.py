@@ -16,6 +16,7 @@ from flask import current_app
 
 from common import clients
 from common.config import Config
+from webapp.cache import WholeHourCache
 
 READ_TIMEOUT_S = 5.0  # a whole request's Bigtable reads; past it the API answers 503
 ATTEMPT_TIMEOUT_S = 2.0
@@ -30,6 +31,7 @@ class Services:
         self._table: Any = None
         self._publisher: Any = None
         self._dead_letter_cache: tuple[tuple[tuple[str, int], ...], int] | None = None
+        self.whole_hours = WholeHourCache()
 
     def table(self) -> Any:
         """The Bigtable table handle, built once. Reads retry for at most read_timeout_s."""
