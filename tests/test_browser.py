@@ -202,8 +202,22 @@ def test_picking_a_user_and_a_range_shows_the_apis_numbers(
     page.wait_for_function("() => document.getElementById('health-list').textContent.includes('reachable')")
     assert page.locator("#health-badge").text_content() == "ok"
 
+    # A custom range, typed as UTC.
+    end = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    start = end - timedelta(hours=30, minutes=15, seconds=7)
+    page.locator("button.range[data-range='custom']").click()
+    page.locator("#custom-from").fill(start.strftime("%Y-%m-%dT%H:%M:%S"))
+    page.locator("#custom-to").fill(end.strftime("%Y-%m-%dT%H:%M:%S"))
+    page.locator("#custom-form button[type=submit]").click()
+    custom = _wait_ready(page, "alice", int((end - start).total_seconds()))
+    assert _parse(custom["from"]) == start and _parse(custom["to"]) == end
+    custom_total = requests.get(f"{api}/sum", params=custom, timeout=10).json()
+    assert page.locator("#kpi-sum").text_content() == custom_total["sum"]
+    in_custom = [r for r in ledger if r.user_id == "alice" and _us(start) <= r.event_us < _us(end)]
+    assert custom_total["count"] == len(in_custom)
+
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.locator("#page-newer").click()
+    page.locator("button.range[data-range='24h']").click()
     _wait_ready(page, "alice", 24 * 3600, page_index=0)
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
     assert foreign == []  # the page needed nothing from the internet

@@ -43,7 +43,6 @@ def create_app(
 
     cfg = _resolve_config(config)
     app = Flask(__name__)
-    app.config["JSON_SORT_KEYS"] = False
     # Room for a body the message parser can refuse by name; anything larger is cut off at 413.
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_payload_bytes * 4 + 1024
     app.extensions["txn"] = Services(cfg, clock or utcnow)
