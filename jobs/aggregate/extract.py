@@ -10,9 +10,11 @@ import os
 from typing import Any
 
 import pyarrow as pa
+from py4j.protocol import Py4JJavaError
+from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
-from pyspark.sql.utils import AnalysisException
 
 from common import spool
 from jobs.aggregate import state
@@ -82,15 +84,47 @@ def check_schema(df: DataFrame) -> DataFrame:
     return df.select(*EXPECTED_TYPES)
 
 
+def find_nulls(df: DataFrame) -> DataFrame:
+    """One row: `rows`, and per spool column the count of rows where it is null (a file that lacks
+    the column reads as nulls once merged with files that have it)."""
+    nulls = [F.sum(F.col(c).isNull().cast("long")).alias(c) for c in EXPECTED_TYPES]
+    return df.agg(F.count(F.lit(1)).alias("rows"), *nulls)
+
+
+def null_error(df: DataFrame, counts: dict[str, int], spool_dir: str) -> SpoolSchemaError | None:
+    """A SpoolSchemaError naming the first column with nulls and a file holding one, else None."""
+    for column in EXPECTED_TYPES:
+        if counts.get(column):
+            found = df.where(F.col(column).isNull()).select(F.input_file_name().alias("file")).first()
+            where = str(found["file"]).replace(spool_uri(spool_dir) + "/", "") if found else "an unknown file"
+            return SpoolSchemaError(
+                f"spool column '{column}' is missing or null in {counts[column]:,} rows, e.g. in {where}"
+            )
+    return None
+
+
+def _diagnose(spark: SparkSession, base: str, files: list[str]) -> SpoolSchemaError | None:
+    """The schema error of the first file that does not match on its own (slow: one file at a time,
+    only used once merging the files has failed)."""
+    for name in files:
+        try:
+            check_schema(spark.read.parquet(f"{base}/{name}"))
+        except SpoolSchemaError as exc:
+            return SpoolSchemaError(f"{exc} in {name}")
+    return None
+
+
 def read_spool(spark: SparkSession, spool_dir: str, files: list[str]) -> DataFrame:
     """Exactly the given spool files (spool-relative paths) as one DataFrame, schema checked.
 
-    Every file's footer is merged, so one odd file is caught, not only the first one read."""
+    Every file's footer is merged, so one odd file is caught, not only the first one read; a file
+    lacking a column shows up as nulls in it (see find_nulls)."""
     base = spool_uri(spool_dir)
-    paths = [f"{base}/{f}" for f in files]
     try:
-        df = spark.read.option("mergeSchema", "true").parquet(*paths)
-    except AnalysisException as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise SpoolSchemaError(f"spool files disagree on their columns: {first_line}") from None
+        df = spark.read.option("mergeSchema", "true").parquet(*[f"{base}/{f}" for f in files])
+    except (PySparkException, Py4JJavaError) as exc:
+        error = _diagnose(spark, base, files)
+        if error is None:
+            raise
+        raise error from exc
     return check_schema(df)

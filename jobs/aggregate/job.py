@@ -110,14 +110,29 @@ def drop_already_counted(
     return transactions.join(counted, "transaction_id", "left_anti")
 
 
-def _load(cfg: Config, run_id: int, remaining: DataFrame) -> dict[str, Any]:
-    """Write the remaining transactions and their counter deltas; all writers run as one Spark job so
-    the executors stay busy. Order between them does not matter: each is idempotent for the run."""
+def _collect_results(results: DataFrame) -> tuple[dict[str, int], list[tuple[str, str, str]]]:
+    rows = results.collect()
+    written: dict[str, int] = {}
+    for r in rows:
+        written[r["family"]] = written.get(r["family"], 0) + int(r["written"]) + int(r["skipped"])
+    failures = [(r["family"], r["failed_key"], r["message"]) for r in rows if r["failed_key"] is not None]
+    return written, failures
+
+
+def load_transactions(cfg: Config, run_id: int, remaining: DataFrame) -> tuple[dict[str, int], list]:
+    """Write the dcflist rows of the remaining transactions, marked with this run.
+    Returns ({family: rows written}, [(family, failed key, reason)])."""
+    columns = ("user_id", "event_time", "transaction_id", "amount_cents", "currency", "merchant_category")
+    return _collect_results(
+        remaining.select(*columns).mapInArrow(load.write_transactions(cfg, run_id), load.RESULT_SCHEMA)
+    )
+
+
+def load_counters(cfg: Config, run_id: int, remaining: DataFrame) -> tuple[dict[str, int], list]:
+    """Add the remaining transactions' hour, minute and top-spender deltas (once per run per row) and
+    write the user directory, as one Spark job so the executors stay busy."""
     buckets = remaining.transform(tf.hourly_buckets)
     writers = [
-        remaining.select(
-            "user_id", "event_time", "transaction_id", "amount_cents", "currency", "merchant_category"
-        ).mapInArrow(load.write_transactions(cfg, run_id), load.RESULT_SCHEMA),
         buckets.mapInArrow(load.apply_hour_deltas(cfg, run_id), load.RESULT_SCHEMA),
         remaining.transform(tf.minute_stats).mapInArrow(load.apply_minute_deltas(cfg, run_id), load.RESULT_SCHEMA),
         buckets.transform(tf.top_spender_index).mapInArrow(load.apply_top_deltas(cfg, run_id), load.RESULT_SCHEMA),
@@ -126,12 +141,33 @@ def _load(cfg: Config, run_id: int, remaining: DataFrame) -> dict[str, Any]:
     union = writers[0]
     for writer in writers[1:]:
         union = union.unionByName(writer)
-    results = union.collect()
-    written: dict[str, int] = {}
-    failures = [(r["family"], r["failed_key"], r["message"]) for r in results if r["failed_key"] is not None]
-    for r in results:
-        written[r["family"]] = written.get(r["family"], 0) + int(r["written"]) + int(r["skipped"])
-    return {"written": written, "failures": failures}
+    return _collect_results(union)
+
+
+def _start_run(
+    spark: SparkSession, cfg: Config, table: Any, say: Callable[[str], None]
+) -> tuple[state.PendingRun | None, bool]:
+    """(run, resumed): the interrupted run, else a new one over the files not processed yet (recorded
+    as pending once their schema is checked), else None when there is nothing new."""
+    status = state.read_job_status(table)
+    run = state.pending_run(status)
+    if run is not None:
+        say(f"resuming run {run.run_id}: {len(run.files):,} files listed by its interrupted attempt")
+        return run, True
+    if status is None and state.has_counted_data(table):
+        raise state.JobStateError(
+            f"table {cfg.table_id} holds buckets but no job state (~job); run with --rebuild to recount it"
+        )
+    listed_at = datetime.now(UTC)
+    with spark_progress(spark, "list spool"):
+        files = extract.list_spool_files(spark, cfg.spool_dir, (status or {}).get("scan_from"))
+    done = state.processed_files(table, f"{spool.TRANSACTIONS}/")
+    new_files = [f for f in files if f not in done]
+    if not new_files:
+        return None, False
+    # Checked before the run is recorded, so a bad file can be moved aside without a stuck run.
+    extract.read_spool(spark, cfg.spool_dir, new_files)
+    return state.begin_run(table, status, new_files, listed_at), False
 
 
 def run_once(spark: SparkSession, cfg: Config, rebuild: bool = False, say: Callable[[str], None] = print) -> RunSummary:
@@ -143,34 +179,24 @@ def run_once(spark: SparkSession, cfg: Config, rebuild: bool = False, say: Calla
         say(f"rebuild: emptying table {cfg.table_id}")
         truncate_table(cfg)
     table = clients.ensure_table(cfg)
-    status = state.read_job_status(table)
-    run = state.pending_run(status)
-    if run is not None:
-        summary.resumed = True
-        say(f"resuming run {run.run_id}: {len(run.files):,} files listed by its interrupted attempt")
-    else:
-        if status is None and state.has_counted_data(table):
-            raise state.JobStateError(
-                f"table {cfg.table_id} holds buckets but no job state (~job); run with --rebuild to recount it"
-            )
-        listed_at = datetime.now(UTC)
-        scan_from = (status or {}).get("scan_from")
-        with spark_progress(spark, "list spool"):
-            files = extract.list_spool_files(spark, cfg.spool_dir, scan_from)
-        done = state.processed_files(table, f"{spool.TRANSACTIONS}/")
-        new_files = [f for f in files if f not in done]
-        if not new_files:
-            summary.seconds = time.monotonic() - started
-            say(summary.line())
-            return summary
-        run = state.begin_run(table, status, new_files, listed_at)
+    run, summary.resumed = _start_run(spark, cfg, table, say)
+    if run is None:
+        summary.seconds = time.monotonic() - started
+        say(summary.line())
+        return summary
     summary.run_id, summary.files = run.run_id, len(run.files)
 
     raw = extract.read_spool(spark, cfg.spool_dir, run.files)
     flagged = raw.transform(tf.dedupe_transactions).transform(tf.flag_late, int(late_horizon(cfg)))
     flagged = flagged.persist(StorageLevel.MEMORY_AND_DISK)
     with spark_progress(spark, "read and dedupe"):
-        summary.rows = raw.count()
+        counts = extract.find_nulls(raw).first()
+        summary.rows = int(counts["rows"]) if counts else 0
+        error = extract.null_error(raw, counts.asDict() if counts else {}, cfg.spool_dir)
+        if error is not None:
+            if not summary.resumed:  # nothing written yet: forget the run so the file can be moved aside
+                state.abandon_run(table, run)
+            raise error
         stats = flagged.agg(F.count(F.lit(1)).alias("distinct"), F.sum(F.col("late").cast("long")).alias("late"))
         first = stats.first()
     distinct = int(first["distinct"]) if first else 0
@@ -192,23 +218,26 @@ def run_once(spark: SparkSession, cfg: Config, rebuild: bool = False, say: Calla
         remaining.count()  # materialised once, so the lookups never run again for the writers
 
     load_started = time.monotonic()
-    with spark_progress(spark, "write to Bigtable"):
-        outcome = _load(cfg, run.run_id, remaining)
+    with spark_progress(spark, "write dcflist"):
+        written, failures = load_transactions(cfg, run.run_id, remaining)
+    if not failures:
+        with spark_progress(spark, "write counters"):
+            counters, failures = load_counters(cfg, run.run_id, remaining)
+        written.update(counters)
     load_seconds = time.monotonic() - load_started
-    written = outcome["written"]
     summary.rows_written = written.get(store.LIST, 0)
     summary.buckets_written = written.get(store.HOUR, 0)
     summary.minutes_written = written.get(store.MINUTE, 0)
     summary.top_hours_written = written.get(store.TOP, 0)
     summary.users_written = written.get(store.USER, 0)
-    summary.failures = len(outcome["failures"])
+    summary.failures = len(failures)
     rate = summary.rows_written / load_seconds if load_seconds > 0 else 0.0
     say(
         f"load: {summary.rows_written:,} dcflist, {summary.buckets_written:,} dcfbhour, "
         f"{summary.minutes_written:,} dcfbmin, {summary.top_hours_written:,} dcftop, "
         f"{summary.users_written:,} dcfuser rows in {load_seconds:.1f} s ({rate:,.0f} transactions/s)"
     )
-    for family, key, message in outcome["failures"][:SHOWN_FAILURES]:
+    for family, key, message in failures[:SHOWN_FAILURES]:
         say(f"failed: {family} row {key}: {message}")
     with contextlib.suppress(Exception):
         flagged.unpersist()

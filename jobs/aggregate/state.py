@@ -179,6 +179,12 @@ def begin_run(table: Any, status: dict[str, Any] | None, files: list[str], liste
     return run
 
 
+def abandon_run(table: Any, run: PendingRun) -> None:
+    """Forget a pending run that wrote no data (its files failed the schema check), so moving the
+    bad file aside unblocks the next run. Its id is used again by the next run."""
+    _write_job_cells(table, {PENDING: b""})
+
+
 def finish_run(table: Any, run: PendingRun, summary: dict[str, Any], finished_at: datetime) -> None:
     """Mark the run's files processed, then clear pending and record the run as the last one.
 

@@ -1,0 +1,155 @@
+"""Ledgers, spools and independent expectations for the aggregation job's tests.
+
+A ledger is the truth: one row per distinct transaction, with the time it was first published.
+Spools are written from ledgers (plus duplicate copies) with the spool's own atomic writer, and
+the expected Bigtable contents are computed from the ledger with DuckDB, never with the job's code.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from common import rowkeys, spool, store
+from common.config import Config
+
+BASE = datetime(2026, 11, 1, tzinfo=UTC)
+USERS = ["u1", "u10", "u2", "u3", "u42", "alice", "bob.k", "c_9"]
+CATEGORIES = ["grocery", "fuel", "online", "travel"]
+
+
+def make_ledger(
+    tag: str,
+    count: int,
+    first_hour: int = 0,
+    hours: int = 6,
+    seed: int = 1,
+    publish_lag: timedelta = timedelta(seconds=2),
+) -> pd.DataFrame:
+    """`count` distinct transactions of USERS with event times over `hours` hours from BASE +
+    first_hour, about one in ten a refund, some exactly on an hour edge, published `publish_lag`
+    after their event (plus up to a second)."""
+    rng = random.Random(f"{tag}-{seed}")
+    start = BASE + timedelta(hours=first_hour)
+    rows = []
+    for i in range(count):
+        if i % 17 == 0:  # exactly on an hour edge, or the last microsecond before one
+            event = start + timedelta(hours=rng.randrange(hours)) - timedelta(microseconds=i % 2)
+            event = max(event, start)
+        else:
+            event = start + timedelta(microseconds=rng.randrange(hours * 3_600_000_000))
+        cents = rng.randrange(1, 20_000)
+        if rng.random() < 0.1:
+            cents = -rng.randrange(1, 5_000)
+        published = event + publish_lag + timedelta(microseconds=rng.randrange(1_000_000))
+        rows.append(
+            {
+                "transaction_id": f"{tag}-{i:06d}",
+                "user_id": rng.choice(USERS),
+                "amount_cents": cents,
+                "currency": "USD",
+                "merchant_category": rng.choice(CATEGORIES),
+                "event_time": event,
+                "publish_time": published,
+                "message_id": f"m-{tag}-{i:06d}",
+            }
+        )
+    return to_frame(rows)
+
+
+def to_frame(rows: list[dict[str, Any]] | pd.DataFrame) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=spool.TRANSACTION_SCHEMA.names)
+    for column in ("event_time", "publish_time"):
+        frame[column] = pd.to_datetime(frame[column], utc=True).astype("datetime64[us, UTC]")
+    frame["amount_cents"] = frame["amount_cents"].astype("int64")
+    return frame
+
+
+def duplicates_of(ledger: pd.DataFrame, fraction: float, seed: int, delay: timedelta) -> pd.DataFrame:
+    """Copies of a sample of the ledger: same transaction, published `delay` later, new message id."""
+    copies = ledger.sample(frac=fraction, random_state=seed).copy()
+    copies["publish_time"] = copies["publish_time"] + delay
+    copies["message_id"] = copies["message_id"] + f"-dup{seed}"
+    return to_frame(copies)
+
+
+def write_spool(cfg: Config, rows: pd.DataFrame, files: int, seed: int = 0) -> list[Path]:
+    """Shuffle the rows (arrival order is not event order) and write them as `files` spool files."""
+    shuffled = rows.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    paths = []
+    for index in range(files):
+        part = shuffled.iloc[index::files]
+        table = pa.Table.from_pandas(part, schema=spool.TRANSACTION_SCHEMA, preserve_index=False)
+        paths.append(spool.write_atomic(table, spool.new_file_path(cfg.spool_dir, spool.TRANSACTIONS)))
+    return paths
+
+
+@dataclass
+class Contents:
+    """A table's data, by family, in plain values."""
+
+    transactions: dict[tuple[str, int, str], int] = field(default_factory=dict)
+    buckets: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
+    minutes: dict[int, tuple[int, int]] = field(default_factory=dict)
+    top: dict[tuple[int, str], int] = field(default_factory=dict)
+    users: set[str] = field(default_factory=set)
+
+
+def read_contents(table: Any) -> Contents:
+    """Everything the job wrote, parsed with the row-key module."""
+    out = Contents()
+    for key, families in store.dump_table(table).items():
+        if store.LIST in families:
+            out.transactions[rowkeys.parse_transaction_key(key)] = int(families[store.LIST][b"amount_cents"])
+        if store.HOUR in families:
+            cells = families[store.HOUR]
+            out.buckets[rowkeys.parse_hour_bucket_key(key)] = (int(cells[store.SUM]), int(cells[store.COUNT]))
+        if store.MINUTE in families:
+            cells = families[store.MINUTE]
+            out.minutes[rowkeys.parse_minute_key(key)] = (int(cells[store.SUM]), int(cells[store.COUNT]))
+        if store.TOP in families:
+            hour = rowkeys.parse_top_hour_key(key)
+            out.top.update({(hour, user.decode()): int(v) for user, v in families[store.TOP].items()})
+        if store.USER in families:
+            out.users.add(rowkeys.parse_user_directory_key(key))
+    return out
+
+
+def expected_contents(ledger: pd.DataFrame, late_horizon_hours: int) -> Contents:
+    """What the table must hold for this ledger: every transaction published within the horizon,
+    aggregated with DuckDB in integer cents."""
+    con = duckdb.connect()
+    con.register("ledger", ledger)
+    horizon_us = late_horizon_hours * 3_600_000_000
+    con.execute(
+        "CREATE TABLE kept AS SELECT user_id, transaction_id, amount_cents, epoch_us(event_time) AS ev FROM ledger "
+        f"WHERE epoch_us(publish_time) - epoch_us(event_time) <= {horizon_us}"
+    )
+    out = Contents()
+    for user, ev, tid, cents in con.execute("SELECT user_id, ev, transaction_id, amount_cents FROM kept").fetchall():
+        out.transactions[(user, ev, tid)] = cents
+    hourly = "SELECT user_id, ev // 3600000000 * 3600 AS h, sum(amount_cents)::BIGINT, count(*) FROM kept GROUP BY 1, 2"
+    for user, hour, total, count in con.execute(hourly).fetchall():
+        out.buckets[(user, hour)] = (total, count)
+        out.top[(hour, user)] = total
+    minutely = "SELECT ev // 60000000 * 60 AS m, sum(amount_cents)::BIGINT, count(*) FROM kept GROUP BY 1"
+    for minute, total, count in con.execute(minutely).fetchall():
+        out.minutes[minute] = (total, count)
+    out.users = {u for (u,) in con.execute("SELECT DISTINCT user_id FROM kept").fetchall()}
+    return out
+
+
+def assert_contents(actual: Contents, expected: Contents) -> None:
+    """Family by family, so a failure shows which family is off."""
+    assert actual.buckets == expected.buckets
+    assert actual.transactions == expected.transactions
+    assert actual.minutes == expected.minutes
+    assert actual.top == expected.top
+    assert actual.users == expected.users

@@ -1,0 +1,188 @@
+"""The aggregation job on the Bigtable emulator, run in-process on the shared local SparkSession:
+every user-hour (and every other row it writes) equals the ledger aggregated with DuckDB, however
+the events were split across runs, duplicated, reordered or late."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from aggregate_support import assert_contents, duplicates_of, expected_contents, make_ledger, read_contents, write_spool
+from conftest import cleanup_resources, make_config
+
+from common import clients, spool, store
+from common.config import Config
+from jobs.aggregate import job, state
+from jobs.aggregate.extract import SpoolSchemaError
+
+
+def run(spark: Any, cfg: Config, rebuild: bool = False) -> job.RunSummary:
+    return job.run_once(spark, cfg, rebuild=rebuild, say=lambda line: None)
+
+
+@pytest.fixture
+def other_table(cfg: Config, tmp_path: Path) -> Any:
+    """A second config reading the same spool into a table of its own."""
+    config = make_config(tmp_path, spool_dir=cfg.spool_dir)
+    yield config
+    cleanup_resources(config)
+
+
+def test_one_run_matches_the_ledger_for_every_user_hour(spark: Any, cfg: Config) -> None:
+    ledger = make_ledger("one", 1500, hours=8)
+    write_spool(cfg, ledger, files=3)
+    summary = run(spark, cfg)
+    assert (summary.run_id, summary.files, summary.rows, summary.rows_written) == (1, 3, 1500, 1500)
+    assert (summary.duplicates_dropped, summary.already_counted, summary.late_rows, summary.failures) == (0, 0, 0, 0)
+    expected = expected_contents(ledger, cfg.late_horizon_hours)
+    assert summary.buckets_written == len(expected.buckets)
+    table = clients.bigtable_table(cfg)
+    assert_contents(read_contents(table), expected)
+    status = state.read_job_status(table)
+    assert status is not None and status["last_run"] == 1 and status["pending"] is None
+    assert status["last_summary"]["rows_written"] == 1500
+    assert state.spool_backlog(cfg, table) == 0
+
+
+def test_three_runs_over_three_slices_equal_one_run_over_all(spark: Any, cfg: Config, other_table: Config) -> None:
+    # The slices overlap in time: each covers hours the others cover too.
+    slices = [make_ledger(f"slice{i}", 400, first_hour=i * 2, hours=6, seed=i) for i in range(3)]
+    for index, ledger in enumerate(slices):
+        write_spool(cfg, ledger, files=2, seed=index)
+        assert state.spool_backlog(cfg, clients.ensure_table(cfg)) == 2
+        summary = run(spark, cfg)
+        assert (summary.run_id, summary.rows, summary.rows_written) == (index + 1, 400, 400)
+    everything = pd.concat(slices, ignore_index=True)
+    expected = expected_contents(everything, cfg.late_horizon_hours)
+    incremental = read_contents(clients.bigtable_table(cfg))
+    assert_contents(incremental, expected)
+
+    summary = run(spark, other_table)
+    assert (summary.run_id, summary.files, summary.rows) == (1, 6, 1200)
+    assert store.dump_table(clients.bigtable_table(other_table)) == store.dump_table(clients.bigtable_table(cfg))
+
+
+def test_duplicates_reordering_and_late_events_are_counted_exactly(spark: Any, cfg: Config) -> None:
+    horizon = timedelta(hours=cfg.late_horizon_hours)
+    first = make_ledger("early", 600, first_hour=0, hours=6)
+    # Run 1: the first events, some of them twice in different files, all shuffled.
+    write_spool(cfg, pd.concat([first, duplicates_of(first, 0.2, seed=1, delay=timedelta(minutes=3))]), files=3)
+    summary = run(spark, cfg)
+    assert (summary.rows, summary.duplicates_dropped, summary.rows_written) == (720, 120, 600)
+
+    # Run 2: redeliveries of run 1's events (a third copy of some), events late but within the
+    # horizon that fall into run 1's hours, and events published beyond the horizon.
+    within = make_ledger("within", 200, first_hour=2, hours=4, publish_lag=horizon - timedelta(hours=1))
+    beyond = make_ledger("beyond", 50, first_hour=0, hours=6, publish_lag=horizon + timedelta(minutes=1))
+    again = duplicates_of(first, 0.3, seed=2, delay=timedelta(hours=5))
+    batch = pd.concat([within, beyond, again, duplicates_of(within, 0.5, seed=3, delay=timedelta(seconds=1))])
+    paths = write_spool(cfg, batch, files=4, seed=7)
+    summary = run(spark, cfg)
+    assert summary.rows == 200 + 50 + 180 + 100
+    assert summary.duplicates_dropped == 100  # within this run's own files
+    assert summary.already_counted == 180  # copies of transactions run 1 counted
+    assert summary.late_rows == 50
+    assert summary.rows_written == 200
+
+    ledger = pd.concat([first, within, beyond], ignore_index=True)
+    expected = expected_contents(ledger, cfg.late_horizon_hours)
+    assert len(expected.transactions) == 800  # the 50 beyond the horizon are not folded in
+    assert_contents(read_contents(clients.bigtable_table(cfg)), expected)
+    assert all(p.exists() for p in paths)  # late rows stay in the spool
+    status = state.read_job_status(clients.bigtable_table(cfg))
+    assert status is not None and status["last_summary"]["late_rows"] == 50
+
+
+def test_rerun_and_rebuild_leave_the_table_identical(spark: Any, cfg: Config) -> None:
+    ledger = make_ledger("rebuild", 500, hours=5)
+    write_spool(cfg, pd.concat([ledger, duplicates_of(ledger, 0.1, seed=4, delay=timedelta(minutes=1))]), files=2)
+    run(spark, cfg)
+    write_spool(cfg, make_ledger("rebuild2", 300, first_hour=3, hours=4), files=2)
+    run(spark, cfg)
+    table = clients.bigtable_table(cfg)
+    before = store.dump_table(table)
+
+    summary = run(spark, cfg)
+    assert (summary.run_id, summary.files, summary.rows_written) == (0, 0, 0)  # nothing new: nothing done
+    assert store.dump_table(table) == before
+
+    summary = run(spark, cfg, rebuild=True)
+    assert (summary.run_id, summary.files, summary.rows, summary.rows_written) == (1, 4, 850, 800)
+    assert store.dump_table(table) == before
+    assert state.read_job_status(table)["last_run"] == 1  # type: ignore[index]
+
+
+def test_a_run_reads_only_new_files_and_looks_up_only_rows_in_existing_buckets(spark: Any, cfg: Config) -> None:
+    run(spark, cfg)  # an empty spool is not an error
+    history = make_ledger("history", 1000, first_hour=0, hours=10)
+    write_spool(cfg, history, files=4)
+    assert run(spark, cfg).looked_up == 0  # an empty table: nothing to look up
+
+    fresh = make_ledger("fresh", 120, first_hour=20, hours=2)  # hours no earlier run touched
+    write_spool(cfg, fresh, files=1)
+    summary = run(spark, cfg)
+    assert (summary.files, summary.rows, summary.looked_up, summary.rows_written) == (1, 120, 0, 120)
+
+    overlapping = make_ledger("overlap", 150, first_hour=8, hours=4)  # hours 8-9 exist, 10-11 do not
+    write_spool(cfg, overlapping, files=1)
+    summary = run(spark, cfg)
+    before = pd.concat([history, fresh])
+    existing = set(zip(before["user_id"], before["event_time"].dt.floor("h"), strict=True))
+    in_existing = sum(
+        (u, t) in existing for u, t in zip(overlapping["user_id"], overlapping["event_time"].dt.floor("h"), strict=True)
+    )
+    assert 0 < in_existing < 150
+    assert (summary.files, summary.rows, summary.looked_up, summary.already_counted) == (1, 150, in_existing, 0)
+    everything = pd.concat([history, fresh, overlapping])
+    assert_contents(read_contents(clients.bigtable_table(cfg)), expected_contents(everything, cfg.late_horizon_hours))
+
+
+def test_a_spool_file_without_a_column_is_named_and_the_run_is_not_recorded(spark: Any, cfg: Config) -> None:
+    ledger = make_ledger("good", 50)
+    write_spool(cfg, ledger, files=1)
+    bad = pa.table({"transaction_id": ["x1"], "user_id": ["u1"], "amount": [12.5]})
+    bad_path = spool.write_atomic(bad, spool.new_file_path(cfg.spool_dir, spool.TRANSACTIONS))
+    with pytest.raises(
+        SpoolSchemaError, match=f"'amount_cents' is missing or null in 1 rows, e.g. in .*{bad_path.name}"
+    ):
+        run(spark, cfg)
+    table = clients.bigtable_table(cfg)
+    assert store.dump_table(table) == {}
+    assert state.pending_run(state.read_job_status(table)) is None
+
+    bad_path.rename(bad_path.with_name("_" + bad_path.name))  # moved aside: the next run goes ahead
+    assert run(spark, cfg).run_id == 1
+    assert_contents(read_contents(table), expected_contents(ledger, cfg.late_horizon_hours))
+
+
+def test_a_spool_file_with_a_column_of_another_type_is_named(spark: Any, cfg: Config) -> None:
+    write_spool(cfg, make_ledger("typed", 20), files=1)
+    frame = make_ledger("float", 3).assign(amount_cents=lambda f: f["amount_cents"] / 100)
+    spool.write_atomic(
+        pa.Table.from_pandas(frame, preserve_index=False), spool.new_file_path(cfg.spool_dir, spool.TRANSACTIONS)
+    )
+    with pytest.raises(SpoolSchemaError, match="'amount_cents' must be bigint, got double in transactions/"):
+        run(spark, cfg)
+    assert state.read_job_status(clients.bigtable_table(cfg)) is None
+
+
+def test_a_table_with_data_but_no_job_state_is_refused(spark: Any, cfg: Config) -> None:
+    ledger = make_ledger("stateless", 40)
+    write_spool(cfg, ledger, files=1)
+    run(spark, cfg)
+    table = clients.bigtable_table(cfg)
+    table.mutate_rows([_delete(table, b"~job")])
+    with pytest.raises(state.JobStateError, match="--rebuild"):
+        run(spark, cfg)
+    run(spark, cfg, rebuild=True)
+    assert_contents(read_contents(table), expected_contents(ledger, cfg.late_horizon_hours))
+
+
+def _delete(table: Any, key: bytes) -> Any:
+    row = table.direct_row(key)
+    row.delete()
+    return row
