@@ -2,9 +2,11 @@
 top spenders, per-minute activity and the user directory. Keys come from common.rowkeys, cells
 from common.store; money stays integer cents and times epoch microseconds here.
 
-Bigtable (and its emulator) cannot scan backwards through the classic client, so a newest-first
-page reads time windows backwards from its upper bound: each window is a bounded forward scan,
-sized from the density of the window before it, so one page never reads the whole range.
+Newest-first pages cannot use a reversed scan: the classic client offers none and the emulator
+answers UNIMPLEMENTED. So a page reads time windows backwards from its upper bound, each a forward
+scan with a row cap. A window is sized from the density of the one before it; one that hits the
+cap is narrowed from the rows the capped scan returned; the page token carries the window size on
+to the next page. One page never reads the whole range.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ class PageTokenError(ValueError):
 
 @dataclass(frozen=True)
 class Totals:
+    """A sum in integer cents and a transaction count."""
+
     sum_cents: int = 0
     count: int = 0
 
