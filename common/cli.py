@@ -1,0 +1,89 @@
+"""Command-line plumbing every command shares: the --config flag, one-line user errors, progress lines.
+
+A command is `main(argv) -> int` run through `run(main)`. Errors a user can cause (a bad flag, a bad
+config value, a bad time, a bad message) print one line `error: ...` on stderr and exit 2; an
+unreachable Pub/Sub or Bigtable prints one line and exits 3. Anything else is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from common.clients import ServiceUnavailable
+from common.config import ConfigError
+from common.message import MessageError
+from common.timeutil import TimeFormatError
+
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+
+
+class UsageError(ValueError):
+    """A command-line flag with a wrong value."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises UsageError instead of printing the usage block and exiting, and that lets
+    chosen options take values starting with '-' (`--start -48h`, which argparse reads as a flag)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._dash_value_options: set[str] = set()
+
+    def allow_dash_values(self, *options: str) -> None:
+        """Let `options` take a value that starts with '-', such as a relative time."""
+        self._dash_value_options.update(options)
+
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        argv = list(sys.argv[1:] if args is None else args)
+        joined: list[str] = []
+        i = 0
+        while i < len(argv):
+            if (
+                argv[i] in self._dash_value_options
+                and i + 1 < len(argv)
+                and argv[i + 1][:1] == "-"
+                and argv[i + 1][:2] != "--"
+            ):
+                joined.append(f"{argv[i]}={argv[i + 1]}")
+                i += 2
+            else:
+                joined.append(argv[i])
+                i += 1
+        return super().parse_known_args(joined, namespace)
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    """Add `--config PATH` (default: config.json, else config.sample.json)."""
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        default=None,
+        help="config file (default: config.json, else config.sample.json)",
+    )
+
+
+def log(*parts: object) -> None:
+    """One progress or summary line on stderr, so stdout stays free for data."""
+    print(*parts, file=sys.stderr, flush=True)
+
+
+def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> NoReturn:
+    """Run `main(argv)` and exit with its code; user errors become one line and exit 2 (3 when a
+    service cannot be reached)."""
+    try:
+        code = main(argv)
+    except (UsageError, ConfigError, TimeFormatError, MessageError) as exc:
+        log(f"error: {exc}")
+        code = EXIT_USAGE
+    except ServiceUnavailable as exc:
+        log(f"error: {exc}")
+        code = EXIT_UNAVAILABLE
+    sys.exit(code)
