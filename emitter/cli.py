@@ -1,0 +1,192 @@
+"""`python -m emitter`: simulate card holders and publish their transactions to Pub/Sub.
+
+Simulation mode (default) publishes every transaction of a window of simulated time
+(--start/--end, default the config's, i.e. the last 48 hours) as fast as Pub/Sub takes them.
+Live mode (--live) starts now and paces transactions by the wall clock, --speedup times faster
+than the configured spending periods, until SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import FrameType
+
+from tqdm import tqdm
+
+from common import clients
+from common.cli import ArgumentParser, UsageError, add_config_argument, log
+from common.config import Config, load_config
+from common.timeutil import format_rfc3339, from_epoch_us, parse_time, utcnow
+from emitter.producer import EncodedTransaction, ProducerProcess, SimulationRequest
+from emitter.publish import Ledger, PublishCounts, TransactionPublisher
+from emitter.simulate import Population
+
+EXIT_PUBLISH_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True)
+class EmitResult:
+    """The outcome of one emitter run."""
+
+    counts: PublishCounts
+    seconds: float
+    stopped_early: bool
+    first_event: datetime | None
+    last_event: datetime | None
+
+    @property
+    def rate(self) -> float:
+        return self.counts.published / self.seconds if self.seconds > 0 else 0.0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+def _seed(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise ValueError(text)
+    return value
+
+
+# argparse names the expected form from the converter's __name__.
+_positive_int.__name__ = "integer >= 1"
+_seed.__name__ = "integer >= 0"
+_positive_float.__name__ = "number > 0"
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m emitter", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    add_config_argument(parser)
+    parser.add_argument("--users", type=_positive_int, metavar="N", help="number of card holders (config: users)")
+    parser.add_argument("--seed", type=_seed, metavar="S", help="random seed; the same seed gives the same data")
+    parser.add_argument("--start", metavar="TIME", help="window start: -48h, ISO-8601 or epoch (config)")
+    parser.add_argument("--end", metavar="TIME", help="window end: now, -1h, ISO-8601 or epoch (config)")
+    parser.add_argument("--live", action="store_true", help="pace by the wall clock from now until stopped")
+    parser.add_argument("--speedup", type=_positive_float, metavar="X", help="live mode speed-up (config)")
+    parser.add_argument("--ledger", metavar="PATH", help="write every published transaction to this CSV")
+    parser.add_argument("--limit", type=_positive_int, metavar="N", help="stop after N transactions")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (the summary line stays)")
+    parser.allow_dash_values("--start", "--end")
+    return parser
+
+
+def emit(
+    publisher: TransactionPublisher,
+    batches: Iterable[list[EncodedTransaction]],
+    stop: threading.Event | None = None,
+    paced: bool = False,
+    progress: bool = True,
+) -> EmitResult:
+    """Publish every encoded transaction of `batches` until they run out or `stop` is set; wait for
+    every outcome; return the counts. `paced` holds each one back until the wall clock reaches its
+    event time (live mode). Shows a progress bar with the rate unless `progress` is False."""
+    stop = stop or threading.Event()
+    bar = tqdm(unit=" msg", desc="published", disable=not progress, smoothing=0.1, mininterval=0.5)
+    first_us: int | None = None
+    last_us: int | None = None
+    started = time.perf_counter()
+    publish = publisher.publish_encoded
+    try:
+        for batch in batches:
+            if stop.is_set():
+                break
+            if first_us is None and batch:
+                first_us = batch[0][2]
+            for item in batch:
+                if paced:
+                    delay = item[2] / 1e6 - time.time()
+                    if delay > 0 and stop.wait(delay):
+                        break
+                    bar.update(publisher.published - bar.n)
+                elif stop.is_set():
+                    break
+                publish(item)
+                last_us = item[2]
+            bar.update(publisher.published - bar.n)
+    finally:
+        counts = publisher.close()
+        seconds = time.perf_counter() - started
+        bar.update(counts.published - bar.n)
+        bar.close()
+    return EmitResult(
+        counts,
+        seconds,
+        stop.is_set(),
+        from_epoch_us(first_us) if first_us is not None else None,
+        from_epoch_us(last_us) if last_us is not None else None,
+    )
+
+
+def _window(args: argparse.Namespace, cfg: Config, now: datetime) -> tuple[datetime, datetime | None, float]:
+    if args.live:
+        if args.start or args.end:
+            raise UsageError("--start/--end do not apply with --live, which starts now and runs until stopped")
+        return now, None, float(cfg.live_speedup)
+    start = parse_time(args.start or cfg.simulation_start, now)
+    end = parse_time(args.end or cfg.simulation_end, now)
+    if start >= end:
+        raise UsageError(
+            f"--start ({format_rfc3339(start)}) must be before --end ({format_rfc3339(end)}), "
+            "e.g. --start -48h --end now"
+        )
+    return start, end, 1.0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cfg = load_config(args.config, {"users": args.users, "seed": args.seed, "live_speedup": args.speedup})
+    start, end, time_scale = _window(args, cfg, utcnow())
+    request = SimulationRequest(Population.from_config(cfg), start, end, time_scale, args.limit)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        # The producer starts first so its start-up overlaps the topic check.
+        with ProducerProcess(request) as producer:
+            clients.ensure_topic(cfg, timeout=5.0)  # one clear line and exit 3 when Pub/Sub is unreachable
+            ledger = Ledger(args.ledger) if args.ledger else None
+            publisher = TransactionPublisher(cfg, ledger=ledger, ensure_topic=False)
+            mode = f"live, {time_scale:g}x" if end is None else f"{format_rfc3339(start)} .. {format_rfc3339(end)}"
+            log(f"emitter: {cfg.users} users, seed {cfg.seed}, {mode} -> {publisher.topic}")
+            result = emit(publisher, producer, stop, paced=end is None, progress=not args.quiet)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    counts = result.counts
+    span = ""
+    if result.first_event and result.last_event:
+        span = f", event times {format_rfc3339(result.first_event)} .. {format_rfc3339(result.last_event)}"
+    log(
+        f"emitter: published {counts.published} transactions, {counts.failed} failed, "
+        f"in {result.seconds:.1f} s ({result.rate:,.0f} msgs/s){span}"
+        + (f"; ledger {ledger.path}" if ledger else "")
+        + ("; stopped by signal" if result.stopped_early else "")
+    )
+    if counts.failed:
+        log(f"error: {counts.failed} transactions could not be published; first error: {counts.first_error}")
+        return EXIT_PUBLISH_FAILED
+    if result.stopped_early and end is not None:
+        return EXIT_INTERRUPTED
+    return 0
