@@ -1,0 +1,113 @@
+"""One spool batch: the rows of the next transaction file and dead-letter file, and the ack ids
+owed for them. Pure data; no Pub/Sub and no threads.
+
+Rows are kept as columns of plain values (ids, integer cents, epoch microseconds), never as
+message objects: a client Message costs about 2 KB, a row a few hundred bytes, and a batch may
+hold tens of thousands of them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from common import spool
+from common.message import MessageError, Transaction
+from common.timeutil import to_epoch_us
+
+_TX_COLUMNS = spool.TRANSACTION_SCHEMA.names
+_DL_COLUMNS = spool.DEAD_LETTER_SCHEMA.names
+
+
+class SpoolBatch:
+    """Rows for one transaction file and one dead-letter file, plus one ack id per row."""
+
+    def __init__(self, interned: dict[str, str] | None = None) -> None:
+        self.transactions: dict[str, list[Any]] = {name: [] for name in _TX_COLUMNS}
+        self.dead_letters: dict[str, list[Any]] = {name: [] for name in _DL_COLUMNS}
+        self.acks: list[str] = []  # the Pub/Sub ack id of every row, in no particular order
+        self.started = self.leased = time.monotonic()
+        # Users, currencies and categories repeat: keep one string object for each.
+        self._interned = interned if interned is not None else {}
+
+    def __len__(self) -> int:
+        return len(self.acks)
+
+    @property
+    def transaction_count(self) -> int:
+        return len(self.transactions["transaction_id"])
+
+    @property
+    def dead_letter_count(self) -> int:
+        return len(self.dead_letters["message_id"])
+
+    def age(self) -> float:
+        """Seconds since the batch was started."""
+        return time.monotonic() - self.started
+
+    def restart_clock(self) -> None:
+        """Count the age (and the lease) from now: for an empty batch waiting for its first row."""
+        self.started = self.leased = time.monotonic()
+
+    def lease_age(self) -> float:
+        """Seconds since the batch's messages were pulled or their ack deadline last extended."""
+        return time.monotonic() - self.leased
+
+    def renew_lease(self) -> None:
+        self.leased = time.monotonic()
+
+    def add_transaction(self, txn: Transaction, publish_us: int, message_id: str, ack_id: str) -> None:
+        intern = self._interned.setdefault
+        cols = self.transactions
+        cols["transaction_id"].append(txn.transaction_id)
+        cols["user_id"].append(intern(txn.user_id, txn.user_id))
+        cols["amount_cents"].append(txn.amount_cents)
+        cols["currency"].append(intern(txn.currency, txn.currency))
+        cols["merchant_category"].append(intern(txn.merchant_category, txn.merchant_category))
+        cols["event_time"].append(to_epoch_us(txn.event_time))
+        cols["publish_time"].append(publish_us)
+        cols["message_id"].append(message_id)
+        self.acks.append(ack_id)
+
+    def add_dead_letter(
+        self,
+        error: MessageError,
+        payload: bytes,
+        attributes: Mapping[str, str],
+        publish_us: int,
+        message_id: str,
+        ack_id: str,
+    ) -> None:
+        cols = self.dead_letters
+        cols["message_id"].append(message_id)
+        cols["publish_time"].append(publish_us)
+        cols["reason"].append(error.reason)
+        cols["detail"].append(error.detail)
+        cols["payload"].append(payload)
+        cols["attributes"].append(json.dumps(dict(attributes), sort_keys=True))
+        self.acks.append(ack_id)
+
+    def transaction_table(self) -> pa.Table:
+        return pa.Table.from_pydict(self.transactions, schema=spool.TRANSACTION_SCHEMA)
+
+    def dead_letter_table(self) -> pa.Table:
+        return pa.Table.from_pydict(self.dead_letters, schema=spool.DEAD_LETTER_SCHEMA)
+
+    def write(self, spool_dir: str, now: datetime | None = None) -> list[Path]:
+        """Write the batch's rows as durable Parquet files (transactions, then dead letters); return
+        the files written. Only after this returns may the batch's messages be acked."""
+        now = now or datetime.now(UTC)
+        written = []
+        if self.transaction_count:
+            path = spool.new_file_path(spool_dir, spool.TRANSACTIONS, now)
+            written.append(spool.write_atomic(self.transaction_table(), path))
+        if self.dead_letter_count:
+            path = spool.new_file_path(spool_dir, spool.DEAD_LETTER, now)
+            written.append(spool.write_atomic(self.dead_letter_table(), path))
+        return written

@@ -1,0 +1,93 @@
+"""`python -m jobs.spooler`: pull transactions from Pub/Sub into the Parquet spool.
+
+Valid transactions go to <spool_dir>/transactions/, rejected messages (with the reason) to
+<spool_dir>/dead-letter/; messages are acked only once the file holding them is durable. Runs
+until SIGINT/SIGTERM (which flush and exit cleanly) or, with --until-idle, until the subscription
+has been quiet that long.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Sequence
+from types import FrameType
+
+from tqdm import tqdm
+
+from common.cli import ArgumentParser, add_config_argument, log
+from common.config import load_config
+from jobs.spooler.spooler import DEFAULT_PULLERS, Spooler, SpoolerStats
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise ValueError(text)
+    return value
+
+
+def _pullers(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 64:
+        raise ValueError(text)
+    return value
+
+
+_seconds.__name__ = "number of seconds > 0"
+_pullers.__name__ = "integer 1..64"
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m jobs.spooler", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    add_config_argument(parser)
+    parser.add_argument(
+        "--until-idle", type=_seconds, metavar="SECONDS", help="exit once no message has arrived for this long"
+    )
+    parser.add_argument(
+        "--pullers",
+        type=_pullers,
+        default=DEFAULT_PULLERS,
+        metavar="K",
+        help=f"concurrent Pull requests (default {DEFAULT_PULLERS})",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (the summary line stays)")
+    return parser
+
+
+def summary(stats: SpoolerStats) -> str:
+    reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(stats.reasons.items()))
+    return (
+        f"spooler: spooled {stats.spooled} transactions, dead-lettered {stats.dead_lettered}"
+        + (f" ({reasons})" if reasons else "")
+        + f", {stats.files} files, in {stats.seconds:.1f} s ({stats.rate:,.0f} msgs/s)"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cfg = load_config(args.config)
+
+    bar: tqdm[None] | None = None
+
+    def progress(stats: SpoolerStats) -> None:
+        if bar is None:
+            return
+        bar.set_postfix(dead_lettered=stats.dead_lettered, files=stats.files, refresh=False)
+        bar.update(stats.spooled + stats.dead_lettered - bar.n)
+
+    spooler = Spooler(cfg, pullers=args.pullers, until_idle=args.until_idle, on_progress=progress)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        spooler.stop()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    idle = f", exits after {args.until_idle:g} s idle" if args.until_idle else ", until stopped"
+    log(f"spooler: {cfg.subscription_id} -> {cfg.spool_dir} ({args.pullers} pullers{idle})")
+    bar = tqdm(unit=" msg", desc="spooled", disable=args.quiet, mininterval=0.5)
+    try:
+        stats = spooler.run()
+    finally:
+        bar.close()
+    log(summary(stats))
+    return 0

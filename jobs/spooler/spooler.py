@@ -1,0 +1,270 @@
+"""The spooler: pull -> validate -> Parquet spool, acking only what is durable.
+
+A few puller threads call Pub/Sub's Pull. Each message is validated once with `parse_message` and
+reduced to a compact row in the open SpoolBatch (no Message object is kept). A batch is closed when
+it holds `spool_roll_messages` rows or is `spool_roll_seconds` old; the main thread then writes it
+(transactions file, dead-letter file: temp, fsync, rename) and only then acks its messages. A crash
+before the rename leaves them unacked, and Pub/Sub delivers them again.
+
+Flow control: pullers stop pulling while 1.5 x spool_roll_messages messages are held unacked, so a
+full batch fits while the next one fills during the write, and memory stays flat on any backlog.
+Held messages whose ack deadline draws near get it extended.
+
+Why unary Pull and not StreamingPull: the local Pub/Sub emulator never notices that a streaming
+pull has ended (its gRPC layer fails on the client's cancel) and keeps routing the subscription's
+messages to the dead stream, so a restarted spooler would never see them again; it also paces each
+stream to ~2,000 messages/s. Pull behaves the same on the emulator and on Google Cloud.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.api_core import retry as gretry
+from google.cloud.pubsub_v1 import types
+
+from common import clients, spool
+from common.config import Config, ConfigError
+from common.message import MessageError, Transaction, parse_message
+from jobs.spooler.batch import SpoolBatch
+
+DEFAULT_PULLERS = 4
+MAX_PER_PULL = 1000
+ACK_CHUNK = 1000  # ack ids per Acknowledge request, well under its 512 KB limit
+PULL_TIMEOUT_SECONDS = 2.0  # also bounds how long a stop waits for pullers
+ACK_DEADLINE_SECONDS = 60  # for subscriptions the spooler creates
+_TRANSIENT = gretry.if_exception_type(
+    gexc.Aborted, gexc.InternalServerError, gexc.ServiceUnavailable, gexc.Unknown, gexc.ResourceExhausted
+)
+
+
+@dataclass
+class SpoolerStats:
+    """Running totals; `spooled` and `dead_lettered` count rows in durable files."""
+
+    received: int = 0
+    spooled: int = 0
+    dead_lettered: int = 0
+    files: int = 0
+    acked: int = 0
+    ack_failures: int = 0
+    reasons: collections.Counter[str] = field(default_factory=collections.Counter)
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
+
+    @property
+    def rate(self) -> float:
+        seconds = self.seconds
+        return (self.spooled + self.dead_lettered) / seconds if seconds > 0 else 0.0
+
+
+class Spooler:
+    """Pull the configured subscription into the spool until `stop()` or, with `until_idle`, until
+    no message has arrived for that many seconds. `run()` returns the final stats."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        pullers: int = DEFAULT_PULLERS,
+        until_idle: float | None = None,
+        on_progress: Any = None,
+    ) -> None:
+        if not spool.is_local(cfg.spool_dir):
+            raise ConfigError(f"config key 'spool_dir' must be a local path for the spooler, got {cfg.spool_dir!r}")
+        self.cfg = cfg
+        self.pullers = pullers
+        self.until_idle = until_idle
+        self.stats = SpoolerStats()
+        self.max_outstanding = max(1, math.ceil(1.5 * cfg.spool_roll_messages))
+        self._on_progress = on_progress
+        self._roll = cfg.spool_roll_messages
+        self._lock = threading.Condition()
+        self._interned: dict[str, str] = {}
+        self._batch = SpoolBatch(self._interned)
+        self._full: collections.deque[SpoolBatch] = collections.deque()
+        self._outstanding = 0  # pulled, not yet acked
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._last_message = time.monotonic()
+        self._errors: list[BaseException] = []
+
+    def stop(self) -> None:
+        """Ask `run()` to flush what it holds and return (safe from a signal handler)."""
+        self._stop.set()
+        self._wake.set()
+
+    # ---- puller threads ----
+
+    def _pull_loop(self, subscriber: Any, path: str) -> None:
+        retry = gretry.Retry(predicate=_TRANSIENT, initial=0.2, maximum=5.0, multiplier=2.0, timeout=60.0)
+        try:
+            while not self._stop.is_set():
+                with self._lock:
+                    while self._outstanding >= self.max_outstanding and not self._stop.is_set():
+                        self._lock.wait(0.5)
+                    room = self.max_outstanding - self._outstanding
+                if self._stop.is_set():
+                    return
+                try:
+                    response = subscriber.pull(
+                        subscription=path,
+                        max_messages=min(MAX_PER_PULL, room),
+                        retry=retry,
+                        timeout=PULL_TIMEOUT_SECONDS,
+                    )
+                except gexc.DeadlineExceeded:  # nothing arrived in time
+                    continue
+                received = types.PullResponse.pb(response).received_messages
+                if received:
+                    self._accept(received)
+        except Exception as exc:  # reported by run(), which stops
+            self._errors.append(exc)
+            self._wake.set()
+
+    def _accept(self, received: Any) -> None:
+        """Validate pulled messages and add them to the open batch, closing it when it is full."""
+        max_bytes, max_cents = self.cfg.max_payload_bytes, self.cfg.max_abs_amount_cents
+        entries: list[tuple[str, Any, int, Transaction | MessageError]] = []
+        for item in received:
+            message = item.message
+            stamp = message.publish_time
+            publish_us = stamp.seconds * 1_000_000 + stamp.nanos // 1000
+            try:
+                entries.append(
+                    (item.ack_id, message, publish_us, parse_message(message.data, None, max_bytes, max_cents))
+                )
+            except MessageError as exc:
+                entries.append((item.ack_id, message, publish_us, exc))
+            except Exception as exc:  # a parser bug must not wedge the message: set it aside, visibly
+                error = MessageError("parser_error", f"{exc.__class__.__name__}: {str(exc)[:200]}")
+                entries.append((item.ack_id, message, publish_us, error))
+        with self._lock:
+            self._last_message = time.monotonic()
+            self._outstanding += len(entries)
+            self.stats.received += len(entries)
+            for ack_id, message, publish_us, result in entries:
+                batch = self._batch
+                if isinstance(result, MessageError):
+                    batch.add_dead_letter(
+                        result, message.data, message.attributes, publish_us, message.message_id, ack_id
+                    )
+                else:
+                    batch.add_transaction(result, publish_us, message.message_id, ack_id)
+                if len(batch) >= self._roll:
+                    self._full.append(batch)
+                    self._batch = SpoolBatch(self._interned)
+                    self._wake.set()
+
+    # ---- main thread ----
+
+    def _take_batches(self, flush_all: bool) -> list[SpoolBatch]:
+        """The batches due for writing: the full ones, plus the open one when it is old enough (or
+        when `flush_all`)."""
+        with self._lock:
+            due = list(self._full)
+            self._full.clear()
+            open_batch = self._batch
+            if len(open_batch) and (flush_all or open_batch.age() >= self.cfg.spool_roll_seconds):
+                due.append(open_batch)
+                self._batch = SpoolBatch(self._interned)
+            elif not len(open_batch):
+                open_batch.restart_clock()  # a batch's age counts from about its first message
+            return due
+
+    def _write(self, subscriber: Any, path: str, batches: list[SpoolBatch]) -> None:
+        for batch in batches:
+            written = batch.write(self.cfg.spool_dir)
+            # Durable now: only from here may Pub/Sub forget these messages.
+            acked, failed = self._ack(subscriber, path, batch.acks)
+            reasons = collections.Counter(batch.dead_letters["reason"])
+            with self._lock:
+                self._outstanding -= len(batch)
+                self.stats.spooled += batch.transaction_count
+                self.stats.dead_lettered += batch.dead_letter_count
+                self.stats.files += len(written)
+                self.stats.acked += acked
+                self.stats.ack_failures += failed
+                self.stats.reasons.update(reasons)
+                self._lock.notify_all()
+
+    @staticmethod
+    def _ack(subscriber: Any, path: str, ack_ids: list[str]) -> tuple[int, int]:
+        """Ack in chunks; a chunk that still fails after retries is only counted: its messages come
+        back and are spooled again (the aggregation job drops duplicates)."""
+        retry = gretry.Retry(predicate=_TRANSIENT, initial=0.2, maximum=5.0, multiplier=2.0, timeout=60.0)
+        acked = failed = 0
+        for start in range(0, len(ack_ids), ACK_CHUNK):
+            chunk = ack_ids[start : start + ACK_CHUNK]
+            try:
+                subscriber.acknowledge(subscription=path, ack_ids=chunk, retry=retry, timeout=30.0)
+                acked += len(chunk)
+            except gexc.GoogleAPIError:
+                failed += len(chunk)
+        return acked, failed
+
+    def _extend_leases(self, subscriber: Any, path: str, ack_deadline: int) -> None:
+        """Push back the ack deadline of held messages before it runs out (a batch waiting for its
+        age roll may be held longer than the subscription's deadline)."""
+        with self._lock:
+            held = [b for b in (*self._full, self._batch) if len(b) and b.lease_age() > ack_deadline / 2]
+            chunks = [list(b.acks) for b in held]
+            for batch in held:
+                batch.renew_lease()
+        for ack_ids in chunks:
+            for start in range(0, len(ack_ids), ACK_CHUNK):
+                with contextlib.suppress(gexc.GoogleAPIError):  # worst case: redelivery, a duplicate
+                    subscriber.modify_ack_deadline(
+                        subscription=path,
+                        ack_ids=ack_ids[start : start + ACK_CHUNK],
+                        ack_deadline_seconds=ack_deadline,
+                        timeout=30.0,
+                    )
+
+    def run(self, poll_seconds: float = 0.25) -> SpoolerStats:
+        """Spool until stopped or idle; write and ack what is held; return the stats. Raises
+        clients.ServiceUnavailable when Pub/Sub cannot be reached at start."""
+        path = clients.ensure_subscription(self.cfg, ack_deadline_seconds=ACK_DEADLINE_SECONDS, timeout=5.0)
+        subscriber = clients.subscriber_client(self.cfg)
+        ack_deadline = subscriber.get_subscription(subscription=path, timeout=10.0).ack_deadline_seconds or 10
+        threads = [
+            threading.Thread(target=self._pull_loop, args=(subscriber, path), name=f"spooler-pull-{i}", daemon=True)
+            for i in range(self.pullers)
+        ]
+        self.stats.started = self._last_message = time.monotonic()
+        for thread in threads:
+            thread.start()
+        try:
+            while not self._stop.is_set():
+                self._wake.wait(poll_seconds)
+                self._wake.clear()
+                if self._errors:
+                    raise clients.ServiceUnavailable(f"pulling from {path} failed: {self._errors[0]}")
+                self._write(subscriber, path, self._take_batches(flush_all=False))
+                self._extend_leases(subscriber, path, ack_deadline)
+                if self._on_progress:
+                    self._on_progress(self.stats)
+                if self.until_idle is not None and time.monotonic() - self._last_message >= self.until_idle:
+                    break
+            # Let the pullers finish the pull in flight, then write and ack everything held.
+            self._stop.set()
+            for thread in threads:
+                thread.join()
+            self._write(subscriber, path, self._take_batches(flush_all=True))
+        finally:
+            self._stop.set()
+            subscriber.close()
+        self.stats.finished = time.monotonic()
+        if self._on_progress:
+            self._on_progress(self.stats)
+        return self.stats
