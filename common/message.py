@@ -32,6 +32,12 @@ EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_FUTURE = timedelta(days=1)
 DEFAULT_MAX_ABS_CENTS = 100_000_000  # 1,000,000.00
 DEFAULT_MAX_BYTES = 8192
+# The common "123.45" form, read without Decimal (the spooler parses every message).
+_PLAIN_AMOUNT = re.compile(r"(-?)(\d{1,16})\.(\d\d)")
+# Built once: json.loads with keyword arguments builds a new decoder on every call. JSON numbers
+# become Decimal (never float); NaN/Infinity literals stay text so they are refused by name.
+_JSON = json.JSONDecoder(parse_float=Decimal, parse_constant=lambda constant: constant)
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))  # likewise for json.dumps
 
 
 class MessageError(ValueError):
@@ -65,7 +71,7 @@ class Transaction:
 
     def encode(self) -> bytes:
         """The message body as compact UTF-8 JSON."""
-        return json.dumps(self.to_json_dict(), separators=(",", ":")).encode()
+        return _COMPACT_JSON.encode(self.to_json_dict()).encode()
 
     def attributes(self) -> dict[str, str]:
         return {"event_time": format_rfc3339(self.event_time), "schema_version": str(SCHEMA_VERSION)}
@@ -88,6 +94,12 @@ def check_user_id(value: Any) -> str:
 
 def parse_amount(value: Any, max_abs_cents: int = DEFAULT_MAX_ABS_CENTS) -> int:
     """A decimal string (or exact JSON number) with at most two places -> integer cents."""
+    if isinstance(value, str) and (plain := _PLAIN_AMOUNT.fullmatch(value)):
+        sign, whole, cents = plain.groups()
+        amount_cents = int(whole) * 100 + int(cents)
+        if amount_cents > max_abs_cents:
+            raise MessageError("absurd_amount", f"'amount' {value[:40]} exceeds {format_cents(max_abs_cents)} in size")
+        return -amount_cents if sign else amount_cents
     if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
         raise MessageError("bad_type", f"'amount' must be a decimal string, got {type(value).__name__}")
     text = str(value).strip()
@@ -153,7 +165,7 @@ def parse_message(
     if not text.lstrip().startswith(("{", "[", '"')) and "," in text:
         return _parse_csv(text, now, max_abs_cents)
     try:
-        obj = json.loads(text, parse_float=Decimal, parse_constant=lambda c: c)
+        obj = _JSON.decode(text)
     except (json.JSONDecodeError, RecursionError) as exc:
         raise MessageError("bad_json", f"not valid JSON: {getattr(exc, 'msg', 'too deeply nested')}") from None
     if not isinstance(obj, dict):

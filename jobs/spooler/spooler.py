@@ -24,6 +24,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -135,6 +136,7 @@ class Spooler:
     def _accept(self, received: Any) -> None:
         """Validate pulled messages and add them to the open batch, closing it when it is full."""
         max_bytes, max_cents = self.cfg.max_payload_bytes, self.cfg.max_abs_amount_cents
+        now = datetime.now(UTC)  # one clock reading per pull for the "absurd event time" check
         entries: list[tuple[str, Any, int, Transaction | MessageError]] = []
         for item in received:
             message = item.message
@@ -142,7 +144,7 @@ class Spooler:
             publish_us = stamp.seconds * 1_000_000 + stamp.nanos // 1000
             try:
                 entries.append(
-                    (item.ack_id, message, publish_us, parse_message(message.data, None, max_bytes, max_cents))
+                    (item.ack_id, message, publish_us, parse_message(message.data, now, max_bytes, max_cents))
                 )
             except MessageError as exc:
                 entries.append((item.ack_id, message, publish_us, exc))
