@@ -10,7 +10,6 @@ counted again, so any crash followed by a new invocation ends exact.
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -28,8 +27,6 @@ from jobs.aggregate import extract, load, state
 from jobs.aggregate import transforms as tf
 from jobs.aggregate.progress import spark_progress
 
-ROWS_PER_WRITE_TASK = 50_000
-MAX_WRITE_TASKS = 400
 SHOWN_FAILURES = 10
 
 
@@ -76,17 +73,11 @@ def truncate_table(cfg: Config) -> None:
     admin.instance(cfg.instance_id).table(cfg.table_id).truncate(timeout=120)
 
 
-def _write_partitions(spark: SparkSession, rows: int) -> int:
-    parallelism = spark.sparkContext.defaultParallelism
-    return max(parallelism, min(MAX_WRITE_TASKS, math.ceil(rows / ROWS_PER_WRITE_TASK)))
-
-
-def drop_already_counted(
-    cfg: Config, run_id: int, transactions: DataFrame, summary: RunSummary, say: Callable[[str], None]
-) -> DataFrame:
+def drop_already_counted(cfg: Config, run_id: int, transactions: DataFrame, summary: RunSummary) -> DataFrame:
     """The transactions no earlier run has counted. Only those whose user-hour bucket exists can have
     been counted, so only they are looked up (in the executors); rows this run wrote on an earlier,
-    interrupted attempt carry its own id and stay."""
+    interrupted attempt carry its own id and stay. The result is persisted when lookups were needed,
+    so they run once."""
     keys = transactions.select("user_id", "hour_start").distinct()
     existing = keys.mapInArrow(load.find_existing_buckets(cfg), load.BUCKET_SCHEMA).persist()
     if existing.isEmpty():
@@ -101,13 +92,15 @@ def drop_already_counted(
     stats = looked.agg(F.sum("looked_up").alias("looked_up"), F.count("transaction_id").alias("counted")).first()
     summary.looked_up = int(stats["looked_up"] or 0) if stats else 0
     summary.already_counted = int(stats["counted"] or 0) if stats else 0
-    say(f"lookup: {summary.looked_up:,} rows in existing buckets, {summary.already_counted:,} already counted")
     existing.unpersist()
     if not summary.already_counted:
         looked.unpersist()
         return transactions
     counted = looked.where(F.col("transaction_id").isNotNull()).select("transaction_id")
-    return transactions.join(counted, "transaction_id", "left_anti")
+    remaining = transactions.join(counted, "transaction_id", "left_anti").persist(StorageLevel.MEMORY_AND_DISK)
+    remaining.count()
+    looked.unpersist()
+    return remaining
 
 
 def _collect_results(results: DataFrame) -> tuple[dict[str, int], list[tuple[str, str, str]]]:
@@ -186,57 +179,64 @@ def run_once(spark: SparkSession, cfg: Config, rebuild: bool = False, say: Calla
         return summary
     summary.run_id, summary.files = run.run_id, len(run.files)
 
+    phase = time.monotonic()
     raw = extract.read_spool(spark, cfg.spool_dir, run.files)
+    with spark_progress(spark, "read spool"):
+        counts = extract.find_nulls(raw).first()
+    summary.rows = int(counts["rows"]) if counts else 0
+    error = extract.null_error(raw, counts.asDict() if counts else {}, cfg.spool_dir)
+    if error is not None:
+        if not summary.resumed:  # nothing written yet: forget the run so the file can be moved aside
+            state.abandon_run(table, run)
+        raise error
+    say(f"extract: {summary.files:,} files, {summary.rows:,} rows ({time.monotonic() - phase:.1f} s)")
+
+    phase = time.monotonic()
     flagged = raw.transform(tf.dedupe_transactions).transform(tf.flag_late, int(late_horizon(cfg)))
     flagged = flagged.persist(StorageLevel.MEMORY_AND_DISK)
-    with spark_progress(spark, "read and dedupe"):
-        counts = extract.find_nulls(raw).first()
-        summary.rows = int(counts["rows"]) if counts else 0
-        error = extract.null_error(raw, counts.asDict() if counts else {}, cfg.spool_dir)
-        if error is not None:
-            if not summary.resumed:  # nothing written yet: forget the run so the file can be moved aside
-                state.abandon_run(table, run)
-            raise error
+    with spark_progress(spark, "dedupe"):
         stats = flagged.agg(F.count(F.lit(1)).alias("distinct"), F.sum(F.col("late").cast("long")).alias("late"))
         first = stats.first()
     distinct = int(first["distinct"]) if first else 0
     summary.duplicates_dropped = summary.rows - distinct
     summary.late_rows = int(first["late"] or 0) if first else 0
-    say(f"extract: {summary.files:,} files, {summary.rows:,} rows")
     say(
         f"transform: {distinct:,} distinct transactions, {summary.duplicates_dropped:,} duplicates dropped, "
         f"{summary.late_rows:,} late rows (published more than {cfg.late_horizon_hours} h after their event; "
-        "kept in the spool, not counted)"
+        f"kept in the spool, not counted) ({time.monotonic() - phase:.1f} s)"
     )
 
-    transactions = flagged.transform(tf.on_time).transform(tf.with_hour_start)
-    with spark_progress(spark, "look up earlier runs"):
-        remaining = drop_already_counted(cfg, run.run_id, transactions, summary, say)
-    to_write = distinct - summary.late_rows - summary.already_counted
-    remaining = remaining.repartition(_write_partitions(spark, to_write)).persist(StorageLevel.MEMORY_AND_DISK)
-    with spark_progress(spark, "prepare writes"):
-        remaining.count()  # materialised once, so the lookups never run again for the writers
+    phase = time.monotonic()
+    remaining = flagged.transform(tf.on_time).transform(tf.with_hour_start)
+    if state.has_counted_data(table):  # else no run has counted anything yet: nothing to look up
+        with spark_progress(spark, "look up earlier runs"):
+            remaining = drop_already_counted(cfg, run.run_id, remaining, summary)
+    say(
+        f"lookup: {summary.looked_up:,} rows in existing buckets, {summary.already_counted:,} already counted "
+        f"({time.monotonic() - phase:.1f} s)"
+    )
 
-    load_started = time.monotonic()
+    phase = time.monotonic()
     with spark_progress(spark, "write dcflist"):
         written, failures = load_transactions(cfg, run.run_id, remaining)
+    list_seconds = time.monotonic() - phase
+    summary.rows_written = written.get(store.LIST, 0)
+    rate = summary.rows_written / list_seconds if list_seconds > 0 else 0.0
+    say(f"load: {summary.rows_written:,} dcflist rows in {list_seconds:.1f} s ({rate:,.0f} rows/s)")
     if not failures:
+        phase = time.monotonic()
         with spark_progress(spark, "write counters"):
             counters, failures = load_counters(cfg, run.run_id, remaining)
-        written.update(counters)
-    load_seconds = time.monotonic() - load_started
-    summary.rows_written = written.get(store.LIST, 0)
-    summary.buckets_written = written.get(store.HOUR, 0)
-    summary.minutes_written = written.get(store.MINUTE, 0)
-    summary.top_hours_written = written.get(store.TOP, 0)
-    summary.users_written = written.get(store.USER, 0)
+        summary.buckets_written = counters.get(store.HOUR, 0)
+        summary.minutes_written = counters.get(store.MINUTE, 0)
+        summary.top_hours_written = counters.get(store.TOP, 0)
+        summary.users_written = counters.get(store.USER, 0)
+        say(
+            f"load: {summary.buckets_written:,} dcfbhour, {summary.minutes_written:,} dcfbmin, "
+            f"{summary.top_hours_written:,} dcftop, {summary.users_written:,} dcfuser rows "
+            f"in {time.monotonic() - phase:.1f} s"
+        )
     summary.failures = len(failures)
-    rate = summary.rows_written / load_seconds if load_seconds > 0 else 0.0
-    say(
-        f"load: {summary.rows_written:,} dcflist, {summary.buckets_written:,} dcfbhour, "
-        f"{summary.minutes_written:,} dcfbmin, {summary.top_hours_written:,} dcftop, "
-        f"{summary.users_written:,} dcfuser rows in {load_seconds:.1f} s ({rate:,.0f} transactions/s)"
-    )
     for family, key, message in failures[:SHOWN_FAILURES]:
         say(f"failed: {family} row {key}: {message}")
     with contextlib.suppress(Exception):
