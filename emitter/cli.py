@@ -4,6 +4,8 @@ Simulation mode (default) publishes every transaction of a window of simulated t
 (--start/--end, default the config's, i.e. the last 48 hours) as fast as Pub/Sub takes them.
 Live mode (--live) starts now and paces transactions by the wall clock, --speedup times faster
 than the configured spending periods, until SIGINT/SIGTERM.
+The topic and the spooler's subscription are created when missing, so nothing published before
+the spooler first runs is lost.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from tqdm import tqdm
 from common import clients
 from common.cli import ArgumentParser, UsageError, add_config_argument, log
 from common.config import Config, load_config
-from common.timeutil import format_rfc3339, from_epoch_us, parse_time, utcnow
+from common.timeutil import TimeFormatError, format_rfc3339, from_epoch_us, parse_time, utcnow
 from emitter.producer import EncodedTransaction, ProducerProcess, SimulationRequest
 from emitter.publish import Ledger, PublishCounts, TransactionPublisher
 from emitter.simulate import Population
@@ -136,13 +138,20 @@ def emit(
     )
 
 
+def _time_flag(flag: str, value: str | None, default: str, now: datetime) -> datetime:
+    try:
+        return parse_time(value or default, now)
+    except TimeFormatError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
+
+
 def _window(args: argparse.Namespace, cfg: Config, now: datetime) -> tuple[datetime, datetime | None, float]:
     if args.live:
         if args.start or args.end:
             raise UsageError("--start/--end do not apply with --live, which starts now and runs until stopped")
         return now, None, float(cfg.live_speedup)
-    start = parse_time(args.start or cfg.simulation_start, now)
-    end = parse_time(args.end or cfg.simulation_end, now)
+    start = _time_flag("--start", args.start, cfg.simulation_start, now)
+    end = _time_flag("--end", args.end, cfg.simulation_end, now)
     if start >= end:
         raise UsageError(
             f"--start ({format_rfc3339(start)}) must be before --end ({format_rfc3339(end)}), "
@@ -165,7 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # The producer starts first so its start-up overlaps the topic check.
         with ProducerProcess(request) as producer:
-            clients.ensure_topic(cfg, timeout=5.0)  # one clear line and exit 3 when Pub/Sub is unreachable
+            # The spooler's subscription too: Pub/Sub keeps messages only for subscriptions that exist
+            # when they are published. Unreachable Pub/Sub: one clear line and exit 3.
+            clients.ensure_subscription(cfg, timeout=5.0)
             ledger = Ledger(args.ledger) if args.ledger else None
             publisher = TransactionPublisher(cfg, ledger=ledger, ensure_topic=False)
             mode = f"live, {time_scale:g}x" if end is None else f"{format_rfc3339(start)} .. {format_rfc3339(end)}"

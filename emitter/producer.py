@@ -73,6 +73,7 @@ def _child_main(request: SimulationRequest, batch_size: int, out: Any, stop: Eve
         for batch in encoded_batches(request, batch_size):
             while True:
                 if stop.is_set() or os.getppid() != parent:  # stopped, or the parent died
+                    out.cancel_join_thread()  # exit now, without feeding what nobody will read
                     return
                 try:
                     out.put((_BATCH, batch), timeout=0.5)
