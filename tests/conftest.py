@@ -25,6 +25,12 @@ def _emulators_up() -> bool:
     return subprocess.run([str(EMULATORS), "status"], capture_output=True).returncode == 0
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--heavy", action="store_true", help="reliability suite (tests/reliability): more seeds, data, faults, fuzz"
+    )
+
+
 @pytest.fixture(scope="session")
 def emulators() -> Iterator[dict[str, str]]:
     """The Pub/Sub and Bigtable emulators, answering on their default ports."""

@@ -1,0 +1,75 @@
+"""The suite's settings (default, or --heavy), its counts printed at the end of the run, and the
+fixtures the fault tests share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from reliability.tally import TALLY
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How hard the suite pushes: data sizes, fault counts and fuzz cases."""
+
+    heavy: bool
+    seeds: tuple[int, ...]  # reconciliation runs, one emitter seed each
+    events: int  # transactions per seed
+    sum_ranges: int  # random /sum ranges checked per seed
+    crash_events: int
+    spooler_kills: int
+    job_kills: int
+    redelivery_events: int
+    outage_seconds: float
+    examples: int  # hypothesis examples per property
+    api_examples: int  # generated API requests per fuzz test
+
+
+DEFAULT = Scale(
+    heavy=False,
+    seeds=(1, 2),
+    events=30_000,
+    sum_ranges=200,
+    crash_events=4_000,
+    spooler_kills=3,
+    job_kills=3,
+    redelivery_events=3_000,
+    outage_seconds=6.0,
+    examples=300,
+    api_examples=150,
+)
+HEAVY = Scale(
+    heavy=True,
+    seeds=(1, 2, 3, 4),
+    events=100_000,
+    sum_ranges=1_000,
+    crash_events=20_000,
+    spooler_kills=8,
+    job_kills=6,
+    redelivery_events=20_000,
+    outage_seconds=20.0,
+    examples=3_000,
+    api_examples=1_500,
+)
+
+
+@pytest.fixture(scope="session")
+def scale(request: pytest.FixtureRequest) -> Scale:
+    """DEFAULT, or HEAVY when pytest runs with --heavy."""
+    return HEAVY if request.config.getoption("--heavy", default=False) else DEFAULT
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if TALLY.empty():
+        return
+    terminalreporter.section("reliability counts")
+    for line in TALLY.lines():
+        terminalreporter.write_line(line)
+    path = ARTIFACTS / "reliability-counts.json"
+    TALLY.write(path)
+    terminalreporter.write_line(f"(also in {path.relative_to(ARTIFACTS.parents[1])})")

@@ -1,0 +1,72 @@
+"""What the reliability suite did: faults injected, malformed inputs tried, fuzz cases run, values
+compared and discrepancies found. Tests add to the one TALLY; the suite prints it at the end and
+writes it to tests/artifacts/reliability-counts.json."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Tally:
+    """Counts by kind. `compared` counts values checked against the ledger; `discrepancies` those
+    that differed (the goal is zero)."""
+
+    faults: Counter[str] = field(default_factory=Counter)
+    malformed: Counter[str] = field(default_factory=Counter)
+    fuzz: Counter[str] = field(default_factory=Counter)
+    compared: Counter[str] = field(default_factory=Counter)
+    discrepancies: Counter[str] = field(default_factory=Counter)
+
+    def fault(self, kind: str, count: int = 1) -> None:
+        self.faults[kind] += count
+
+    def tried_malformed(self, kind: str, count: int = 1) -> None:
+        self.malformed[kind] += count
+
+    def fuzzed(self, kind: str, count: int = 1) -> None:
+        self.fuzz[kind] += count
+
+    def checked(self, kind: str, compared: int, differing: int) -> None:
+        self.compared[kind] += compared
+        self.discrepancies[kind] += differing
+
+    def empty(self) -> bool:
+        return not (self.faults or self.malformed or self.fuzz or self.compared)
+
+    def as_dict(self) -> dict[str, Any]:
+        def block(counter: Counter[str]) -> dict[str, Any]:
+            return {"total": sum(counter.values()), **dict(sorted(counter.items()))}
+
+        return {
+            "faults_injected": block(self.faults),
+            "malformed_inputs_tried": block(self.malformed),
+            "fuzz_cases_run": block(self.fuzz),
+            "values_compared": block(self.compared),
+            "discrepancies_found": block(self.discrepancies),
+        }
+
+    def lines(self) -> list[str]:
+        """A small table: one line per total, then its parts."""
+        out = []
+        for title, counter in (
+            ("faults injected", self.faults),
+            ("malformed inputs tried", self.malformed),
+            ("fuzz cases run", self.fuzz),
+            ("values compared with the ledger", self.compared),
+            ("discrepancies found", self.discrepancies),
+        ):
+            out.append(f"{title:<34} {sum(counter.values()):>10,}")
+            out.extend(f"    {kind:<30} {count:>10,}" for kind, count in sorted(counter.items()))
+        return out
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.as_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+TALLY = Tally()
