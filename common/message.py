@@ -168,6 +168,8 @@ def parse_message(
         obj = _JSON.decode(text)
     except (json.JSONDecodeError, RecursionError) as exc:
         raise MessageError("bad_json", f"not valid JSON: {getattr(exc, 'msg', 'too deeply nested')}") from None
+    except ValueError:  # an integer longer than int() reads (sys.get_int_max_str_digits(), 4300 digits)
+        raise MessageError("bad_json", "not valid JSON: a number with too many digits") from None
     if not isinstance(obj, dict):
         raise MessageError("bad_json", f"JSON body must be an object, got {type(obj).__name__}")
     version = obj.get("schema_version", SCHEMA_VERSION)
