@@ -43,8 +43,8 @@ def machine() -> dict[str, str | int]:
     }
 
 
-def write_all(results: list[Result], out_dir: Path, quick: bool) -> None:
-    """bench/results.json, bench/RESULTS.md and bench/ratios.png."""
+def write_all(results: list[Result], out_dir: Path, quick: bool, wall_seconds: float | None = None) -> None:
+    """results.json, RESULTS.md and ratios.png in out_dir (bench/ for a full run)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     info = machine()
     (out_dir / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
@@ -52,7 +52,11 @@ def write_all(results: list[Result], out_dir: Path, quick: bool) -> None:
         "# Benchmark results",
         "",
         f"{info['date']} on {info['cores']} cores, Python {info['python']}"
-        + (" (quick run: small sizes)" if quick else ""),
+        + (" (quick run: small sizes)" if quick else "")
+        + (f"; the run took {wall_seconds / 60:.1f} min" if wall_seconds else ""),
+        "",
+        "Each ratio is value / ceiling, both measured in this run. For seconds (aggregation, incremental)"
+        " lower is better; for rates higher is better. What each tuning step bought: [TUNING.md](TUNING.md).",
         "",
         "| stage | value | unit | ceiling | ratio | target | meets |",
         "|---|---:|---|---:|---:|---|---|",

@@ -59,7 +59,7 @@ def duckdb_buckets_seconds(spool_dir: str, repeat: int = 2) -> float:
 
     def work() -> None:
         with duckdb.connect() as con:
-            con.execute(query).to_arrow_table()
+            con.sql(query).to_arrow_table()
 
     return _best(repeat, work)
 

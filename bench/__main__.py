@@ -1,0 +1,116 @@
+"""`python -m bench`: every stage of the pipeline beside the best the same machine does for it.
+
+    python -m bench                        the full sizes; writes bench/results.json, RESULTS.md, ratios.png
+    python -m bench --quick                small sizes (a couple of minutes); writes bench/out/
+    python -m bench --stages api,job       only those stages (writes bench/out/ unless --out is given)
+
+Stages, in order: publish, spool, aggregate, job, incremental, e2e, drain, api. Each runs on the
+local emulators with its own uuid-named topic, subscription, table and spool, removed afterwards.
+Exit codes: 0 every stage ran (whether or not it met its target), 1 a stage failed to run,
+2 a bad flag or config value, 3 an emulator cannot be reached.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from bench import pipeline, stages
+from bench.results import Result, compare, write_all
+from common import clients
+from common.cli import ArgumentParser, UsageError, add_config_argument, log, run
+from common.config import load_config
+
+BENCH_DIR = Path(__file__).resolve().parent
+STAGES: dict[str, Callable[[stages.Bench], list[Result]]] = {
+    "publish": stages.publish,
+    "spool": stages.spool_stage,
+    "aggregate": stages.aggregate,
+    "job": stages.job,
+    "incremental": stages.incremental,
+    "e2e": pipeline.end_to_end,
+    "drain": pipeline.drain,
+    "api": stages.api,
+}
+
+
+def parse_stages(text: str | None) -> list[str]:
+    """--stages a,b -> the names in run order; raises UsageError naming an unknown one."""
+    if not text:
+        return list(STAGES)
+    wanted = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in STAGES]
+    if unknown or not wanted:
+        raise UsageError(f"--stages must be a comma-separated list of {', '.join(STAGES)}, got {text!r}")
+    return [name for name in STAGES if name in wanted]
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    add_config_argument(parser)
+    parser.add_argument("--quick", action="store_true", help="small sizes: a run of a couple of minutes")
+    parser.add_argument("--stages", metavar="A,B", help=f"only these stages ({', '.join(STAGES)})")
+    parser.add_argument(
+        "--out", metavar="DIR", help="where results go (default: bench/ for a full run of every stage, else bench/out/)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.filterwarnings("ignore", message="Connecting to Bigtable emulator")
+    names = parse_stages(args.stages)
+    base = load_config(args.config)
+    sizes = stages.QUICK if args.quick else stages.FULL
+    full = not args.quick and not args.stages
+    out = Path(args.out) if args.out else (BENCH_DIR if full else BENCH_DIR / "out")
+    work = Path(tempfile.mkdtemp(prefix="bench-"))
+    bench = stages.Bench(base, sizes, work, log)
+    results: list[Result] = []
+    failed: list[str] = []
+    started = time.perf_counter()
+    log(f"bench: {'quick' if args.quick else 'full'} run of {', '.join(names)}; {clients.describe_target(base)}")
+    try:
+        # Both emulators answer (else one line and exit 3) before any stage starts.
+        with stages.scratch(bench, "probe") as probe:
+            clients.ensure_subscription(probe, timeout=5.0)
+            clients.ensure_table(probe, timeout=5.0)
+        for number, name in enumerate(names, 1):
+            log(f"==> [{number}/{len(names)}] {name}: {(STAGES[name].__doc__ or '').split(chr(10))[0]}")
+            stage_started = time.perf_counter()
+            try:
+                found = STAGES[name](bench)
+            except Exception as exc:
+                log(traceback.format_exc(limit=3).rstrip())
+                found = [compare(name, 0.0, "-", None, "runs", False, f"failed: {exc.__class__.__name__}: {exc}")]
+                failed.append(name)
+            results += found
+            for result in found:
+                shown = f"{result.value:,.3f} {result.unit}"
+                ratio = f", {result.ratio:.2f} x ceiling" if result.ratio is not None else ""
+                verdict = {True: f"meets {result.target}", False: f"MISSES {result.target}", None: ""}[result.meets]
+                log(f"    -> {result.name}: {shown}{ratio} {verdict}")
+            log(f"    ({time.perf_counter() - stage_started:.0f} s)")
+            write_all(results, out, args.quick, time.perf_counter() - started)
+    finally:
+        for cleanup in bench.cleanups:
+            cleanup()
+        shutil.rmtree(work, ignore_errors=True)
+    wall = time.perf_counter() - started
+    write_all(results, out, args.quick, wall)
+    met = sum(1 for r in results if r.meets)
+    targets = sum(1 for r in results if r.meets is not None)
+    print((out / "RESULTS.md").read_text())
+    log(f"bench: {len(names)} stages in {wall / 60:.1f} min; {met} of {targets} targets met; results in {out}")
+    if failed:
+        log(f"bench: stages that failed to run: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    run(main)

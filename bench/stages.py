@@ -1,0 +1,400 @@
+"""The benchmark's stages. Each measures one part of the product right beside the ceiling that
+bounds it (same machine, same run, same input) and returns Result records.
+
+A stage takes the Bench context (base config, sizes, scratch directory, progress printer), makes
+its own uuid-named topic, subscription, table and spool (`scratch`), and removes them afterwards.
+The end-to-end and memory stages, which run the product's commands as processes, live in
+bench.pipeline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from bench import api_load, procs, pubsub_ceilings, spark_ceilings
+from bench.data import write_spool
+from bench.results import Result, compare
+from common import clients, spool
+from common.config import Config
+from jobs.aggregate import state
+
+ROOT = Path(__file__).resolve().parent.parent
+HISTORY_USERS = 1000
+HISTORY_HOURS = 48
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much each stage moves. QUICK takes a couple of minutes; FULL is the issue's sizes."""
+
+    messages: int  # publish and spool stages
+    spark_rows: int  # aggregation to a no-op sink
+    job_rows: int  # the job into Bigtable; the history under the incremental run
+    write_rows: int  # the raw mutate_rows loops
+    incremental: int  # new events per incremental run
+    e2e_events: int
+    drain_backlog: int
+    api_clients: int
+    api_requests: int  # per client and endpoint
+    rounds: int  # interleaved repetitions of a ceiling and its stage (best of each is kept)
+
+
+QUICK = Sizes(20_000, 200_000, 20_000, 20_000, 1_000, 50_000, 20_000, 8, 50, 1)
+FULL = Sizes(200_000, 10_000_000, 1_000_000, 200_000, 10_000, 1_000_000, 1_000_000, 8, 250, 2)
+
+
+@dataclass
+class History:
+    """A table and spool holding `rows` transactions processed by one job run."""
+
+    cfg: Config
+    rows: int
+
+
+@dataclass
+class Bench:
+    base: Config
+    sizes: Sizes
+    work: Path
+    say: Callable[[str], None]
+    history: History | None = None
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
+
+    def scratch_config(self, name: str, **overrides: Any) -> Config:
+        """The base config with a fresh topic, subscription, table and spool directory."""
+        tag = f"bench-{name}-{uuid.uuid4().hex[:8]}"
+        spool_dir = self.work / f"{name}-{uuid.uuid4().hex[:6]}" / "spool"
+        return replace(
+            self.base,
+            topic_id=tag,
+            subscription_id=tag,
+            table_id=tag[:50],
+            spool_dir=str(spool_dir),
+            **overrides,
+        )
+
+
+def drop(cfg: Config) -> None:
+    """Remove cfg's topic, subscription, table and local spool (missing ones are fine)."""
+    pubsub_ceilings.drop(cfg)
+    with contextlib.suppress(Exception):
+        clients.bigtable_client(cfg, admin=True).instance(cfg.instance_id).table(cfg.table_id).delete()
+    shutil.rmtree(spool.local_path(cfg.spool_dir).parent, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def scratch(bench: Bench, name: str, **overrides: Any) -> Iterator[Config]:
+    """A scratch config for the block, its resources removed afterwards."""
+    cfg = bench.scratch_config(name, **overrides)
+    try:
+        yield cfg
+    finally:
+        drop(cfg)
+
+
+def _timed(say: Callable[[str], None], what: str, work: Callable[[], float], unit: str) -> float:
+    started = time.perf_counter()
+    value = work()
+    say(f"    {what}: {value:,.3f} {unit} ({time.perf_counter() - started:.1f} s)")
+    return value
+
+
+def files_for(rows: int, cfg: Config) -> int:
+    """As many spool files as the spooler would write for `rows` (one per spool_roll_messages)."""
+    return max(1, math.ceil(rows / cfg.spool_roll_messages))
+
+
+# --- ingest: emitter and spooler ---------------------------------------------------------------
+
+
+def publish(bench: Bench) -> list[Result]:
+    """The emitter's publish rate beside a bare PublisherClient on the same messages."""
+    n, say = bench.sizes.messages, bench.say
+    say(f"    encoding {n:,} simulated transactions for the raw publisher")
+    messages = pubsub_ceilings.sample_messages(bench.base, n)
+    raw, emitted = 0.0, 0.0
+    for _ in range(bench.sizes.rounds):
+        with scratch(bench, "raw-publish") as cfg:
+            raw = max(
+                raw, _timed(say, "raw publisher", partial(pubsub_ceilings.raw_publish_rate, cfg, messages), "msgs/s")
+            )
+        with scratch(bench, "emitter") as cfg:
+            emitted = max(emitted, _timed(say, "emitter", partial(pubsub_ceilings.emitter_rate, cfg, n), "msgs/s"))
+    return [
+        compare("raw publisher (ceiling)", raw, "msgs/s", None, "-", None, f"{n:,} messages, batching as the emitter"),
+        compare("emitter publish", emitted, "msgs/s", raw, ">= 0.9 x raw publisher", emitted >= 0.9 * raw),
+    ]
+
+
+def spool_stage(bench: Bench) -> list[Result]:
+    """The spooler (durable Parquet files, acks after fsync) beside a bare Pull + Acknowledge loop,
+    each draining a backlog of the same messages."""
+    n, say = bench.sizes.messages, bench.say
+    messages = pubsub_ceilings.sample_messages(bench.base, n)
+    roll = n // math.ceil(n / bench.base.spool_roll_messages)  # the last file rolls by count, not age
+    raw, spooled = 0.0, 0.0
+    for _ in range(bench.sizes.rounds):
+        with scratch(bench, "raw-pull") as cfg:
+            say(f"    backlog of {n:,} for the raw pull + ack loop")
+            pubsub_ceilings.publish_backlog(cfg, messages)
+            raw = max(raw, _timed(say, "raw pull + ack", partial(pubsub_ceilings.raw_pull_ack_rate, cfg, n), "msgs/s"))
+        with scratch(bench, "spooler", spool_roll_messages=roll) as cfg:
+            say(f"    backlog of {n:,} for the spooler")
+            pubsub_ceilings.publish_backlog(cfg, messages)
+            spooled = max(spooled, _timed(say, "spooler", partial(pubsub_ceilings.spooler_rate, cfg, n), "msgs/s"))
+    return [
+        compare("raw pull + ack (ceiling)", raw, "msgs/s", None, "-", None, f"{n:,} messages, same pullers"),
+        compare("spooler (durable)", spooled, "msgs/s", raw, ">= 0.8 x raw pull + ack", spooled >= 0.8 * raw),
+    ]
+
+
+# --- aggregation -----------------------------------------------------------------------------------
+
+
+def aggregate(bench: Bench) -> list[Result]:
+    """The job's Spark transforms (dedupe, hourly buckets) into a no-op sink beside DuckDB and pandas
+    computing the same buckets from the same spool files."""
+    from jobs.aggregate.session import get_spark
+
+    rows, say = bench.sizes.spark_rows, bench.say
+    spool_dir = str(bench.work / "aggregate-spool")
+    say(f"    writing {rows:,} rows into {files_for(rows, bench.base)} spool files")
+    write_spool(spool_dir, rows, users=HISTORY_USERS, hours=HISTORY_HOURS, files=files_for(rows, bench.base))
+    try:
+        duck = _timed(say, "DuckDB", lambda: spark_ceilings.duckdb_buckets_seconds(spool_dir), "s")
+        pandas = _timed(say, "pandas", lambda: spark_ceilings.pandas_buckets_seconds(spool_dir), "s")
+        spark = get_spark()
+        try:
+            seconds = _timed(say, "Spark", lambda: spark_ceilings.spark_buckets_seconds(spark, spool_dir), "s")
+        finally:
+            spark.stop()
+    finally:
+        shutil.rmtree(spool_dir, ignore_errors=True)
+    note = f"{rows:,} rows, {HISTORY_USERS} users x {HISTORY_HOURS} h, best of 2; lower is better"
+    return [
+        compare("DuckDB buckets (ceiling)", duck, "s", None, "-", None, note),
+        compare("pandas buckets", pandas, "s", duck, "-", None),
+        compare(
+            "Spark aggregation",
+            seconds,
+            "s",
+            duck,
+            f"<= 4 x DuckDB and < pandas ({pandas:.2f} s)",
+            seconds <= 4 * duck and seconds < pandas,
+        ),
+    ]
+
+
+# --- the job into Bigtable ------------------------------------------------------------------------
+
+
+def run_job(bench: Bench, cfg: Config, name: str) -> tuple[dict[str, Any], procs.Finished]:
+    """`python -m jobs.aggregate` over cfg's spool into cfg's table, as a process whose tree RSS is
+    sampled. Returns the run's own summary (read back from the table's job state) and the process."""
+    path = procs.write_config(cfg, bench.work / "configs" / f"{name}.json")
+    done = procs.run(procs.python_module("jobs.aggregate", "--config", str(path)), bench.work / "logs" / f"{name}.log")
+    status = state.read_job_status(clients.bigtable_table(cfg)) or {}
+    summary = status.get("last_summary") or {}
+    if not summary.get("run_id"):
+        raise RuntimeError(f"{name}: the job recorded no finished run: {done.tail()}")
+    return summary, done
+
+
+def job(bench: Bench) -> list[Result]:
+    """One job run over job_rows spooled transactions into an empty table (rows/s of the whole run,
+    Spark start-up excluded) beside raw mutate_rows loops; the driver's peak RSS (Python + JVM).
+    The table and spool are kept as the history of the incremental stage."""
+    rows, say = bench.sizes.job_rows, bench.say
+    with scratch(bench, "mutate") as cfg:
+        public = _timed(
+            say,
+            "raw mutate_rows (DirectRow)",
+            lambda: spark_ceilings.public_mutate_rows_rate(cfg, bench.sizes.write_rows),
+            "rows/s",
+        )
+        protobuf = _timed(
+            say,
+            "raw mutate_rows (protobuf)",
+            lambda: spark_ceilings.protobuf_mutate_rows_rate(cfg, bench.sizes.write_rows),
+            "rows/s",
+        )
+    cfg = bench.scratch_config("history")
+    bench.cleanups.append(lambda: drop(cfg))
+    say(f"    writing {rows:,} rows into {files_for(rows, cfg)} spool files")
+    write_spool(cfg.spool_dir, rows, users=HISTORY_USERS, hours=HISTORY_HOURS, files=files_for(rows, cfg), seed=1)
+    clients.ensure_table(cfg)
+    say(f"    python -m jobs.aggregate over {rows:,} rows")
+    summary, done = run_job(bench, cfg, "job")
+    rate = summary["rows_written"] / summary["seconds"]
+    say(
+        f"    job: {summary['rows_written']:,} rows in {summary['seconds']:.1f} s ({rate:,.0f} rows/s), "
+        f"process {done.seconds:.1f} s, peak RSS {done.peak_rss_bytes / procs.MB:,.0f} MB"
+    )
+    bench.history = History(cfg, rows)
+    ceiling = max(public, protobuf)
+    return [
+        compare(
+            "raw mutate_rows, DirectRow (ceiling)",
+            public,
+            "rows/s",
+            None,
+            "-",
+            None,
+            f"{bench.sizes.write_rows:,} rows, one thread",
+        ),
+        compare(
+            "raw mutate_rows, protobuf (ceiling)",
+            protobuf,
+            "rows/s",
+            None,
+            "-",
+            None,
+            "the request built directly, as the job writes",
+        ),
+        compare(
+            "job into Bigtable",
+            rate,
+            "rows/s",
+            ceiling,
+            ">= 0.8 x raw mutate_rows",
+            rate >= 0.8 * ceiling,
+            f"{rows:,} rows, dcflist + all counters, Spark start-up excluded (process {done.seconds:.1f} s); "
+            "ceiling: the faster raw loop",
+        ),
+        compare("job driver peak RSS", done.peak_rss_bytes / procs.MB, "MB", None, "-", None, "Python driver + JVM"),
+    ]
+
+
+def _history(bench: Bench) -> History:
+    if bench.history is None:
+        rows = bench.sizes.job_rows
+        cfg = bench.scratch_config("history")
+        bench.cleanups.append(lambda: drop(cfg))
+        bench.say(f"    history: {rows:,} rows through one job run")
+        write_spool(cfg.spool_dir, rows, users=HISTORY_USERS, hours=HISTORY_HOURS, files=files_for(rows, cfg), seed=1)
+        clients.ensure_table(cfg)
+        run_job(bench, cfg, "history")
+        bench.history = History(cfg, rows)
+    return bench.history
+
+
+def incremental(bench: Bench) -> list[Result]:
+    """A job run over `incremental` new events (their user-hours already counted in the history)
+    on an empty table and on the history's table: the run's own seconds, best of `rounds`."""
+    n, say = bench.sizes.incremental, bench.say
+    history = _history(bench)
+    empty, loaded = math.inf, math.inf
+    for round_ in range(bench.sizes.rounds):
+        seed = 100 + round_
+        with scratch(bench, "incremental") as cfg:
+            write_spool(cfg.spool_dir, n, users=HISTORY_USERS, hours=HISTORY_HOURS, files=1, seed=seed)
+            clients.ensure_table(cfg)
+            summary, _ = run_job(bench, cfg, f"incremental-empty-{round_}")
+            empty = min(empty, summary["seconds"])
+            say(f"    {n:,} new events on an empty table: {summary['seconds']:.2f} s")
+        write_spool(history.cfg.spool_dir, n, users=HISTORY_USERS, hours=HISTORY_HOURS, files=1, seed=seed)
+        summary, _ = run_job(bench, history.cfg, f"incremental-history-{round_}")
+        loaded = min(loaded, summary["seconds"])
+        say(
+            f"    {n:,} new events on {history.rows:,} processed: {summary['seconds']:.2f} s "
+            f"({summary.get('looked_up', 0):,} looked up)"
+        )
+        history.rows += n
+    return [
+        compare("incremental, empty history (ceiling)", empty, "s", None, "-", None, f"{n:,} new events"),
+        compare(
+            "incremental on history",
+            loaded,
+            "s",
+            empty,
+            "<= 1.3 x on empty history",
+            loaded <= 1.3 * empty,
+            f"{n:,} new events in hours already counted from {bench.sizes.job_rows:,} events; run seconds",
+        ),
+    ]
+
+
+# --- the API ------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_ready(url: str, server: procs.Started, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not server.running():
+            raise RuntimeError(f"the server exited: {server.wait(0).tail()}")
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        time.sleep(0.3)
+    raise RuntimeError(f"the server did not answer {url} within {timeout:g} s")
+
+
+def api(bench: Bench) -> list[Result]:
+    """./run_server.sh (gunicorn, its default workers and threads) over a table seeded with 30 days
+    of 20 users; `api_clients` concurrent clients on /sum over 30 days and /transactions over 6 h."""
+    say, sizes = bench.say, bench.sizes
+    with scratch(bench, "api") as cfg:
+        end = datetime.now(UTC)
+        users = [f"u{i:05d}" for i in range(20)]
+        ledger = api_load.synthetic_ledger(users, end - timedelta(days=31), end, 2.0)
+        say(f"    seeding {len(ledger):,} transactions for {len(users)} users")
+        api_load.seed_table(clients.ensure_table(cfg), ledger)
+        port = _free_port()
+        config_path = procs.write_config(cfg, bench.work / "configs" / "api.json")
+        server = procs.Started(
+            [str(ROOT / "run_server.sh")],
+            bench.work / "logs" / "api.log",
+            env={"PORT": str(port), "CONFIG": str(config_path)},
+        )
+        try:
+            base_url = f"http://127.0.0.1:{port}"
+            _wait_ready(f"{base_url}/health", server)
+            say(f"    gunicorn on {base_url}: {sizes.api_clients} clients x {sizes.api_requests} requests each")
+            results = api_load.run(base_url, "u00001", sizes.api_clients, sizes.api_requests)
+        finally:
+            server.terminate()
+            server.wait(20)
+    for result in results:
+        say(f"    {result.line()}")
+    by_name = {r.name: r for r in results}
+    summed, listed = by_name["sum 30d"], by_name["transactions 6h"]
+    workers = os.environ.get("WORKERS", "2")
+    note = f"{summed.clients} clients, {summed.requests:,} requests, {summed.errors} errors; gunicorn {workers} workers"
+    return [
+        compare("API /sum 30 days p50", summed.p50_ms, "ms", None, "-", None),
+        compare(
+            "API /sum 30 days p99",
+            summed.p99_ms,
+            "ms",
+            None,
+            "<= 25 ms",
+            summed.p99_ms <= 25 and not summed.errors,
+            note,
+        ),
+        compare(
+            "API /sum 30 days rate", summed.requests_per_s, "req/s", None, ">= 300 req/s", summed.requests_per_s >= 300
+        ),
+        compare("API /transactions 6 h p50", listed.p50_ms, "ms", None, "-", None),
+        compare("API /transactions 6 h p99", listed.p99_ms, "ms", None, "-", None, f"{listed.errors} errors"),
+        compare("API /transactions 6 h rate", listed.requests_per_s, "req/s", None, "-", None),
+    ]
