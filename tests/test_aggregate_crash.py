@@ -101,8 +101,8 @@ def test_sigkill_during_the_bigtable_writes_then_a_new_run_is_exact(cfg: Config,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "resuming run 1" in result.stdout
-    assert "run 1 (resumed): 3 files, 1,320 rows, 120 duplicates dropped" in result.stdout
+    assert "resuming run 1" in result.stderr
+    assert "run 1 (resumed): 3 files, 1,320 rows, 120 duplicates dropped" in result.stderr
     assert_contents(read_contents(table), expected)
     status = state.read_job_status(table)
     assert status is not None and status["last_run"] == 1 and status["pending"] is None

@@ -147,7 +147,7 @@ def test_a_standalone_cluster_run_writes_what_a_local_run_writes(
         timeout=300,
     )
     assert on_cluster.returncode == 0, on_cluster.stderr[-3000:]
-    assert "run 1: 2 files, 440 rows, 40 duplicates dropped" in on_cluster.stdout
+    assert "run 1: 2 files, 440 rows, 40 duplicates dropped" in on_cluster.stderr
     assert list((tmp_path / "work").glob("app-*/0")), "no executor ran on the worker"
 
     local = subprocess.run(
@@ -166,7 +166,8 @@ def test_a_standalone_cluster_run_writes_what_a_local_run_writes(
         timeout=300,
     )
     assert local.returncode == 0, local.stderr[-3000:]
-    assert "run 1: 2 files, 440 rows, 40 duplicates dropped" in local.stdout
+    # spark-submit runs the driver's Python with its stderr merged into the JVM's stdout.
+    assert "run 1: 2 files, 440 rows, 40 duplicates dropped" in local.stdout + local.stderr
 
     cluster_table, local_table = clients.bigtable_table(cfg), clients.bigtable_table(local_cfg)
     assert store.dump_table(cluster_table) == store.dump_table(local_table)

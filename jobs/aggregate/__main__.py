@@ -4,8 +4,9 @@
                              [--rebuild] [--every DURATION] [--wait]
     spark-submit --master URL jobs/aggregate/__main__.py [same flags]
 
-Exit codes: 0 done, 1 the run failed (it stays pending and the next run resumes it), 2 a bad flag
-or config value, 3 another run holds the lock.
+Progress and the summary go to stderr. Exit codes: 0 done, 1 the run failed (it stays pending and
+the next run resumes it), 2 a bad flag or config value, 3 Bigtable unreachable, 75 another run
+holds the lock (try again later).
 """
 
 from __future__ import annotations
@@ -16,34 +17,31 @@ from pathlib import Path
 if not __package__:  # run as a file (spark-submit jobs/aggregate/__main__.py): make the packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import argparse  # noqa: E402
 import signal  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
 from types import FrameType  # noqa: E402
 from typing import Any  # noqa: E402
 
 from common import clients  # noqa: E402
-from common.config import Config, ConfigError, load_config  # noqa: E402
+from common.cli import EXIT_UNAVAILABLE, ArgumentParser, UsageError, add_config_argument, log, run  # noqa: E402
+from common.config import Config, load_config  # noqa: E402
 from common.timeutil import TimeFormatError, parse_duration  # noqa: E402
 from jobs.aggregate.lock import RunLocked, run_lock  # noqa: E402
 
-EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 1, 2, 3
+EXIT_FAILED = 1
+EXIT_LOCKED = 75  # EX_TEMPFAIL: another run is at work, try again later
 
 
-class UsageError(ValueError):
-    """A bad command-line value; the message names the flag and the expected form."""
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
         prog="python -m jobs.aggregate",
         description="Aggregate the Parquet spool into Bigtable: per-user hourly buckets, per-minute stats, "
         "a per-hour top-spender index and the transaction list. One run processes the spool files not "
         "processed yet and exits.",
     )
-    parser.add_argument("--config", metavar="PATH", help="config file (default: config.json, else config.sample.json)")
+    add_config_argument(parser)
     parser.add_argument("--master", metavar="URL", help="Spark master, e.g. spark://host:7077 (default: local[*])")
     parser.add_argument("--conf", metavar="KEY=VALUE", action="append", default=[], help="a Spark setting; repeatable")
     parser.add_argument("--rebuild", action="store_true", help="empty the table and reprocess the whole spool")
@@ -83,7 +81,7 @@ class Runner:
         self.cfg, self.master, self.conf = cfg, master, conf
         self.spark: Any = None
 
-    def run(self, rebuild: bool, wait: bool) -> int:
+    def run_once(self, rebuild: bool, wait: bool) -> int:
         from jobs.aggregate import job
         from jobs.aggregate.extract import SpoolSchemaError
         from jobs.aggregate.session import get_spark
@@ -93,18 +91,18 @@ class Runner:
             with run_lock(self.cfg, wait=wait):
                 if self.spark is None:
                     self.spark = get_spark(self.master, extra_conf=self.conf)
-                job.run_once(self.spark, self.cfg, rebuild=rebuild)
+                job.run_once(self.spark, self.cfg, rebuild=rebuild, say=log)
         except RunLocked as exc:
-            print(f"aggregate: {exc}", file=sys.stderr)
+            log(f"error: {exc}")
             return EXIT_LOCKED
         except (SpoolSchemaError, JobStateError, job.LoadFailed) as exc:
-            print(f"aggregate: {exc}", file=sys.stderr)
+            log(f"error: {exc}")
             return EXIT_FAILED
         except Exception as exc:
             if not job.service_error(exc):
                 raise
-            print(f"aggregate: {exc.__class__.__name__}: {str(exc).splitlines()[0]}", file=sys.stderr)
-            return EXIT_FAILED
+            log(f"error: Bigtable: {str(exc).splitlines()[0]}")
+            return EXIT_UNAVAILABLE
         return 0
 
     def stop(self) -> None:
@@ -120,7 +118,7 @@ def run_every(runner: Runner, seconds: float, wait: bool) -> int:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
-        print(f"aggregate: {signal.Signals(signum).name}: stopping after the current run", file=sys.stderr)
+        log(f"aggregate: {signal.Signals(signum).name}: stopping after the current run")
         stop.set()
 
     previous: dict[signal.Signals, Callable[..., Any] | int | None] = {}
@@ -130,9 +128,9 @@ def run_every(runner: Runner, seconds: float, wait: bool) -> int:
     try:
         while not stop.is_set():
             started = time.monotonic()
-            code = runner.run(rebuild=False, wait=wait)
+            code = runner.run_once(rebuild=False, wait=wait)
             if code == EXIT_LOCKED:
-                print("aggregate: skipped this run; trying again at the next one", file=sys.stderr)
+                log("aggregate: skipped this run; trying again at the next one")
             stop.wait(max(0.0, seconds - (time.monotonic() - started)))
     finally:
         for sig, handler in previous.items():
@@ -140,26 +138,22 @@ def run_every(runner: Runner, seconds: float, wait: bool) -> int:
     return 0 if code in (0, EXIT_LOCKED) else code
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        cfg = load_config(args.config)
-        conf = parse_conf(args.conf)
-        every = parse_every(args.every)
-        if every is not None and args.rebuild:
-            raise UsageError("--rebuild is a one-off; run it without --every")
-    except (ConfigError, UsageError) as exc:
-        print(f"aggregate: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    cfg = load_config(args.config)
+    conf = parse_conf(args.conf)
+    every = parse_every(args.every)
+    if every is not None and args.rebuild:
+        raise UsageError("--rebuild is a one-off; run it without --every")
     clients.apply_emulator_env(cfg)  # before Spark starts, so the executors inherit it
     runner = Runner(cfg, args.master, conf)
     try:
         if every is not None:
             return run_every(runner, every, args.wait)
-        return runner.run(rebuild=args.rebuild, wait=args.wait)
+        return runner.run_once(rebuild=args.rebuild, wait=args.wait)
     finally:
         runner.stop()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)
