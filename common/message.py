@@ -33,7 +33,7 @@ MAX_FUTURE = timedelta(days=1)
 DEFAULT_MAX_ABS_CENTS = 100_000_000  # 1,000,000.00
 DEFAULT_MAX_BYTES = 8192
 # The common "123.45" form, read without Decimal (the spooler parses every message).
-_PLAIN_AMOUNT = re.compile(r"(-?)(\d{1,16})\.(\d\d)")
+_PLAIN_AMOUNT = re.compile(r"(-?)([0-9]{1,16})\.([0-9][0-9])")
 # Built once: json.loads with keyword arguments builds a new decoder on every call. JSON numbers
 # become Decimal (never float); NaN/Infinity literals stay text so they are refused by name.
 _JSON = json.JSONDecoder(parse_float=Decimal, parse_constant=lambda constant: constant)
@@ -103,7 +103,8 @@ def parse_amount(value: Any, max_abs_cents: int = DEFAULT_MAX_ABS_CENTS) -> int:
     if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
         raise MessageError("bad_type", f"'amount' must be a decimal string, got {type(value).__name__}")
     text = str(value).strip()
-    if not re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?|[+-]?(nan|inf|infinity)", text, re.I):
+    # re.ASCII: Decimal and \d also take other scripts' digits ("١٢.٥٠"), which the wire form does not.
+    if not re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?|[+-]?(nan|inf|infinity)", text, re.I | re.A):
         raise MessageError("bad_amount", f"'amount' is not a decimal number: {text[:40]!r}")
     try:
         amount = Decimal(text)
@@ -135,7 +136,7 @@ def _parse_csv(text: str, now: datetime, max_abs_cents: int) -> Transaction:
     cents = parse_amount(amount, max_abs_cents)
     try:
         seconds = Decimal(epoch)
-        if not seconds.is_finite():
+        if not seconds.is_finite() or not epoch.isascii():
             raise InvalidOperation
         micros = int((seconds * 1_000_000).to_integral_value())
         event_time = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)

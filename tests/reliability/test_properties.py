@@ -120,6 +120,32 @@ def test_a_json_number_too_long_to_read_is_refused_as_bad_json(field: str, digit
     assert refused.value.reason == "bad_json"
 
 
+@pytest.mark.parametrize(
+    ("amount", "form"),
+    [
+        ("١٢.٥٠", "Arabic-Indic digits"),
+        ("１２.５０", "full-width digits"),
+        ("१२.५०", "Devanagari digits"),
+        ("12.٥٠", "mixed digits"),
+    ],
+)
+def test_amounts_in_digits_other_than_ascii_are_refused(amount: str, form: str) -> None:
+    TALLY.tried_malformed("non-ASCII digits")
+    with pytest.raises(MessageError) as refused:
+        parse_message(json.dumps({**GOOD, "amount": amount}).encode(), NOW)
+    assert refused.value.reason == "bad_amount"
+    with pytest.raises(MessageError) as refused_csv:
+        parse_message(f"u1,{amount},1763712000".encode(), NOW)
+    assert refused_csv.value.reason == "bad_amount"
+
+
+def test_epoch_seconds_in_digits_other_than_ascii_are_refused() -> None:
+    TALLY.tried_malformed("non-ASCII digits")
+    with pytest.raises(MessageError) as refused:
+        parse_message("u1,12.50,١٧٦٣٧١٢٠٠٠".encode(), NOW)
+    assert refused.value.reason == "bad_event_time"
+
+
 # --- time parsing ------------------------------------------------------------------------------
 
 
