@@ -83,7 +83,7 @@ def drop_already_counted(cfg: Config, run_id: int, transactions: DataFrame, summ
     if existing.isEmpty():
         existing.unpersist()
         return transactions
-    candidates = transactions.join(F.broadcast(existing), ["user_id", "hour_start"], "left_semi")
+    candidates = transactions.join(existing, ["user_id", "hour_start"], "left_semi")
     looked = (
         candidates.select("user_id", "event_time", "transaction_id")
         .mapInArrow(load.find_counted_elsewhere(cfg, run_id), load.COUNTED_SCHEMA)
@@ -138,15 +138,16 @@ def load_counters(cfg: Config, run_id: int, remaining: DataFrame) -> tuple[dict[
 
 
 def _start_run(
-    spark: SparkSession, cfg: Config, table: Any, say: Callable[[str], None]
-) -> tuple[state.PendingRun | None, bool]:
-    """(run, resumed): the interrupted run, else a new one over the files not processed yet (recorded
-    as pending once their schema is checked), else None when there is nothing new."""
+    spark: SparkSession, cfg: Config, table: Any, summary: RunSummary, say: Callable[[str], None]
+) -> tuple[state.PendingRun | None, DataFrame | None]:
+    """(run, its spool rows): the interrupted run, else a new one over the files not processed yet
+    (recorded as pending once their schema is checked), else (None, None) when there is nothing new."""
     status = state.read_job_status(table)
     run = state.pending_run(status)
     if run is not None:
+        summary.resumed = True
         say(f"resuming run {run.run_id}: {len(run.files):,} files listed by its interrupted attempt")
-        return run, True
+        return run, extract.read_spool(spark, cfg.spool_dir, run.files)
     if status is None and state.has_counted_data(table):
         raise state.JobStateError(
             f"table {cfg.table_id} holds buckets but no job state (~job); run with --rebuild to recount it"
@@ -157,53 +158,90 @@ def _start_run(
     done = state.processed_files(table, f"{spool.TRANSACTIONS}/")
     new_files = [f for f in files if f not in done]
     if not new_files:
-        return None, False
-    # Checked before the run is recorded, so a bad file can be moved aside without a stuck run.
-    extract.read_spool(spark, cfg.spool_dir, new_files)
-    return state.begin_run(table, status, new_files, listed_at), False
+        return None, None
+    # Read (schema checked) before the run is recorded, so a bad file can be moved aside.
+    raw = extract.read_spool(spark, cfg.spool_dir, new_files)
+    return state.begin_run(table, status, new_files, listed_at), raw
 
 
-def run_once(spark: SparkSession, cfg: Config, rebuild: bool = False, say: Callable[[str], None] = print) -> RunSummary:
-    """Process the spool files not processed yet (or, with rebuild, the whole spool into an emptied
-    table). Returns the summary; raises LoadFailed when rows could not be written."""
-    started = time.monotonic()
-    summary = RunSummary()
-    if rebuild:
-        say(f"rebuild: emptying table {cfg.table_id}")
-        truncate_table(cfg)
-    table = clients.ensure_table(cfg)
-    run, summary.resumed = _start_run(spark, cfg, table, say)
-    if run is None:
-        summary.seconds = time.monotonic() - started
-        say(summary.line())
-        return summary
-    summary.run_id, summary.files = run.run_id, len(run.files)
-
-    phase = time.monotonic()
-    raw = extract.read_spool(spark, cfg.spool_dir, run.files)
-    with spark_progress(spark, "read spool"):
-        counts = extract.find_nulls(raw).first()
+def _extract(cfg: Config, table: Any, run: state.PendingRun, raw: DataFrame, summary: RunSummary) -> None:
+    """Count the run's rows; raise SpoolSchemaError when a required column holds nulls."""
+    counts = extract.find_nulls(raw).first()
     summary.rows = int(counts["rows"]) if counts else 0
     error = extract.null_error(raw, counts.asDict() if counts else {}, cfg.spool_dir)
     if error is not None:
         if not summary.resumed:  # nothing written yet: forget the run so the file can be moved aside
             state.abandon_run(table, run)
         raise error
+
+
+def _transform(cfg: Config, raw: DataFrame, summary: RunSummary) -> DataFrame:
+    """The run's distinct transactions with the late flag, persisted; counts duplicates and late rows."""
+    flagged = raw.transform(tf.dedupe_transactions).transform(tf.flag_late, int(late_horizon(cfg)))
+    flagged = flagged.persist(StorageLevel.MEMORY_AND_DISK)
+    stats = flagged.agg(F.count(F.lit(1)).alias("distinct"), F.sum(F.col("late").cast("long")).alias("late")).first()
+    distinct = int(stats["distinct"]) if stats else 0
+    summary.duplicates_dropped = summary.rows - distinct
+    summary.late_rows = int(stats["late"] or 0) if stats else 0
+    return flagged
+
+
+def _load(
+    spark: SparkSession, cfg: Config, run_id: int, remaining: DataFrame, summary: RunSummary, say: Callable[[str], None]
+) -> list:
+    """dcflist rows first, then (when they all succeeded) the counters; returns the failures."""
+    phase = time.monotonic()
+    with spark_progress(spark, "write dcflist"):
+        written, failures = load_transactions(cfg, run_id, remaining)
+    seconds = time.monotonic() - phase
+    summary.rows_written = written.get(store.LIST, 0)
+    rate = summary.rows_written / seconds if seconds > 0 else 0.0
+    say(f"load: {summary.rows_written:,} dcflist rows in {seconds:.1f} s ({rate:,.0f} rows/s)")
+    if failures:
+        return failures
+    phase = time.monotonic()
+    with spark_progress(spark, "write counters"):
+        counters, failures = load_counters(cfg, run_id, remaining)
+    summary.buckets_written = counters.get(store.HOUR, 0)
+    summary.minutes_written = counters.get(store.MINUTE, 0)
+    summary.top_hours_written = counters.get(store.TOP, 0)
+    summary.users_written = counters.get(store.USER, 0)
+    say(
+        f"load: {summary.buckets_written:,} dcfbhour, {summary.minutes_written:,} dcfbmin, "
+        f"{summary.top_hours_written:,} dcftop, {summary.users_written:,} dcfuser rows "
+        f"in {time.monotonic() - phase:.1f} s"
+    )
+    return failures
+
+
+def run_once(spark: SparkSession, cfg: Config, rebuild: bool = False, say: Callable[[str], None] = print) -> RunSummary:
+    """Process the spool files not processed yet (or, with rebuild, the whole spool into an emptied
+    table). Returns the summary; raises SpoolSchemaError for a bad spool file and LoadFailed when
+    rows could not be written (the run then stays pending for the next invocation)."""
+    started = phase = time.monotonic()
+    summary = RunSummary()
+    if rebuild:
+        say(f"rebuild: emptying table {cfg.table_id}")
+        truncate_table(cfg)
+    table = clients.ensure_table(cfg)
+    run, raw = _start_run(spark, cfg, table, summary, say)
+    if run is None or raw is None:
+        summary.seconds = time.monotonic() - started
+        say(summary.line())
+        return summary
+    summary.run_id, summary.files = run.run_id, len(run.files)
+    with spark_progress(spark, "read spool"):
+        _extract(cfg, table, run, raw, summary)
     say(f"extract: {summary.files:,} files, {summary.rows:,} rows ({time.monotonic() - phase:.1f} s)")
 
     phase = time.monotonic()
-    flagged = raw.transform(tf.dedupe_transactions).transform(tf.flag_late, int(late_horizon(cfg)))
-    flagged = flagged.persist(StorageLevel.MEMORY_AND_DISK)
     with spark_progress(spark, "dedupe"):
-        stats = flagged.agg(F.count(F.lit(1)).alias("distinct"), F.sum(F.col("late").cast("long")).alias("late"))
-        first = stats.first()
-    distinct = int(first["distinct"]) if first else 0
-    summary.duplicates_dropped = summary.rows - distinct
-    summary.late_rows = int(first["late"] or 0) if first else 0
+        flagged = _transform(cfg, raw, summary)
     say(
-        f"transform: {distinct:,} distinct transactions, {summary.duplicates_dropped:,} duplicates dropped, "
-        f"{summary.late_rows:,} late rows (published more than {cfg.late_horizon_hours} h after their event; "
-        f"kept in the spool, not counted) ({time.monotonic() - phase:.1f} s)"
+        f"transform: {summary.rows - summary.duplicates_dropped:,} distinct transactions, "
+        f"{summary.duplicates_dropped:,} duplicates dropped, {summary.late_rows:,} late rows (published more "
+        f"than {cfg.late_horizon_hours} h after their event; kept in the spool, not counted) "
+        f"({time.monotonic() - phase:.1f} s)"
     )
 
     phase = time.monotonic()
@@ -216,26 +254,7 @@ def run_once(spark: SparkSession, cfg: Config, rebuild: bool = False, say: Calla
         f"({time.monotonic() - phase:.1f} s)"
     )
 
-    phase = time.monotonic()
-    with spark_progress(spark, "write dcflist"):
-        written, failures = load_transactions(cfg, run.run_id, remaining)
-    list_seconds = time.monotonic() - phase
-    summary.rows_written = written.get(store.LIST, 0)
-    rate = summary.rows_written / list_seconds if list_seconds > 0 else 0.0
-    say(f"load: {summary.rows_written:,} dcflist rows in {list_seconds:.1f} s ({rate:,.0f} rows/s)")
-    if not failures:
-        phase = time.monotonic()
-        with spark_progress(spark, "write counters"):
-            counters, failures = load_counters(cfg, run.run_id, remaining)
-        summary.buckets_written = counters.get(store.HOUR, 0)
-        summary.minutes_written = counters.get(store.MINUTE, 0)
-        summary.top_hours_written = counters.get(store.TOP, 0)
-        summary.users_written = counters.get(store.USER, 0)
-        say(
-            f"load: {summary.buckets_written:,} dcfbhour, {summary.minutes_written:,} dcfbmin, "
-            f"{summary.top_hours_written:,} dcftop, {summary.users_written:,} dcfuser rows "
-            f"in {time.monotonic() - phase:.1f} s"
-        )
+    failures = _load(spark, cfg, run.run_id, remaining, summary, say)
     summary.failures = len(failures)
     for family, key, message in failures[:SHOWN_FAILURES]:
         say(f"failed: {family} row {key}: {message}")
@@ -243,7 +262,7 @@ def run_once(spark: SparkSession, cfg: Config, rebuild: bool = False, say: Calla
         flagged.unpersist()
         remaining.unpersist()
     summary.seconds = time.monotonic() - started
-    if summary.failures:
+    if failures:
         raise LoadFailed(
             f"run {run.run_id}: {summary.failures:,} Bigtable rows failed (first shown above); "
             "the run stays pending and is retried by the next invocation"
