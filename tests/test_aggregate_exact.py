@@ -4,7 +4,7 @@ the events were split across runs, duplicated, reordered or late."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +186,25 @@ def _delete(table: Any, key: bytes) -> Any:
     row = table.direct_row(key)
     row.delete()
     return row
+
+
+def test_only_spool_directories_from_a_day_before_the_last_listing_are_listed_again(cfg: Config) -> None:
+    table = clients.ensure_table(cfg)
+    ledger = make_ledger("window", 10)
+    frame = pa.Table.from_pandas(ledger, schema=spool.TRANSACTION_SCHEMA, preserve_index=False)
+    old = spool.write_atomic(
+        frame, spool.new_file_path(cfg.spool_dir, spool.TRANSACTIONS, datetime(2026, 1, 1, tzinfo=UTC))
+    )
+    recent = spool.write_atomic(
+        frame, spool.new_file_path(cfg.spool_dir, spool.TRANSACTIONS, datetime(2026, 3, 2, tzinfo=UTC))
+    )
+    spool.write_atomic(frame, old.with_name("_partial.parquet"))  # not a complete file
+    assert state.spool_backlog(cfg, table) == 2
+
+    run = state.begin_run(table, None, [], datetime(2026, 3, 2, 0, 30, tzinfo=UTC))
+    state.finish_run(table, run, {}, datetime(2026, 3, 2, 0, 31, tzinfo=UTC))
+    status = state.read_job_status(table)
+    assert status is not None and status["scan_from"] == "2026-03-01"
+    # dt=2026-01-01 is closed: a run no longer lists it (a hand-copied file there needs --rebuild).
+    assert state.list_spool_files(cfg.spool_dir, status["scan_from"]) == [recent.relative_to(cfg.spool_dir).as_posix()]
+    assert state.spool_backlog(cfg, table) == 1

@@ -21,7 +21,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common import clients, spool, store
+from common import clients, store
 from common.config import Config, late_horizon
 from jobs.aggregate import extract, load, state
 from jobs.aggregate import transforms as tf
@@ -155,7 +155,7 @@ def _start_run(
     listed_at = datetime.now(UTC)
     with spark_progress(spark, "list spool"):
         files = extract.list_spool_files(spark, cfg.spool_dir, (status or {}).get("scan_from"))
-    done = state.processed_files(table, f"{spool.TRANSACTIONS}/")
+    done = state.processed_among(table, files)
     new_files = [f for f in files if f not in done]
     if not new_files:
         return None, None

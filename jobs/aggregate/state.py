@@ -147,6 +147,13 @@ def processed_files(table: Any, path_prefix: str = "") -> set[str]:
     return {rowkeys.parse_processed_file_key(key) for key in keys}
 
 
+def processed_among(table: Any, files: list[str]) -> set[str]:
+    """Which of these spool files some finished run has processed; reads only their own rows, so the
+    cost follows the files listed, not the history."""
+    keys = {rowkeys.processed_file_key(f): f for f in files}
+    return {keys[key] for key in store.read_run_markers(table, list(keys))}
+
+
 def has_counted_data(table: Any) -> bool:
     """True when the table holds any hour bucket, i.e. some run has counted transactions into it."""
     return bool(store.read_keys(table, store.HOUR, b"\x00", b"\xff", limit=1))
@@ -158,8 +165,7 @@ def spool_backlog(cfg: Config, table: Any) -> int:
     status = read_job_status(table)
     scan_from = (status or {}).get("scan_from")
     files = list_spool_files(cfg.spool_dir, scan_from)
-    done = processed_files(table, f"{spool.TRANSACTIONS}/")
-    return sum(1 for f in files if f not in done)
+    return len(files) - len(processed_among(table, files))
 
 
 # --- writes -----------------------------------------------------------------------------------
