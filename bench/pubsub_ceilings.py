@@ -182,7 +182,7 @@ def raw_pull_ack_rate(cfg: Config, n: int, pullers: int = DEFAULT_PULLERS, max_m
     def loop() -> None:
         while not finished.is_set():
             try:
-                response = subscriber.pull(subscription=path, max_messages=max_messages, timeout=2.0)
+                response = subscriber.pull(subscription=path, max_messages=max_messages, timeout=10.0)
             except gexc.DeadlineExceeded:
                 continue
             ack_ids = [m.ack_id for m in types.PullResponse.pb(response).received_messages]

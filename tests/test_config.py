@@ -1,5 +1,6 @@
 """Config loading: the sample works as-is, a wrong value gets one line naming the key, and the
-commands turn config and flag errors into one line and exit code 2."""
+commands turn config and flag errors into one line and exit code 2 (as subprocesses for a bad
+config value, in-process through common.cli.run for the flags)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,16 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from common.cli import run
 from common.config import ConfigError, load_config, resolve_path
+from emitter.cli import main as emitter_main
+from jobs.spooler.cli import main as spooler_main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -121,6 +127,16 @@ def test_commands_report_a_bad_config_value_in_one_line_and_exit_2(tmp_path: Pat
     assert "'spool_roll_messages'" in line and "integer >= 1" in line
 
 
+def run_in_process(main: Callable[[Sequence[str] | None], int], argv: list[str], capsys: Any) -> str:
+    """Run a command's main() through common.cli.run as `python -m` would; return its one error line."""
+    with pytest.raises(SystemExit) as info:
+        run(main, argv)
+    assert info.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
 @pytest.mark.parametrize(
     ("args", "named"),
     [
@@ -135,14 +151,14 @@ def test_commands_report_a_bad_config_value_in_one_line_and_exit_2(tmp_path: Pat
         (["--bogus"], "--bogus"),
     ],
 )
-def test_emitter_flag_errors_are_one_line_and_exit_2(args: list[str], named: str) -> None:
-    line = one_error_line(run_command("emitter", "--config", str(ROOT / "config.sample.json"), *args))
+def test_emitter_flag_errors_are_one_line_and_exit_2(args: list[str], named: str, capsys: Any) -> None:
+    line = run_in_process(emitter_main, ["--config", str(ROOT / "config.sample.json"), *args], capsys)
     assert named in line
 
 
 @pytest.mark.parametrize(
     ("args", "named"), [(["--until-idle", "0"], "--until-idle"), (["--pullers", "0"], "--pullers")]
 )
-def test_spooler_flag_errors_are_one_line_and_exit_2(args: list[str], named: str) -> None:
-    line = one_error_line(run_command("jobs.spooler", "--config", str(ROOT / "config.sample.json"), *args))
+def test_spooler_flag_errors_are_one_line_and_exit_2(args: list[str], named: str, capsys: Any) -> None:
+    line = run_in_process(spooler_main, ["--config", str(ROOT / "config.sample.json"), *args], capsys)
     assert named in line

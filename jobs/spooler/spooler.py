@@ -10,10 +10,11 @@ Flow control: pullers stop pulling while 1.5 x spool_roll_messages messages are 
 full batch fits while the next one fills during the write, and memory stays flat on any backlog.
 Held messages whose ack deadline draws near get it extended.
 
-Why unary Pull and not StreamingPull: the local Pub/Sub emulator never notices that a streaming
-pull has ended (its gRPC layer fails on the client's cancel) and keeps routing the subscription's
-messages to the dead stream, so a restarted spooler would never see them again; it also paces each
-stream to ~2,000 messages/s. Pull behaves the same on the emulator and on Google Cloud.
+Why unary Pull and not StreamingPull: the local Pub/Sub emulator (0.8.20) never notices that a
+streaming pull has ended (its gRPC layer fails on the client's cancel) and keeps routing the
+subscription's messages to the dead stream, so a restarted spooler would never see them again; it
+also paces each stream to ~2,000 messages/s. Pull behaves the same on the emulator and on Google
+Cloud.
 """
 
 from __future__ import annotations
@@ -39,7 +40,10 @@ from jobs.spooler.batch import SpoolBatch
 DEFAULT_PULLERS = 4
 MAX_PER_PULL = 1000
 ACK_CHUNK = 1000  # ack ids per Acknowledge request, well under its 512 KB limit
-PULL_TIMEOUT_SECONDS = 2.0  # also bounds how long a stop waits for pullers
+# Long enough that the client never cancels a pull in normal operation: the emulator answers an
+# empty pull by itself within about a second, but mishandles a cancelled one and leases its
+# messages to the dead request until their ack deadline. Also bounds how long a stop waits.
+PULL_TIMEOUT_SECONDS = 10.0
 ACK_DEADLINE_SECONDS = 60  # for subscriptions the spooler creates
 _TRANSIENT = gretry.if_exception_type(
     gexc.Aborted, gexc.InternalServerError, gexc.ServiceUnavailable, gexc.Unknown, gexc.ResourceExhausted
