@@ -15,6 +15,7 @@ Every read asks for one family and the newest cell only.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -72,14 +73,20 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 # --- writes -----------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4096)
+def _repeated_cell(family: str, qualifier: bytes, value: str) -> Cell:
+    # Currencies, categories and run ids repeat across millions of rows: encode each once.
+    return (family, qualifier, value.encode())
+
+
 def transaction_cells(amount_cents: int, currency: str, category: str, event_time: str, run_id: int) -> list[Cell]:
     """The cells of one transaction row, for write_cell_rows."""
     return [
         (LIST, b"amount_cents", str(int(amount_cents)).encode()),
-        (LIST, b"currency", currency.encode()),
-        (LIST, b"category", category.encode()),
+        _repeated_cell(LIST, b"currency", currency),
+        _repeated_cell(LIST, b"category", category),
         (LIST, b"event_time", event_time.encode()),
-        (META, RUN, str(run_id).encode()),
+        _repeated_cell(META, RUN, str(run_id)),
     ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 _DURATION = re.compile(r"^\s*([+-]?)(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d|w)\s*$")
 _UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -100,3 +101,13 @@ def floor_to(value: datetime, step: timedelta) -> datetime:
     step_us = int(step.total_seconds() * 1_000_000)
     micros = to_epoch_us(value)
     return from_epoch_us(micros - micros % step_us)
+
+
+def format_rfc3339_column(times: Any) -> list[str]:
+    """A pyarrow timestamp array formatted value by value exactly as format_rfc3339 does, in one
+    vectorised pass (bulk writers format millions of event times)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pc.strftime(times.cast(pa.timestamp("us", tz="UTC")), format="%Y-%m-%dT%H:%M:%SZ")
+    return pc.replace_substring(text, ".000000Z", "Z").to_pylist()  # whole seconds carry no fraction

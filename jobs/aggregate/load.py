@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from common import clients, rowkeys, store
 from common.config import Config
-from common.timeutil import format_rfc3339, from_epoch_us
+from common.timeutil import format_rfc3339_column
 
 ArrowFn = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
 
@@ -111,15 +111,15 @@ def write_transactions(cfg: Config, run_id: int) -> ArrowFn:
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         table = _table(cfg)
         for batch in batches:
-            micros = _micros(batch, "event_time")
             rows = [
                 (
                     rowkeys.transaction_key(user, us, tid),
-                    store.transaction_cells(cents, currency, category, format_rfc3339(from_epoch_us(us)), run_id),
+                    store.transaction_cells(cents, currency, category, text, run_id),
                 )
-                for user, us, tid, cents, currency, category in zip(
+                for user, us, text, tid, cents, currency, category in zip(
                     batch.column("user_id").to_pylist(),
-                    micros,
+                    _micros(batch, "event_time"),
+                    format_rfc3339_column(batch.column("event_time")),
                     batch.column("transaction_id").to_pylist(),
                     batch.column("amount_cents").to_pylist(),
                     batch.column("currency").to_pylist(),
