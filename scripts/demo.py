@@ -1,203 +1,455 @@
 """The live demo: the whole pipeline on the local emulators, with the dashboard on :5000.
 
-    .venv/bin/python scripts/demo.py [--users 100] [--hours 48] [--port 5000] [--stop-after SECONDS]
+    .venv/bin/python scripts/demo.py [--users 100] [--hours 48] [--seed 42] [--port 5000]
+                                     [--every 30s] [--speedup 60] [--stop-after SECONDS]
+                                     [--run-dir run/demo] [--config PATH]
 
 Steps: start the emulators; reset the demo's own spool, table and subscription; simulate the last
---hours for --users card holders; spool them; run the Spark job; then keep the pipeline alive (a
-live emitter, the spooler, the job every 30 s) and serve the dashboard until Ctrl-C, which stops
-every process this script started.
+--hours for --users card holders (with a ledger of every published transaction); spool them; run
+the Spark job; then keep the pipeline alive (a live emitter, the spooler, the job every --every)
+and serve the dashboard until Ctrl-C (or --stop-after), which stops every process this script
+started. Running it again starts over from a clean slate.
+
+The base config (--config, default config.json, else config.sample.json) names the topic,
+subscription and table; the demo writes its own copy to <run-dir>/config.json with the spool
+moved to <run-dir>/spool. Logs of the background processes go to <run-dir>/logs/.
+Exit codes: 0 stopped cleanly, 1 a step failed, 2 a bad flag or config value, 3 the emulators
+could not be reached, 130 interrupted before the dashboard was up.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
+import warnings
+from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
+from types import FrameType
+from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-from common.config import ConfigError, load_config  # noqa: E402
+import psutil  # noqa: E402
+
+from common import clients  # noqa: E402
+from common.cli import ArgumentParser, UsageError, add_config_argument, run  # noqa: E402
+from common.config import Config, load_config  # noqa: E402
+from common.timeutil import TimeFormatError, format_rfc3339, parse_duration, utcnow  # noqa: E402
 
 PY = sys.executable
-RUN_DIR = ROOT / "run" / "demo"
+DEFAULT_RUN_DIR = ROOT / "run" / "demo"
+STEPS = 6
+# A background process gets this long to stop after SIGTERM. The job finishes a run in progress
+# first, which can take longer; it is then killed, which is safe (an interrupted run is resumed, and
+# the next demo starts from an empty table anyway).
+STOP_GRACE_SECONDS = 20.0
+GROUP_GRACE_SECONDS = 10.0  # helpers (a Spark JVM, a producer process) leave soon after their parent
+HEALTH_WAIT_SECONDS = 90.0
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
 
 
-def step(number: int, total: int, text: str) -> None:
-    print(f"\n==> [{number}/{total}] {text}", flush=True)
+class StepFailed(RuntimeError):
+    """A pipeline command of the demo exited with an error."""
 
 
-def run(cmd: list[str], env: dict[str, str]) -> None:
-    """Run a pipeline command in the foreground, its progress shown as it goes."""
-    result = subprocess.run(cmd, cwd=ROOT, env=env)
-    if result.returncode != 0:
-        raise SystemExit(f"error: {' '.join(cmd[1:4])} failed with exit code {result.returncode}")
+def step(number: int, text: str) -> None:
+    print(f"\n==> [{number}/{STEPS}] {text}", flush=True)
 
 
-def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """Start a background process in its own process group, output to a log file."""
-    handle = open(log, "ab")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+def say(text: str) -> None:
+    print(f"    {text}", flush=True)
 
 
-def stop_all(procs: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
-    for _name, proc in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 20
-    for name, proc in procs:
+def _group_members(pgid: int) -> list[psutil.Process]:
+    """Live (non-zombie) processes of a process group."""
+    members = []
+    for proc in psutil.process_iter(["status"]):
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                members.append(proc)
+    return members
+
+
+class Children:
+    """Every process the demo starts. Each runs in its own session, so a signal reaches exactly the
+    process it is meant for (a program stops its own helpers, such as the Spark JVM or the emitter's
+    producer, in order), and at the end each whole group can be checked and cleared."""
+
+    def __init__(self) -> None:
+        self.foreground: subprocess.Popen[bytes] | None = None
+        self.background: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.logs: list[IO[bytes]] = []
+        self.stopping = False
+        self.forced = False
+
+    def run(self, cmd: list[str], env: dict[str, str]) -> None:
+        """Run a pipeline command in the foreground, its progress shown as it goes; raise StepFailed
+        when it fails."""
+        if self.stopping:
+            raise KeyboardInterrupt
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
+        self.foreground = proc
         try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            print(f"    stopped {name}", flush=True)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            print(f"    killed {name} (did not stop in time)", flush=True)
+            code = proc.wait()
+        finally:
+            self.foreground = None
+            self._clear_group(proc.pid, GROUP_GRACE_SECONDS)
+        if self.stopping:
+            raise KeyboardInterrupt
+        if code != 0:
+            raise StepFailed(f"`{' '.join(_short(cmd))}` failed with exit code {code}")
+
+    def start(self, name: str, cmd: list[str], env: dict[str, str], log: Path) -> None:
+        """Start a background process, its output appended to `log`."""
+        handle = open(log, "ab")  # noqa: SIM115 - closed in stop_all, once the process is gone
+        self.logs.append(handle)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.background.append((name, proc))
+
+    def exited(self) -> list[tuple[str, int]]:
+        """(name, exit code) of background processes that have exited."""
+        return [(name, proc.returncode) for name, proc in self.background if proc.poll() is not None]
+
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
+        """First Ctrl-C: stop everything cleanly. Second: kill what is left."""
+        if self.stopping:
+            self.forced = True
+            for proc in self._all():
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            return
+        self.stopping = True
+        if self.foreground is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.foreground.pid, signal.SIGTERM)
+
+    def stop_all(self) -> None:
+        """SIGTERM to each background process (not its helpers, which it stops itself), wait for it,
+        then make sure nothing of its process group is left."""
+        self.stopping = True
+        for _, proc in self.background:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for name, proc in self.background:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                outcome = f"killed {name} (second Ctrl-C)" if self.forced else f"stopped {name}"
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                outcome = f"killed {name} (still busy {STOP_GRACE_SECONDS:.0f} s after SIGTERM)"
+            left = self._clear_group(proc.pid, GROUP_GRACE_SECONDS)
+            say(outcome + (f"; killed {left} leftover helper processes" if left else ""))
+        for handle in self.logs:
+            handle.close()
+
+    def _all(self) -> list[subprocess.Popen[bytes]]:
+        procs = [proc for _, proc in self.background]
+        return procs + ([self.foreground] if self.foreground is not None else [])
+
+    @staticmethod
+    def _clear_group(pgid: int, grace: float) -> int:
+        """Wait up to `grace` seconds for the rest of a process group to exit, then SIGKILL it.
+        Returns how many processes had to be killed."""
+        deadline = time.monotonic() + grace
+        while (members := _group_members(pgid)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for proc in members:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        return len(members)
 
 
-def wait_for_http(url: str, seconds: float) -> bool:
+def _short(cmd: list[str]) -> list[str]:
+    return ["python" if part == PY else part for part in cmd]
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As gunicorn binds: connections of a server that just stopped (TIME_WAIT) do not count.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_for_health(url: str, seconds: float, children: Children) -> bool:
+    """Poll `url` until it answers 200; False after `seconds`, or when a background process exited."""
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not children.stopping and not children.exited():
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
                     return True
         except OSError:
-            time.sleep(0.5)
+            pass
+        time.sleep(0.5)
     return False
 
 
-def reset_services(config_path: Path) -> None:
-    """Fresh table and subscription for the demo, so a second run starts from a clean slate."""
-    code = (
-        "import warnings; warnings.simplefilter('ignore')\n"
-        "from google.api_core import exceptions as e\n"
-        "from common.config import load_config; from common import clients\n"
-        f"cfg = load_config({str(config_path)!r})\n"
-        "clients.ensure_topic(cfg)\n"
-        "sub = clients.subscriber_client(cfg)\n"
-        "try: sub.delete_subscription(subscription=clients.subscription_path(cfg))\n"
-        "except e.NotFound: pass\n"
-        "clients.ensure_subscription(cfg)\n"
-        "t = clients.ensure_table(cfg); t.truncate(timeout=60)\n"
-        "print('    topic, subscription and table ready')\n"
-    )
-    subprocess.run([PY, "-c", code], cwd=ROOT, check=True)
+def demo_config(base: Config, run_dir: Path, users: int, seed: int | None) -> dict[str, object]:
+    """The base config with the demo's spool, population size and seed, on the local emulators."""
+    return base.to_dict() | {
+        "spool_dir": str(run_dir / "spool"),
+        "users": users,
+        "seed": base.seed if seed is None else seed,
+        "pubsub_emulator_host": base.pubsub_emulator_host or "127.0.0.1:8085",
+        "bigtable_emulator_host": base.bigtable_emulator_host or "127.0.0.1:8086",
+    }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="base config (default config.json, else config.sample.json)")
-    parser.add_argument("--users", type=int, default=100, help="card holders to simulate (default 100)")
-    parser.add_argument("--hours", type=int, default=48, help="hours of history to simulate (default 48)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
-    parser.add_argument("--every", default="30s", help="how often the job runs while live (default 30s)")
-    parser.add_argument("--speedup", type=float, default=60.0, help="live emitter speed-up (default 60)")
+def reset_services(cfg: Config, run_dir: Path) -> None:
+    """Empty the spool, drop the subscription's backlog and empty the table, so a run of the demo
+    never sees data of an earlier one."""
+    from google.api_core import exceptions as gexc
+
+    shutil.rmtree(run_dir / "spool", ignore_errors=True)
+    (run_dir / "ledger.csv").unlink(missing_ok=True)
+    clients.ensure_topic(cfg)
+    subscriber = clients.subscriber_client(cfg)
+    try:
+        with contextlib.suppress(gexc.NotFound):
+            subscriber.delete_subscription(subscription=clients.subscription_path(cfg), timeout=10)
+    finally:
+        subscriber.close()
+    clients.ensure_subscription(cfg)
+    table = clients.ensure_table(cfg)
+    table.truncate(timeout=60)
+    say(f"spool emptied; topic {cfg.topic_id}, subscription {cfg.subscription_id} and table {cfg.table_id} ready")
+
+
+@contextlib.contextmanager
+def run_dir_lock(run_dir: Path):  # type: ignore[no-untyped-def]
+    """Hold <run-dir>/.demo.lock for the demo's lifetime: two demos in one run dir would reset each
+    other's data."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".demo.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(
+                f"another demo is running with --run-dir {run_dir}; stop it (Ctrl-C) or pass another --run-dir"
+            ) from None
+        yield
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+def _seed(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(text)
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise ValueError(text)
+    return value
+
+
+def _duration(text: str) -> str:
+    try:
+        seconds = parse_duration(text).total_seconds()
+    except TimeFormatError:
+        raise ValueError(text) from None
+    if seconds <= 0:
+        raise ValueError(text)
+    return text
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise ValueError(text)
+    return value
+
+
+_positive_int.__name__ = "integer >= 1"
+_seed.__name__ = "integer >= 0"
+_seconds.__name__ = "number of seconds >= 0"
+_positive_float.__name__ = "number > 0"
+_duration.__name__ = "duration such as 30s, 5m or 1h"
+_port.__name__ = "port number 1..65535"
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="scripts/demo.py", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    add_config_argument(parser)
+    parser.add_argument("--users", type=_positive_int, default=100, help="card holders to simulate (default 100)")
+    parser.add_argument("--hours", type=_positive_int, default=48, help="hours of history to simulate (default 48)")
+    parser.add_argument("--seed", type=_seed, help="random seed of the history (default: the config's)")
     parser.add_argument(
-        "--stop-after", type=float, default=0, help="stop after this many seconds live (0: run until Ctrl-C)"
+        "--port", type=_port, default=None, help="dashboard port on 127.0.0.1 (default $PORT, else 5000)"
     )
-    args = parser.parse_args()
-    if args.users < 1 or args.hours < 1:
-        print("error: --users and --hours must be >= 1", file=sys.stderr)
-        return 2
-    try:
-        base = load_config(args.config)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    parser.add_argument(
+        "--every", type=_duration, default="30s", help="how often the job runs while live (default 30s)"
+    )
+    parser.add_argument("--speedup", type=_positive_float, default=60.0, help="live emitter speed-up (default 60)")
+    parser.add_argument(
+        "--stop-after", type=_seconds, default=0, help="stop after this many seconds live (default 0: until Ctrl-C)"
+    )
+    parser.add_argument(
+        "--run-dir", default=str(DEFAULT_RUN_DIR), help="config, ledger, spool and logs of the demo (default run/demo)"
+    )
+    return parser
 
-    total = 6
-    RUN_DIR.mkdir(parents=True, exist_ok=True)
-    spool = RUN_DIR / "spool"
-    settings = base.to_dict() | {"spool_dir": str(spool), "users": args.users}
-    config_path = RUN_DIR / "config.json"
-    config_path.write_text(json.dumps(settings, indent=2))
-    env = dict(os.environ, PYTHONUNBUFFERED="1", CONFIG=str(config_path), PORT=str(args.port))
+
+def main(argv: Sequence[str] | None = None) -> int:
+    started = time.monotonic()
+    args = build_parser().parse_args(argv)
+    port = args.port
+    if port is None:
+        try:
+            port = _port(os.environ.get("PORT") or "5000")
+        except ValueError:
+            raise UsageError(f"PORT must be a port number 1..65535, got {os.environ['PORT']!r}") from None
+    if not port_is_free(port):
+        raise UsageError(f"--port {port}: something already listens on 127.0.0.1:{port}; pass another --port")
+    run_dir = Path(args.run_dir).resolve()
+    base = load_config(args.config)
+    with run_dir_lock(run_dir):
+        return _run(args, base, run_dir, port, started)
+
+
+def _run(args: argparse.Namespace, base: Config, run_dir: Path, port: int, started: float) -> int:
+    opts = vars(args)
+    config_path = run_dir / "config.json"
+    settings = demo_config(base, run_dir, opts["users"], opts["seed"])
+    cfg = load_config(_write_json(config_path, settings))
+    logs = run_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    ledger = run_dir / "ledger.csv"
+    env = dict(os.environ, PYTHONUNBUFFERED="1", CONFIG=str(config_path), PORT=str(port))
+    env.setdefault("PUBSUB_EMULATOR_HOST", cfg.pubsub_emulator_host)
+    env.setdefault("BIGTABLE_EMULATOR_HOST", cfg.bigtable_emulator_host)
     cfg_args = ["--config", str(config_path)]
-
-    step(1, total, "starting the Pub/Sub and Bigtable emulators")
-    subprocess.run([str(ROOT / "scripts" / "emulators.sh"), "start"], cwd=ROOT, check=True)
-    env.setdefault("PUBSUB_EMULATOR_HOST", base.pubsub_emulator_host)
-    env.setdefault("BIGTABLE_EMULATOR_HOST", base.bigtable_emulator_host)
-
-    step(2, total, f"resetting the demo's spool ({spool}), table and subscription")
-    subprocess.run(["rm", "-rf", str(spool)], check=True)
-    reset_services(config_path)
-
-    step(3, total, f"simulating {args.users} card holders over the last {args.hours} h")
-    run(
-        [
-            PY,
-            "-m",
-            "emitter",
-            *cfg_args,
-            "--start",
-            f"-{args.hours}h",
-            "--end",
-            "now",
-            "--ledger",
-            str(RUN_DIR / "ledger.csv"),
-        ],
-        env,
-    )
-
-    step(4, total, "spooling the stream to Parquet")
-    run([PY, "-m", "jobs.spooler", *cfg_args, "--until-idle", "3"], env)
-
-    step(5, total, "aggregating with Spark into Bigtable")
-    run([PY, "-m", "jobs.aggregate", *cfg_args], env)
-
-    step(6, total, "keeping the pipeline alive and serving the dashboard")
-    logs = RUN_DIR / "logs"
-    logs.mkdir(exist_ok=True)
-    procs = [
-        ("dashboard", start([str(ROOT / "run_server.sh")], env, logs / "server.log")),
-        ("spooler", start([PY, "-m", "jobs.spooler", *cfg_args], env, logs / "spooler.log")),
-        (
-            "live emitter",
-            start(
-                [PY, "-m", "emitter", *cfg_args, "--live", "--speedup", str(args.speedup), "--quiet"],
-                env,
-                logs / "emitter.log",
-            ),
-        ),
-        (
-            "aggregation job",
-            start([PY, "-m", "jobs.aggregate", *cfg_args, "--every", args.every], env, logs / "aggregate.log"),
-        ),
-    ]
-    url = f"http://127.0.0.1:{args.port}/"
-    stop = {"now": False}
-
-    def on_signal(signum: int, _frame: object) -> None:
-        stop["now"] = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    children = Children()
+    # SIGHUP too: the children run in their own sessions, so a closed terminal reaches only the demo.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, children.on_signal)
+    url = f"http://127.0.0.1:{port}/"
     try:
-        if not wait_for_http(url + "health", 60):
-            print(f"error: the dashboard did not answer; see {logs / 'server.log'}", file=sys.stderr)
-            return 1
-        print(f"\n    Dashboard: {url}\n    Logs: {logs}\n    Press Ctrl-C to stop.", flush=True)
-        started = time.monotonic()
-        while not stop["now"]:
+        step(1, "starting the Pub/Sub and Bigtable emulators")
+        emulator_env = dict(
+            env,
+            PUBSUB_PORT=cfg.pubsub_emulator_host.rsplit(":", 1)[1],
+            BIGTABLE_PORT=cfg.bigtable_emulator_host.rsplit(":", 1)[1],
+        )
+        children.run([str(ROOT / "scripts" / "emulators.sh"), "start"], emulator_env)
+
+        step(2, f"resetting the demo's spool ({run_dir / 'spool'}), table and subscription")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # "Connecting to Bigtable emulator"
+            reset_services(cfg, run_dir)
+
+        end = utcnow()
+        start = end - timedelta(hours=opts["hours"])
+        step(3, f"simulating {cfg.users} card holders over the last {opts['hours']} h (seed {cfg.seed})")
+        window = ["--start", format_rfc3339(start), "--end", format_rfc3339(end)]
+        children.run([PY, "-m", "emitter", *cfg_args, *window, "--ledger", str(ledger)], env)
+
+        step(4, "spooling the stream to Parquet")
+        children.run([PY, "-m", "jobs.spooler", *cfg_args, "--until-idle", "3"], env)
+
+        step(5, "aggregating with Spark into Bigtable")
+        children.run([PY, "-m", "jobs.aggregate", *cfg_args], env)
+        job_done = time.monotonic()
+
+        step(6, "keeping the pipeline alive and serving the dashboard")
+        children.start("dashboard", [str(ROOT / "run_server.sh")], env, logs / "server.log")
+        children.start("spooler", [PY, "-m", "jobs.spooler", *cfg_args, "--quiet"], env, logs / "spooler.log")
+        # Another seed than the history's: the same seed would replay the history's transaction ids.
+        live = [PY, "-m", "emitter", *cfg_args, "--live", "--speedup", str(opts["speedup"]), "--quiet"]
+        children.start("live emitter", [*live, "--seed", str(cfg.seed + 1)], env, logs / "emitter.log")
+        if not wait_for_health(url + "health", HEALTH_WAIT_SECONDS, children):
+            if children.stopping:
+                raise KeyboardInterrupt
+            print(f"error: the dashboard did not answer on {url}health; see {logs}", file=sys.stderr)
+            return EXIT_FAILED
+        live_at = time.monotonic()
+        print(
+            f"\n    Dashboard: {url}  (live {live_at - started:.0f} s after start)\n"
+            f"    History: {format_rfc3339(start)} .. {format_rfc3339(end)}, ledger {ledger}\n"
+            f"    Logs: {logs}\n    Press Ctrl-C to stop.",
+            flush=True,
+        )
+        # The job's first live run comes one period after step 5's, so it does not compete with the
+        # dashboard's start-up for the CPU.
+        every = [PY, "-m", "jobs.aggregate", *cfg_args, "--every", opts["every"]]
+        job_at: float | None = job_done + parse_duration(opts["every"]).total_seconds()
+        while not children.stopping:
             time.sleep(0.5)
-            if args.stop_after and time.monotonic() - started >= args.stop_after:
+            now = time.monotonic()
+            if opts["stop_after"] and now - live_at >= opts["stop_after"]:
                 break
-            for name, proc in procs:
-                if proc.poll() is not None:
-                    print(f"error: {name} exited with {proc.returncode}; see {logs}", file=sys.stderr)
-                    return 1
+            if job_at is not None and now >= job_at:
+                children.start("aggregation job", every, env, logs / "aggregate.log")
+                say(f"aggregation job started (a run every {opts['every']}; log {logs / 'aggregate.log'})")
+                job_at = None
+            gone = children.exited()
+            if gone:
+                name, code = gone[0]
+                print(f"error: {name} exited with code {code}; see {logs}", file=sys.stderr)
+                return EXIT_FAILED
+        return 0
+    except KeyboardInterrupt:
+        print("\n    interrupted", flush=True)
+        return EXIT_INTERRUPTED
+    except StepFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     finally:
         print("\n==> stopping", flush=True)
-        stop_all(procs)
-    return 0
+        children.stop_all()
+        print(f"    every process the demo started has stopped ({time.monotonic() - started:.0f} s in all)", flush=True)
+
+
+def _write_json(path: Path, data: dict[str, object]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return path
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)
