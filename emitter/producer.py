@@ -66,8 +66,11 @@ def encoded_batches(request: SimulationRequest, batch_size: int = 1000) -> Itera
 
 
 def _child_main(request: SimulationRequest, batch_size: int, out: Any, stop: EventType) -> None:
-    # Ctrl-C reaches the whole process group; the parent decides when to stop.
+    # Ctrl-C (or a SIGTERM sent to the whole process group) reaches this process too; the parent
+    # decides when to stop. Dying mid-put would leave a half-written batch in the pipe, on which the
+    # parent's read would block forever.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     parent = os.getppid()
     try:
         for batch in encoded_batches(request, batch_size):
