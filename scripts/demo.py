@@ -316,21 +316,42 @@ _port.__name__ = "port number 1..65535"
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="scripts/demo.py", description=__doc__.split("\n\n")[0] if __doc__ else None)
     add_config_argument(parser)
-    parser.add_argument("--users", type=_positive_int, default=100, help="card holders to simulate (default 100)")
-    parser.add_argument("--hours", type=_positive_int, default=48, help="hours of history to simulate (default 48)")
-    parser.add_argument("--seed", type=_seed, help="random seed of the history (default: the config's)")
     parser.add_argument(
-        "--port", type=_port, default=None, help="dashboard port on 127.0.0.1 (default $PORT, else 5000)"
+        "--users", metavar="N", type=_positive_int, default=100, help="card holders to simulate (default 100)"
     )
     parser.add_argument(
-        "--every", type=_duration, default="30s", help="how often the job runs while live (default 30s)"
+        "--hours", metavar="H", type=_positive_int, default=48, help="hours of history to simulate (default 48)"
     )
-    parser.add_argument("--speedup", type=_positive_float, default=60.0, help="live emitter speed-up (default 60)")
+    parser.add_argument("--seed", metavar="S", type=_seed, help="random seed of the history (default: the config's)")
     parser.add_argument(
-        "--stop-after", type=_seconds, default=0, help="stop after this many seconds live (default 0: until Ctrl-C)"
+        "--port",
+        metavar="PORT",
+        type=_port,
+        default=None,
+        help="dashboard port on 127.0.0.1 (default $PORT, else 5000)",
     )
     parser.add_argument(
-        "--run-dir", default=str(DEFAULT_RUN_DIR), help="config, ledger, spool and logs of the demo (default run/demo)"
+        "--every",
+        metavar="DURATION",
+        type=_duration,
+        default="30s",
+        help="how often the job runs while live (default 30s)",
+    )
+    parser.add_argument(
+        "--speedup", metavar="X", type=_positive_float, default=60.0, help="live emitter speed-up (default 60)"
+    )
+    parser.add_argument(
+        "--stop-after",
+        metavar="SECONDS",
+        type=_seconds,
+        default=0,
+        help="stop after this many seconds live (default 0: until Ctrl-C)",
+    )
+    parser.add_argument(
+        "--run-dir",
+        metavar="DIR",
+        default=str(DEFAULT_RUN_DIR),
+        help="config, ledger, spool and logs of the demo (default run/demo)",
     )
     return parser
 
