@@ -25,6 +25,7 @@ exec .venv/bin/gunicorn \
   --threads "$THREADS" \
   --timeout 30 \
   --graceful-timeout 10 \
+  --no-control-socket \
   --access-logfile - \
   --access-logformat '%(h)s "%(r)s" %(s)s %(b)s %(M)sms' \
   "webapp:create_app()"
