@@ -220,6 +220,19 @@ def read_run_markers(table: Any, keys: Sequence[bytes]) -> dict[bytes, int]:
     return markers
 
 
+def read_counters_at(table: Any, family: str, keys: Sequence[bytes]) -> dict[bytes, dict[bytes, int]]:
+    """Counter rows of one family at exactly these keys (point reads: no range scan over the
+    transaction rows that sort between a user's buckets), for the keys that exist."""
+    found: dict[bytes, dict[bytes, int]] = {}
+    for chunk in _chunks(sorted(set(keys)), READ_CHUNK):
+        row_set = RowSet()
+        for key in chunk:
+            row_set.add_row_key(key)
+        for row in table.read_rows(row_set=row_set, filter_=_latest(family)):
+            found[row.row_key] = {q: int(v) for q, v in _cells(row, family).items()}
+    return found
+
+
 def apply_counter_deltas(
     table: Any, family: str, deltas: dict[bytes, dict[bytes, int]], run_id: int
 ) -> tuple[int, int, list[RowFailure]]:

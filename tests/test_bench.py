@@ -1,0 +1,130 @@
+"""The benchmark harness's own parts: flags, the result files, the RSS sampler, the ledger and
+bucket reads the end-to-end stage relies on. No timing is asserted anywhere."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bench import api_load, pipeline, procs
+from bench.__main__ import STAGES, parse_stages
+from bench.results import compare, write_all
+from common import clients
+from common.cli import UsageError
+from common.config import Config
+from emitter.simulate import Population, simulate
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_stages_run_in_pipeline_order_whatever_order_they_are_named_in() -> None:
+    assert parse_stages("api, job,publish") == ["publish", "job", "api"]
+    assert parse_stages(None) == list(STAGES)
+
+
+@pytest.mark.parametrize("text", ["nope", "job,nope", ","])
+def test_unknown_stage_is_a_usage_error_naming_the_flag(text: str) -> None:
+    with pytest.raises(UsageError, match="--stages must be a comma-separated list of publish, spool"):
+        parse_stages(text)
+
+
+def test_bad_flag_is_one_line_and_exit_code_2() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--stages", "nope"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: --stages must be a comma-separated list of publish, spool, aggregate, job, incremental, e2e, "
+        "drain, api, got 'nope'"
+    ]
+
+
+def test_result_files_hold_every_record_with_the_issue_keys(tmp_path: Path) -> None:
+    results = [
+        compare("raw publisher (ceiling)", 20000.0, "msgs/s", None, "-", None),
+        compare("emitter publish", 19000.0, "msgs/s", 20000.0, ">= 0.9 x raw publisher", True),
+        compare("spooler (durable)", 12000.0, "msgs/s", 24000.0, ">= 0.8 x raw pull + ack", False, "a note"),
+    ]
+    write_all(results, tmp_path, quick=True, wall_seconds=90.0)
+    records = json.loads((tmp_path / "results.json").read_text())
+    assert [r["name"] for r in records] == ["raw publisher (ceiling)", "emitter publish", "spooler (durable)"]
+    for record in records:
+        assert {"name", "value", "unit", "ceiling", "ratio", "target", "meets"} <= set(record)
+    assert records[1]["ratio"] == 0.95 and records[1]["meets"] is True
+    assert records[2]["ratio"] == 0.5 and records[2]["meets"] is False
+    assert records[0]["ratio"] is None
+    report = (tmp_path / "RESULTS.md").read_text()
+    assert "on 2 cores" in report or " cores" in report
+    assert "| spooler (durable) | 12,000 | msgs/s | 24,000 | 0.50 | >= 0.8 x raw pull + ack | **no** |" in report
+    assert "- spooler (durable): a note" in report
+    assert (tmp_path / "ratios.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_peak_rss_counts_the_children_of_the_process(tmp_path: Path) -> None:
+    # A parent holding little starts a child that holds 200 MB: the tree's peak must include it.
+    child = "b = bytearray(200 * 1024 * 1024); import time; time.sleep(1.5)"
+    parent = textwrap.dedent(f"""
+        import subprocess, sys
+        subprocess.run([sys.executable, "-c", {child!r}], check=True)
+    """)
+    done = procs.run([sys.executable, "-c", parent], tmp_path / "rss.log", timeout=60)
+    assert done.returncode == 0
+    assert done.peak_rss_bytes >= 200 * procs.MB
+
+
+def test_failing_command_raises_with_its_last_lines(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="exited with 3: boom"):
+        procs.run([sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"], tmp_path / "fail.log")
+
+
+def test_window_holds_the_events_and_stays_inside_the_late_horizon() -> None:
+    events = 50_000
+    end = datetime(2026, 3, 1, tzinfo=UTC)
+    population = Population(
+        pipeline.E2E_USERS, pipeline.E2E_MEAN_PERIOD_S, 60.0, 2000, 10000, "USD", 42
+    )  # what the end-to-end stage's config gives the emitter
+    start = end - timedelta(hours=pipeline.window_hours(events))
+    assert sum(1 for _ in itertools.islice(simulate(population, start, end), events)) == events
+    assert pipeline.window_hours(1_000_000) <= pipeline.MAX_WINDOW_HOURS < 72
+    with pytest.raises(ValueError, match="need more than"):
+        pipeline.window_hours(2_000_000)
+
+
+def test_ledger_buckets_add_exact_cents_per_user_hour(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.csv"
+    ledger.write_text(
+        "transaction_id,user_id,amount,event_time\n"
+        "a,u0001,20.10,2026-01-01T10:00:00Z\n"
+        "b,u0001,0.20,2026-01-01T10:59:59.999999Z\n"
+        "c,u0001,5.00,2026-01-01T11:00:00Z\n"
+        "d,u0002,99.99,2026-01-01T10:30:00.5Z\n"
+    )
+    ten = int(datetime(2026, 1, 1, 10, tzinfo=UTC).timestamp())
+    assert pipeline.ledger_buckets(ledger) == {
+        ("u0001", ten): (2030, 2),
+        ("u0001", ten + 3600): (500, 1),
+        ("u0002", ten): (9999, 1),
+    }
+
+
+def test_bucket_reads_return_every_seeded_user_hour(cfg: Config) -> None:
+    end = datetime(2026, 3, 1, tzinfo=UTC)
+    users = ["u0001", "u0002", "u0003"]
+    ledger = api_load.synthetic_ledger(users, end - timedelta(hours=6), end, 3.0, seed=11)
+    api_load.seed_table(clients.ensure_table(cfg), ledger)
+    expected: dict[tuple[str, int], list[int]] = {}
+    for row in ledger:
+        hour = row.event_us // 3_600_000_000 * 3600
+        total = expected.setdefault((row.user_id, hour), [0, 0])
+        total[0] += row.amount_cents
+        total[1] += 1
+    start_s = int((end - timedelta(hours=6)).timestamp())
+    found = pipeline.read_all_buckets(cfg, start_s, int(end.timestamp()))
+    assert found == {key: (total, count) for key, (total, count) in expected.items()}
