@@ -153,22 +153,24 @@ def measure(
     name: str = "",
     warmup: int = 5,
 ) -> LoadResult:
-    """GET base_url + path with `clients_count` threads, each its own session, each sending
-    `requests_per_client` requests back to back. Latency of every request; rate over the whole run."""
+    """GET base_url + path with `clients_count` threads, each its own session, each sending `warmup`
+    unmeasured requests, then (all together) `requests_per_client` requests back to back. Latency of
+    every measured request; rate over the whole measured run."""
     url = base_url.rstrip("/") + path
     latencies: list[float] = []
     errors = 0
     lock = threading.Lock()
     start_gate = threading.Barrier(clients_count + 1)
-    with requests.Session() as session:
-        for _ in range(warmup):
-            session.get(url, params=params, timeout=30)
 
     def client() -> None:
         nonlocal errors
         mine: list[float] = []
         bad = 0
         with requests.Session() as session:
+            # Every client warms up, so every server worker and thread has served before the clock
+            # starts: the figures are the steady state, not each worker's first connection.
+            for _ in range(warmup):
+                session.get(url, params=params, timeout=30)
             start_gate.wait()
             for _ in range(requests_per_client):
                 began = time.perf_counter()

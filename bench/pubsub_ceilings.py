@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -140,7 +141,10 @@ def emitter_rate(cfg: Config, n: int, in_process: bool = True) -> float:
     if in_process:
         with ProducerProcess(_request(cfg, n)) as producer:
             publisher = TransactionPublisher(cfg, ensure_topic=True)
-            result = emit(publisher, producer, progress=False)
+            batches = iter(producer)
+            # The clock starts at the first publish, not at the producer process's interpreter start-up.
+            first = next(batches)
+            result = emit(publisher, itertools.chain([first], batches), progress=False)
         if result.counts.published != n:
             raise RuntimeError(f"the emitter published {result.counts.published} of {n}")
         return result.rate
