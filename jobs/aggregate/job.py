@@ -74,25 +74,19 @@ def truncate_table(cfg: Config) -> None:
 
 
 def drop_already_counted(cfg: Config, run_id: int, transactions: DataFrame, summary: RunSummary) -> DataFrame:
-    """The transactions no earlier run has counted. Only those whose user-hour bucket exists can have
-    been counted, so only they are looked up (in the executors); rows this run wrote on an earlier,
-    interrupted attempt carry its own id and stay. The result is persisted when lookups were needed,
-    so they run once."""
-    keys = transactions.select("user_id", "hour_start").distinct()
-    existing = keys.mapInArrow(load.find_existing_buckets(cfg), load.BUCKET_SCHEMA).persist()
-    if existing.isEmpty():
-        existing.unpersist()
-        return transactions
-    candidates = transactions.join(existing, ["user_id", "hour_start"], "left_semi")
+    """The transactions no earlier run has counted, looked up in the executors (see
+    load.find_counted_elsewhere). Clustering the rows by user and hour lets each batch read each of
+    its buckets once. The result is persisted when some were dropped, so the lookups run once."""
     looked = (
-        candidates.select("user_id", "event_time", "transaction_id")
+        transactions.select("user_id", "hour_start", "event_time", "transaction_id")
+        .repartition("user_id", "hour_start")
+        .sortWithinPartitions("user_id", "hour_start")
         .mapInArrow(load.find_counted_elsewhere(cfg, run_id), load.COUNTED_SCHEMA)
         .persist()
     )
     stats = looked.agg(F.sum("looked_up").alias("looked_up"), F.count("transaction_id").alias("counted")).first()
     summary.looked_up = int(stats["looked_up"] or 0) if stats else 0
     summary.already_counted = int(stats["counted"] or 0) if stats else 0
-    existing.unpersist()
     if not summary.already_counted:
         looked.unpersist()
         return transactions

@@ -23,7 +23,6 @@ from common.timeutil import format_rfc3339_column
 ArrowFn = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
 
 RESULT_SCHEMA = "family string, written long, skipped long, failed_key string, message string"
-BUCKET_SCHEMA = "user_id string, hour_start timestamp"
 COUNTED_SCHEMA = "transaction_id string, looked_up long"
 # Test hook: seconds to sleep after each written batch, so a test can kill a run mid-write.
 PAUSE_ENV = "AGGREGATE_PAUSE_AFTER_BATCH_SECONDS"
@@ -67,25 +66,13 @@ def _pause() -> None:
         time.sleep(seconds)
 
 
-def find_existing_buckets(cfg: Config) -> ArrowFn:
-    """(user_id, hour_start) -> the same columns for the buckets that already exist in Bigtable."""
-
-    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        table = _table(cfg)
-        for batch in batches:
-            users = batch.column("user_id").to_pylist()
-            hours = _micros(batch, "hour_start")
-            keys = [rowkeys.hour_bucket_key(u, h // 1_000_000) for u, h in zip(users, hours, strict=True)]
-            markers = store.read_run_markers(table, keys)
-            keep = pa.array([key in markers for key in keys])
-            yield batch.filter(keep)
-
-    return run
-
-
 def find_counted_elsewhere(cfg: Config, run_id: int) -> ArrowFn:
-    """(user_id, event_time, transaction_id) -> transaction_id of those whose dcflist row was written
-    by another run (counted already), plus one row per batch with looked_up = rows looked up."""
+    """(user_id, hour_start, event_time, transaction_id), clustered by user and hour -> transaction_id
+    of those another run has counted, plus one row per batch with looked_up = rows looked up.
+
+    Only a transaction whose user-hour bucket exists can have been counted: the batch's buckets are
+    read first, then the dcflist rows of the transactions in existing buckets. A dcflist row that
+    carries this run's id was written by an interrupted attempt of this same run: not counted yet."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         table = _table(cfg)
@@ -93,11 +80,17 @@ def find_counted_elsewhere(cfg: Config, run_id: int) -> ArrowFn:
             users = batch.column("user_id").to_pylist()
             ids = batch.column("transaction_id").to_pylist()
             micros = _micros(batch, "event_time")
-            keys = [rowkeys.transaction_key(u, t, i) for u, t, i in zip(users, micros, ids, strict=True)]
+            buckets = [
+                rowkeys.hour_bucket_key(u, h // 1_000_000)
+                for u, h in zip(users, _micros(batch, "hour_start"), strict=True)
+            ]
+            existing = store.read_run_markers(table, buckets)
+            candidates = [i for i, bucket in enumerate(buckets) if bucket in existing]
+            keys = [rowkeys.transaction_key(users[i], micros[i], ids[i]) for i in candidates]
             markers = store.read_run_markers(table, keys)
-            counted = [i for i, key in zip(ids, keys, strict=True) if markers.get(key, run_id) != run_id]
+            counted = [ids[i] for i, key in zip(candidates, keys, strict=True) if markers.get(key, run_id) != run_id]
             yield pa.RecordBatch.from_pydict(
-                {"transaction_id": [*counted, None], "looked_up": [0] * len(counted) + [len(ids)]},
+                {"transaction_id": [*counted, None], "looked_up": [0] * len(counted) + [len(candidates)]},
                 schema=pa.schema([("transaction_id", pa.string()), ("looked_up", pa.int64())]),
             )
 
