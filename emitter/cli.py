@@ -100,12 +100,13 @@ def emit(
 ) -> EmitResult:
     """Publish every encoded transaction of `batches` until they run out or `stop` is set; wait for
     every outcome; return the counts. `paced` holds each one back until the wall clock reaches its
-    event time (live mode). Shows a progress bar with the rate unless `progress` is False."""
+    event time (live mode). Shows a progress bar with the rate unless `progress` is False.
+    The time (and so the rate) runs from the first batch's arrival to the last confirmation."""
     stop = stop or threading.Event()
     bar = tqdm(unit=" msg", desc="published", disable=not progress, smoothing=0.1, mininterval=0.5)
     first_us: int | None = None
     last_us: int | None = None
-    started = time.perf_counter()
+    started: float | None = None
     publish = publisher.publish_encoded
     try:
         for batch in batches:
@@ -113,6 +114,7 @@ def emit(
                 break
             if first_us is None and batch:
                 first_us = batch[0][2]
+                started = time.perf_counter()
             for item in batch:
                 if paced:
                     delay = item[2] / 1e6 - time.time()
@@ -126,7 +128,7 @@ def emit(
             bar.update(publisher.published - bar.n)
     finally:
         counts = publisher.close()
-        seconds = time.perf_counter() - started
+        seconds = time.perf_counter() - started if started is not None else 0.0
         bar.update(counts.published - bar.n)
         bar.close()
     return EmitResult(
