@@ -74,21 +74,21 @@ def rows_of(table: Any, family: str) -> int:
 
 
 def test_sigkill_during_the_bigtable_writes_then_a_new_run_is_exact(cfg: Config, tmp_path: Path) -> None:
-    ledger = make_ledger("crash", 1200, hours=8)
+    ledger = make_ledger("crash", 600, hours=8)
     write_spool(cfg, pd.concat([ledger, duplicates_of(ledger, 0.1, seed=5, delay=timedelta(minutes=2))]), files=3)
     expected = expected_contents(ledger, cfg.late_horizon_hours)
     config = config_file(cfg, tmp_path)
     table = clients.ensure_table(cfg)
 
     # 1: killed once some, but not all, transaction rows are in Bigtable.
-    proc = start_job(config, *SLOW, pause=0.5)
-    kill_when(proc, lambda: 0 < rows_of(table, store.LIST) < 1200)
+    proc = start_job(config, *SLOW, pause=0.3)
+    kill_when(proc, lambda: 0 < rows_of(table, store.LIST) < 600)
     assert rows_of(table, store.HOUR) == 0
     status = state.read_job_status(table)
     assert status is not None and status["pending"]["run_id"] == 1 and status["last_run"] == 0
 
     # 2: the same run, resumed, killed once some, but not all, hour buckets have been added to.
-    proc = start_job(config, *SLOW, pause=0.5)
+    proc = start_job(config, *SLOW, pause=0.3)
     kill_when(proc, lambda: 0 < rows_of(table, store.HOUR) < len(expected.buckets))
     assert state.pending_run(state.read_job_status(table)) is not None
 
@@ -102,7 +102,7 @@ def test_sigkill_during_the_bigtable_writes_then_a_new_run_is_exact(cfg: Config,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "resuming run 1" in result.stderr
-    assert "run 1 (resumed): 3 files, 1,320 rows, 120 duplicates dropped" in result.stderr
+    assert "run 1 (resumed): 3 files, 660 rows, 60 duplicates dropped" in result.stderr
     assert_contents(read_contents(table), expected)
     status = state.read_job_status(table)
     assert status is not None and status["last_run"] == 1 and status["pending"] is None
