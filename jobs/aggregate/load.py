@@ -70,9 +70,11 @@ def find_counted_elsewhere(cfg: Config, run_id: int) -> ArrowFn:
     """(user_id, hour_start, event_time, transaction_id), clustered by user and hour -> transaction_id
     of those another run has counted, plus one row per batch with looked_up = rows looked up.
 
-    Only a transaction whose user-hour bucket exists can have been counted: the batch's buckets are
-    read first, then the dcflist rows of the transactions in existing buckets. A dcflist row that
-    carries this run's id was written by an interrupted attempt of this same run: not counted yet."""
+    Only a transaction whose user-hour bucket exists can have been counted, so a batch reads its
+    buckets first and then the dcflist rows of the transactions in existing buckets. When a batch
+    has nearly one bucket per transaction, reading the buckets first would not save a read, and its
+    dcflist rows are read directly. A dcflist row that carries this run's id was written by an
+    interrupted attempt of this same run: not counted yet."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         table = _table(cfg)
@@ -80,12 +82,13 @@ def find_counted_elsewhere(cfg: Config, run_id: int) -> ArrowFn:
             users = batch.column("user_id").to_pylist()
             ids = batch.column("transaction_id").to_pylist()
             micros = _micros(batch, "event_time")
-            buckets = [
-                rowkeys.hour_bucket_key(u, h // 1_000_000)
-                for u, h in zip(users, _micros(batch, "hour_start"), strict=True)
-            ]
-            existing = store.read_run_markers(table, buckets)
-            candidates = [i for i, bucket in enumerate(buckets) if bucket in existing]
+            hours = _micros(batch, "hour_start")
+            buckets = [rowkeys.hour_bucket_key(u, h // 1_000_000) for u, h in zip(users, hours, strict=True)]
+            if len(set(buckets)) * 2 > len(buckets):
+                candidates = list(range(len(buckets)))
+            else:
+                existing = store.read_run_markers(table, buckets)
+                candidates = [i for i, bucket in enumerate(buckets) if bucket in existing]
             keys = [rowkeys.transaction_key(users[i], micros[i], ids[i]) for i in candidates]
             markers = store.read_run_markers(table, keys)
             counted = [ids[i] for i, key in zip(candidates, keys, strict=True) if markers.get(key, run_id) != run_id]
