@@ -130,7 +130,7 @@ def end_to_end(bench: Bench) -> list[Result]:
     with scratch(bench, "e2e", **_population(spool_roll_seconds=2.0)) as cfg:
         config_path = procs.write_config(cfg, bench.work / "configs" / "e2e.json")
         ledger = bench.work / "e2e-ledger.csv"
-        logs = bench.work / "logs"
+        logs = bench.logs
         clients.ensure_subscription(cfg)
         clients.ensure_table(cfg)
         say(f"    emitter ({events:,} events over {window_hours(events)} h, {E2E_USERS} users) and spooler together")
@@ -182,7 +182,7 @@ def drain(bench: Bench) -> list[Result]:
     events, say = bench.sizes.drain_backlog, bench.say
     with scratch(bench, "drain", **_population()) as cfg:
         config_path = procs.write_config(cfg, bench.work / "configs" / "drain.json")
-        logs = bench.work / "logs"
+        logs = bench.logs
         clients.ensure_subscription(cfg)
         say(f"    emitter: a backlog of {events:,}")
         published = procs.run(_emitter_cmd(config_path, events), logs / "drain-emitter.log")

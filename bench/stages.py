@@ -73,6 +73,7 @@ class Bench:
     say: Callable[[str], None]
     history: History | None = None
     cleanups: list[Callable[[], None]] = field(default_factory=list)
+    logs: Path = ROOT / "bench" / "out" / "logs"  # the commands' output, kept after the run
 
     def scratch_config(self, name: str, **overrides: Any) -> Config:
         """The base config with a fresh topic, subscription, table and spool directory."""
@@ -206,7 +207,7 @@ def run_job(bench: Bench, cfg: Config, name: str) -> tuple[dict[str, Any], procs
     """`python -m jobs.aggregate` over cfg's spool into cfg's table, as a process whose tree RSS is
     sampled. Returns the run's own summary (read back from the table's job state) and the process."""
     path = procs.write_config(cfg, bench.work / "configs" / f"{name}.json")
-    done = procs.run(procs.python_module("jobs.aggregate", "--config", str(path)), bench.work / "logs" / f"{name}.log")
+    done = procs.run(procs.python_module("jobs.aggregate", "--config", str(path)), bench.logs / f"{name}.log")
     status = state.read_job_status(clients.bigtable_table(cfg)) or {}
     summary = status.get("last_summary") or {}
     if not summary.get("run_id"):
@@ -245,35 +246,34 @@ def job(bench: Bench) -> list[Result]:
         f"process {done.seconds:.1f} s, peak RSS {done.peak_rss_bytes / procs.MB:,.0f} MB"
     )
     bench.history = History(cfg, rows)
-    ceiling = max(public, protobuf)
     return [
         compare(
-            "raw mutate_rows, DirectRow (ceiling)",
+            "raw mutate_rows (ceiling)",
             public,
             "rows/s",
             None,
             "-",
             None,
-            f"{bench.sizes.write_rows:,} rows, one thread",
-        ),
-        compare(
-            "raw mutate_rows, protobuf (ceiling)",
-            protobuf,
-            "rows/s",
-            None,
-            "-",
-            None,
-            "the request built directly, as the job writes",
+            f"{bench.sizes.write_rows:,} rows, one thread, table.mutate_rows over DirectRow batches",
         ),
         compare(
             "job into Bigtable",
             rate,
             "rows/s",
-            ceiling,
+            public,
             ">= 0.8 x raw mutate_rows",
-            rate >= 0.8 * ceiling,
-            f"{rows:,} rows, dcflist + all counters, Spark start-up excluded (process {done.seconds:.1f} s); "
-            "ceiling: the faster raw loop",
+            rate >= 0.8 * public,
+            f"{rows:,} rows, dcflist + all counters, Spark start-up excluded (process {done.seconds:.1f} s)",
+        ),
+        compare(
+            "job vs the store's protobuf writer",
+            rate,
+            "rows/s",
+            protobuf,
+            "-",
+            None,
+            "ceiling: one thread of store.write_cell_rows (MutateRows built as protobufs, what the job's "
+            f"writers use) on the same rows: {protobuf:,.0f} rows/s",
         ),
         compare("job driver peak RSS", done.peak_rss_bytes / procs.MB, "MB", None, "-", None, "Python driver + JVM"),
     ]
@@ -363,7 +363,7 @@ def api(bench: Bench) -> list[Result]:
         config_path = procs.write_config(cfg, bench.work / "configs" / "api.json")
         server = procs.Started(
             [str(ROOT / "run_server.sh")],
-            bench.work / "logs" / "api.log",
+            bench.logs / "api.log",
             env={"PORT": str(port), "CONFIG": str(config_path)},
         )
         try:
