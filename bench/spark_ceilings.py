@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 import time
 import uuid
@@ -181,19 +182,23 @@ def main(argv: list[str] | None = None) -> int:
     from jobs.aggregate.session import get_spark
 
     spool_dir = args.spool or tempfile.mkdtemp(prefix="bench-spool-")
-    if not args.spool:
-        write_spool(spool_dir, args.rows, files=10)
-    cfg = from_dict({"project_id": "bench-project", "table_id": "bench", "spool_dir": spool_dir})
-    clients.apply_emulator_env(cfg)
-    spark = get_spark(args.master)
-    results: dict[str, Any] = {"rows": args.rows, "spool": spool_dir}
-    results["job"] = job_rate(spark, cfg)
-    results["public_mutate_rows_rows_per_s"] = public_mutate_rows_rate(cfg, args.write_rows)
-    results["protobuf_mutate_rows_rows_per_s"] = protobuf_mutate_rows_rate(cfg, args.write_rows)
-    results["duckdb_s"] = duckdb_buckets_seconds(spool_dir)
-    results["pandas_s"] = pandas_buckets_seconds(spool_dir)
-    results["spark_s"] = spark_buckets_seconds(spark, spool_dir)
-    spark.stop()
+    try:
+        if not args.spool:
+            write_spool(spool_dir, args.rows, files=10)
+        cfg = from_dict({"project_id": "bench-project", "table_id": "bench", "spool_dir": spool_dir})
+        clients.apply_emulator_env(cfg)
+        spark = get_spark(args.master)
+        results: dict[str, Any] = {"rows": args.rows, "spool": spool_dir}
+        results["job"] = job_rate(spark, cfg)
+        results["public_mutate_rows_rows_per_s"] = public_mutate_rows_rate(cfg, args.write_rows)
+        results["protobuf_mutate_rows_rows_per_s"] = protobuf_mutate_rows_rate(cfg, args.write_rows)
+        results["duckdb_s"] = duckdb_buckets_seconds(spool_dir)
+        results["pandas_s"] = pandas_buckets_seconds(spool_dir)
+        results["spark_s"] = spark_buckets_seconds(spark, spool_dir)
+        spark.stop()
+    finally:
+        if not args.spool:
+            shutil.rmtree(spool_dir, ignore_errors=True)
     print(json.dumps(results, indent=2))
     return 0
 
