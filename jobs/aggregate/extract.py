@@ -46,6 +46,19 @@ def _hadoop_fs(spark: SparkSession, uri: str) -> tuple[Any, Any]:
     return jvm, filesystem
 
 
+def _files_under(filesystem: Any, directory: Any) -> list[str]:
+    """Every file below `directory`, by listStatus. Not listFiles: on a local spool it reads each
+    file's permissions (one `ls` process per file) and fails when the spooler renames a temp file
+    away meanwhile; listStatus reads names and sizes only and skips entries that vanished."""
+    found: list[str] = []
+    for status in filesystem.listStatus(directory):
+        if status.isDirectory():
+            found.extend(_files_under(filesystem, status.getPath()))
+        else:
+            found.append(status.getPath().toString())
+    return found
+
+
 def list_spool_files(spark: SparkSession, spool_dir: str, scan_from: str | None = None) -> list[str]:
     """Complete transaction files under spool_dir (spool-relative paths, sorted), skipping dt=
     directories older than scan_from. Names starting with '.' or '_' are not complete files."""
@@ -61,9 +74,7 @@ def list_spool_files(spark: SparkSession, spool_dir: str, scan_from: str | None 
             name = path.getName()
             if name.startswith((".", "_")) or not state.dir_in_window(name, scan_from):
                 continue
-            files = filesystem.listFiles(path, True)
-            while files.hasNext():
-                found.append(files.next().getPath().toString())
+            found.extend(_files_under(filesystem, path))
         else:
             found.append(path.toString())
     relative = (p[len(base) + 1 :] for p in found if p.startswith(base + "/"))
