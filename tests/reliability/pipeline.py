@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -88,6 +88,14 @@ class Background:
             text=True,
             start_new_session=True,
         )
+
+    def __enter__(self) -> Background:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Whatever happened in the block, nothing is left running."""
+        if self.running():
+            self.kill()
 
     def output(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
@@ -201,8 +209,12 @@ def read_ledger(*paths: Path) -> pd.DataFrame:
 
 
 def count_differences(actual: Contents, expected: Contents) -> dict[str, tuple[int, int]]:
-    """Per family: (values compared, values that differ), a missing or extra row counting as one."""
+    """Per family: (values compared, values that differ), a missing or extra row counting as one.
+    A transaction row is compared on amount, currency and event time (the emitter's ledger does
+    not record the merchant category)."""
     out = {}
+    actual = replace(actual, transactions={k: (v[0], v[1], v[3]) for k, v in actual.transactions.items()})
+    expected = replace(expected, transactions={k: (v[0], v[1], v[3]) for k, v in expected.transactions.items()})
     for name, label in (
         ("buckets", "user-hour buckets"),
         ("transactions", "transaction rows"),
@@ -222,7 +234,7 @@ def reconcile(table: Any, ledger: pd.DataFrame, late_horizon_hours: int) -> Cont
     expected = expected_contents(ledger, late_horizon_hours)
     for label, (compared, differing) in count_differences(actual, expected).items():
         TALLY.checked(label, compared, differing)
-    assert_contents(actual, expected)
+    assert_contents(actual, expected, categories=False)
     assert len(expected.buckets) > 0
     return actual
 
