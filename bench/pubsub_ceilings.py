@@ -246,7 +246,7 @@ def spooler_rate(cfg: Config, n: int, pullers: int = DEFAULT_PULLERS) -> float:
     ended = [0.0]
 
     def progress(stats: Any) -> None:
-        if stats.spooled + stats.dead_lettered >= n and not ended[0]:
+        if stats.acked + stats.ack_failures >= n and not ended[0]:
             ended[0] = time.monotonic()
             spooler.stop()
 

@@ -1,9 +1,9 @@
 """One spool batch: the rows of the next transaction file and dead-letter file, and the ack ids
 owed for them. Pure data; no Pub/Sub and no threads.
 
-Rows are kept as columns of plain values (ids, integer cents, epoch microseconds), never as
-message objects: a client Message costs about 2 KB, a row a few hundred bytes, and a batch may
-hold tens of thousands of them.
+Rows are kept as columns of plain values (ids, integer cents, times), never as message objects:
+a client Message costs about 2 KB, a row a few hundred bytes, and a batch may hold tens of
+thousands of them.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import pyarrow as pa
 
 from common import spool
 from common.message import MessageError, Transaction
-from common.timeutil import to_epoch_us
 
 _TX_COLUMNS = spool.TRANSACTION_SCHEMA.names
 _DL_COLUMNS = spool.DEAD_LETTER_SCHEMA.names
@@ -70,7 +69,7 @@ class SpoolBatch:
         cols["amount_cents"].append(txn.amount_cents)
         cols["currency"].append(intern(txn.currency, txn.currency))
         cols["merchant_category"].append(intern(txn.merchant_category, txn.merchant_category))
-        cols["event_time"].append(to_epoch_us(txn.event_time))
+        cols["event_time"].append(txn.event_time)  # an aware datetime; Arrow converts it in C
         cols["publish_time"].append(publish_us)
         cols["message_id"].append(message_id)
         self.acks.append(ack_id)

@@ -24,6 +24,7 @@ import contextlib
 import math
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,12 +35,13 @@ from google.cloud.pubsub_v1 import types
 
 from common import clients, spool
 from common.config import Config, ConfigError
-from common.message import MessageError, Transaction, parse_message
+from common.message import MessageError, parse_message
 from jobs.spooler.batch import SpoolBatch
 
 DEFAULT_PULLERS = 4
 MAX_PER_PULL = 1000
 ACK_CHUNK = 1000  # ack ids per Acknowledge request, well under its 512 KB limit
+ACK_THREADS = 4
 # Long enough that the client never cancels a pull in normal operation: the emulator answers an
 # empty pull by itself within about a second, but mishandles a cancelled one and leases its
 # messages to the dead request until their ack deadline. Also bounds how long a stop waits.
@@ -52,7 +54,8 @@ _TRANSIENT = gretry.if_exception_type(
 
 @dataclass
 class SpoolerStats:
-    """Running totals; `spooled` and `dead_lettered` count rows in durable files."""
+    """Running totals; `spooled` and `dead_lettered` count rows in durable files, `acked` the
+    messages whose ack Pub/Sub accepted (after their file was durable)."""
 
     received: int = 0
     spooled: int = 0
@@ -103,6 +106,7 @@ class Spooler:
         self._stop = threading.Event()
         self._last_message = time.monotonic()
         self._errors: list[BaseException] = []
+        self._ack_pool = ThreadPoolExecutor(ACK_THREADS, thread_name_prefix="spooler-ack")
 
     def stop(self) -> None:
         """Ask `run()` to flush what it holds and return (safe from a signal handler)."""
@@ -138,35 +142,32 @@ class Spooler:
             self._wake.set()
 
     def _accept(self, received: Any) -> None:
-        """Validate pulled messages and add them to the open batch, closing it when it is full."""
+        """Validate pulled messages and add them to the open batch, closing it when it is full.
+        Parsing happens under the lock: it holds the GIL anyway, and one pass is cheaper."""
         max_bytes, max_cents = self.cfg.max_payload_bytes, self.cfg.max_abs_amount_cents
         now = datetime.now(UTC)  # one clock reading per pull for the "absurd event time" check
-        entries: list[tuple[str, Any, int, Transaction | MessageError]] = []
-        for item in received:
-            message = item.message
-            stamp = message.publish_time
-            publish_us = stamp.seconds * 1_000_000 + stamp.nanos // 1000
-            try:
-                entries.append(
-                    (item.ack_id, message, publish_us, parse_message(message.data, now, max_bytes, max_cents))
-                )
-            except MessageError as exc:
-                entries.append((item.ack_id, message, publish_us, exc))
-            except Exception as exc:  # a parser bug must not wedge the message: set it aside, visibly
-                error = MessageError("parser_error", f"{exc.__class__.__name__}: {str(exc)[:200]}")
-                entries.append((item.ack_id, message, publish_us, error))
         with self._lock:
             self._last_message = time.monotonic()
-            self._outstanding += len(entries)
-            self.stats.received += len(entries)
-            for ack_id, message, publish_us, result in entries:
+            self._outstanding += len(received)
+            self.stats.received += len(received)
+            for item in received:
+                message = item.message
+                stamp = message.publish_time
+                publish_us = stamp.seconds * 1_000_000 + stamp.nanos // 1000
                 batch = self._batch
-                if isinstance(result, MessageError):
-                    batch.add_dead_letter(
-                        result, message.data, message.attributes, publish_us, message.message_id, ack_id
-                    )
+                error: MessageError | None = None
+                try:
+                    txn = parse_message(message.data, now, max_bytes, max_cents)
+                except MessageError as exc:
+                    error = exc
+                except Exception as exc:  # a parser bug must not wedge the message: set it aside, visibly
+                    error = MessageError("parser_error", f"{exc.__class__.__name__}: {str(exc)[:200]}")
                 else:
-                    batch.add_transaction(result, publish_us, message.message_id, ack_id)
+                    batch.add_transaction(txn, publish_us, message.message_id, item.ack_id)
+                if error is not None:
+                    batch.add_dead_letter(
+                        error, message.data, message.attributes, publish_us, message.message_id, item.ack_id
+                    )
                 if len(batch) >= self._roll:
                     self._full.append(batch)
                     self._batch = SpoolBatch(self._interned)
@@ -191,33 +192,31 @@ class Spooler:
     def _write(self, subscriber: Any, path: str, batches: list[SpoolBatch]) -> None:
         for batch in batches:
             written = batch.write(self.cfg.spool_dir)
-            # Durable now: only from here may Pub/Sub forget these messages.
-            acked, failed = self._ack(subscriber, path, batch.acks)
             reasons = collections.Counter(batch.dead_letters["reason"])
             with self._lock:
-                self._outstanding -= len(batch)
                 self.stats.spooled += batch.transaction_count
                 self.stats.dead_lettered += batch.dead_letter_count
                 self.stats.files += len(written)
-                self.stats.acked += acked
-                self.stats.ack_failures += failed
                 self.stats.reasons.update(reasons)
-                self._lock.notify_all()
+            # Durable now: only from here may Pub/Sub forget these messages. The acks go out in
+            # parallel, off this thread, which moves on to the next batch.
+            for start in range(0, len(batch.acks), ACK_CHUNK):
+                self._ack_pool.submit(self._ack, subscriber, path, batch.acks[start : start + ACK_CHUNK])
 
-    @staticmethod
-    def _ack(subscriber: Any, path: str, ack_ids: list[str]) -> tuple[int, int]:
-        """Ack in chunks; a chunk that still fails after retries is only counted: its messages come
+    def _ack(self, subscriber: Any, path: str, ack_ids: list[str]) -> None:
+        """Ack one chunk. A chunk that still fails after retries is only counted: its messages come
         back and are spooled again (the aggregation job drops duplicates)."""
         retry = gretry.Retry(predicate=_TRANSIENT, initial=0.2, maximum=5.0, multiplier=2.0, timeout=60.0)
-        acked = failed = 0
-        for start in range(0, len(ack_ids), ACK_CHUNK):
-            chunk = ack_ids[start : start + ACK_CHUNK]
-            try:
-                subscriber.acknowledge(subscription=path, ack_ids=chunk, retry=retry, timeout=30.0)
-                acked += len(chunk)
-            except gexc.GoogleAPIError:
-                failed += len(chunk)
-        return acked, failed
+        try:
+            subscriber.acknowledge(subscription=path, ack_ids=ack_ids, retry=retry, timeout=30.0)
+            failed = 0
+        except gexc.GoogleAPIError:
+            failed = len(ack_ids)
+        with self._lock:
+            self._outstanding -= len(ack_ids)
+            self.stats.acked += len(ack_ids) - failed
+            self.stats.ack_failures += failed
+            self._lock.notify_all()
 
     def _extend_leases(self, subscriber: Any, path: str, ack_deadline: int) -> None:
         """Push back the ack deadline of held messages before it runs out (a batch waiting for its
@@ -267,8 +266,10 @@ class Spooler:
             for thread in threads:
                 thread.join()
             self._write(subscriber, path, self._take_batches(flush_all=True))
+            self._ack_pool.shutdown(wait=True)
         finally:
             self._stop.set()
+            self._ack_pool.shutdown(wait=False, cancel_futures=True)  # after an error: redelivery, no loss
             subscriber.close()
         self.stats.finished = time.monotonic()
         if self._on_progress:
