@@ -88,6 +88,7 @@ def chart(results: list[Result], path: Path) -> None:
     colors = ["#2e7d32" if r.meets else "#c62828" if r.meets is False else "#607d8b" for r in rows]
     ax.barh([r.name for r in rows], [r.ratio or 0.0 for r in rows], color=colors)
     ax.axvline(1.0, color="#333", lw=0.8, ls="--")
+    ax.set_xlim(0, max(1.0, *(r.ratio or 0.0 for r in rows)) * 1.6)  # room for the labels
     ax.invert_yaxis()
     ax.set_xlabel("ratio to the ceiling measured in the same run (green: meets target)")
     for i, r in enumerate(rows):
