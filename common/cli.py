@@ -60,6 +60,27 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (a seed)."""
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
+# argparse names the type in its error: "invalid integer >= 1 value: '0'".
+positive_int.__name__ = "integer >= 1"
+non_negative_int.__name__ = "integer >= 0"
+
+
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
     """Add `--config PATH` (default: config.json, else config.sample.json)."""
     parser.add_argument(

@@ -22,7 +22,7 @@ from types import FrameType
 from tqdm import tqdm
 
 from common import clients
-from common.cli import ArgumentParser, UsageError, add_config_argument, log
+from common.cli import ArgumentParser, UsageError, add_config_argument, log, non_negative_int, positive_int
 from common.config import Config, load_config
 from common.timeutil import TimeFormatError, format_rfc3339, from_epoch_us, parse_time, utcnow
 from emitter.producer import EncodedTransaction, ProducerProcess, SimulationRequest
@@ -48,20 +48,6 @@ class EmitResult:
         return self.counts.published / self.seconds if self.seconds > 0 else 0.0
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
-
-
-def _seed(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError(text)
-    return value
-
-
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0 or value == float("inf"):
@@ -70,22 +56,22 @@ def _positive_float(text: str) -> float:
 
 
 # argparse names the expected form from the converter's __name__.
-_positive_int.__name__ = "integer >= 1"
-_seed.__name__ = "integer >= 0"
 _positive_float.__name__ = "number > 0"
 
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m emitter", description=__doc__.split("\n\n")[0] if __doc__ else None)
     add_config_argument(parser)
-    parser.add_argument("--users", type=_positive_int, metavar="N", help="number of card holders (config: users)")
-    parser.add_argument("--seed", type=_seed, metavar="S", help="random seed; the same seed gives the same data")
+    parser.add_argument("--users", type=positive_int, metavar="N", help="number of card holders (config: users)")
+    parser.add_argument(
+        "--seed", type=non_negative_int, metavar="S", help="random seed; the same seed gives the same data"
+    )
     parser.add_argument("--start", metavar="TIME", help="window start: -48h, ISO-8601 or epoch (config)")
     parser.add_argument("--end", metavar="TIME", help="window end: now, -1h, ISO-8601 or epoch (config)")
     parser.add_argument("--live", action="store_true", help="pace by the wall clock from now until stopped")
     parser.add_argument("--speedup", type=_positive_float, metavar="X", help="live mode speed-up (config)")
     parser.add_argument("--ledger", metavar="PATH", help="write every published transaction to this CSV")
-    parser.add_argument("--limit", type=_positive_int, metavar="N", help="stop after N transactions")
+    parser.add_argument("--limit", type=positive_int, metavar="N", help="stop after N transactions")
     parser.add_argument("--quiet", action="store_true", help="no progress bar (the summary line stays)")
     parser.allow_dash_values("--start", "--end")
     return parser

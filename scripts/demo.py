@@ -45,7 +45,14 @@ if str(ROOT) not in sys.path:
 import psutil  # noqa: E402
 
 from common import clients  # noqa: E402
-from common.cli import ArgumentParser, UsageError, add_config_argument, run  # noqa: E402
+from common.cli import (  # noqa: E402
+    ArgumentParser,
+    UsageError,
+    add_config_argument,
+    non_negative_int,
+    positive_int,
+    run,
+)
 from common.config import Config, load_config  # noqa: E402
 from common.timeutil import TimeFormatError, format_rfc3339, parse_duration, utcnow  # noqa: E402
 
@@ -260,20 +267,6 @@ def run_dir_lock(run_dir: Path):  # type: ignore[no-untyped-def]
         yield
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
-
-
-def _seed(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError(text)
-    return value
-
-
 def _seconds(text: str) -> float:
     value = float(text)
     if not value >= 0 or value == float("inf"):
@@ -305,8 +298,6 @@ def _port(text: str) -> int:
     return value
 
 
-_positive_int.__name__ = "integer >= 1"
-_seed.__name__ = "integer >= 0"
 _seconds.__name__ = "number of seconds >= 0"
 _positive_float.__name__ = "number > 0"
 _duration.__name__ = "duration such as 30s, 5m or 1h"
@@ -317,12 +308,14 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="scripts/demo.py", description=__doc__.split("\n\n")[0] if __doc__ else None)
     add_config_argument(parser)
     parser.add_argument(
-        "--users", metavar="N", type=_positive_int, default=100, help="card holders to simulate (default 100)"
+        "--users", metavar="N", type=positive_int, default=100, help="card holders to simulate (default 100)"
     )
     parser.add_argument(
-        "--hours", metavar="H", type=_positive_int, default=48, help="hours of history to simulate (default 48)"
+        "--hours", metavar="H", type=positive_int, default=48, help="hours of history to simulate (default 48)"
     )
-    parser.add_argument("--seed", metavar="S", type=_seed, help="random seed of the history (default: the config's)")
+    parser.add_argument(
+        "--seed", metavar="S", type=non_negative_int, help="random seed of the history (default: the config's)"
+    )
     parser.add_argument(
         "--port",
         metavar="PORT",
