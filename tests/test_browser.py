@@ -83,7 +83,7 @@ def server(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # gunicorn start-up on a loaded 2-core machine
         while True:
             try:
                 if requests.get(f"{base}/health", timeout=2).status_code == 200:
