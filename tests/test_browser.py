@@ -88,7 +88,7 @@ def server(
             try:
                 if requests.get(f"{base}/health", timeout=2).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or too busy to answer in 2 s
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"server did not come up: {(tmp / 'server.log').read_text()[-2000:]}")
