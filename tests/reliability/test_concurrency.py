@@ -1,24 +1,21 @@
-"""Concurrency: two job runs started at the same moment (one runs, the other exits with the lock
-message), and job runs listing and reading the spool while the spooler is writing files into it
-(then a last run; exact)."""
+"""Concurrency: the spool listed while files are renamed into place, and job runs listing and
+reading the spool while the spooler is writing files into it (then a last run; exact). Two job
+runs started at the same moment are in test_crashes.py (the last restart after the kills)."""
 
 from __future__ import annotations
 
 import re
 import signal
 import threading
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pyarrow as pa
-from aggregate_support import duplicates_of, make_ledger, write_spool
+from aggregate_support import make_ledger
 
 from common import clients, spool
 from common.config import Config
-from jobs.aggregate import extract, state
-from jobs.aggregate.__main__ import EXIT_LOCKED
+from jobs.aggregate import extract
 from reliability.conftest import Scale
 from reliability.pipeline import (
     Background,
@@ -31,33 +28,6 @@ from reliability.pipeline import (
     write_config,
 )
 from reliability.tally import TALLY
-
-
-def test_two_runs_started_at_once_one_counts_and_the_other_exits_with_the_lock_message(
-    cfg: Config, tmp_path: Path
-) -> None:
-    ledger = make_ledger("twice", 3_000, hours=10)
-    write_spool(cfg, pd.concat([ledger, duplicates_of(ledger, 0.1, seed=3, delay=timedelta(seconds=30))]), files=3)
-    config = write_config(cfg, tmp_path)
-    table = clients.ensure_table(cfg)
-
-    jobs = [
-        Background(command("jobs.aggregate", config, "--master", "local[1]"), tmp_path / f"job{i}.log") for i in (1, 2)
-    ]
-    TALLY.fault("job started twice at once")
-    codes = [job.wait(timeout=600) for job in jobs]
-
-    assert sorted(codes) == [0, EXIT_LOCKED], [job.output()[-2000:] for job in jobs]
-    winner, loser = (jobs[0], jobs[1]) if codes[0] == 0 else (jobs[1], jobs[0])
-    assert re.fullmatch(
-        r"error: another aggregation run \(pid \d+\) holds \S+_aggregate\.lock; it will pick up new files too, "
-        r"or pass --wait to run after it",
-        loser.output().strip(),
-    ), loser.output()
-    assert "run 1: 3 files, 3,300 rows, 300 duplicates dropped" in winner.output()
-    reconcile(table, ledger, cfg.late_horizon_hours)
-    status = state.read_job_status(table)
-    assert status is not None and status["last_run"] == 1 and status["pending"] is None
 
 
 def test_listing_the_spool_while_files_are_renamed_into_place_never_fails(
