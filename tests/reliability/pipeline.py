@@ -93,7 +93,10 @@ class Background:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        """Whatever happened in the block, nothing is left running."""
+        self.ensure_stopped()
+
+    def ensure_stopped(self) -> None:
+        """Whatever happened, leave nothing running: SIGKILL the group if it still runs."""
         if self.running():
             self.kill()
 

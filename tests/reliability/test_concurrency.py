@@ -42,7 +42,7 @@ def test_listing_the_spool_while_files_are_renamed_into_place_never_fails(
     stop = threading.Event()
 
     def writer() -> None:
-        while not stop.is_set() and len(written) < 3_000:
+        while not stop.is_set() and len(written) < 1_000:
             path = spool.new_file_path(cfg.spool_dir, spool.TRANSACTIONS)
             started.append(path.relative_to(base).as_posix())
             spool.write_atomic(rows, path)
@@ -101,8 +101,8 @@ def test_runs_while_the_spooler_writes_files_then_a_last_run_count_everything_on
         assert spooler.wait(timeout=60) == 0, spooler.output()
         wait_for(lambda: all_counted(cfg, table), "the job to count the last files", watch=job)
     finally:
-        emitter.__exit__()
-        spooler.__exit__()
+        emitter.ensure_stopped()
+        spooler.ensure_stopped()
         job.proc.send_signal(signal.SIGTERM)
         code = job.wait(timeout=300)
     assert code == 0, job.output()[-4000:]

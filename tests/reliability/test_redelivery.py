@@ -135,7 +135,7 @@ def test_redelivered_and_republished_transactions_are_counted_once(cfg: Config, 
         assert holder.wait(timeout=120) == 0, holder.output()
         wait_for(lambda: all_counted(cfg, table), "the job to count the thawed spooler's file", watch=job)
     finally:
-        holder.__exit__()
+        holder.ensure_stopped()
         job.proc.send_signal(signal.SIGTERM)
         code = job.wait(timeout=300)
     assert code == 0, job.output()[-4000:]
