@@ -37,7 +37,7 @@ CATEGORIES = ("grocery", "fuel", "restaurants", "travel", "online")
 class LedgerRow:
     transaction_id: str
     user_id: str
-    amount_cents: int
+    amount_minor: int
     event_us: int
     currency: str = "USD"
     category: str = "grocery"
@@ -82,7 +82,7 @@ def synthetic_ledger(
                 LedgerRow(
                     transaction_id=f"{user}-{seed}-{index}",
                     user_id=user,
-                    amount_cents=rng.randint(2000, 10000),
+                    amount_minor=rng.randint(2000, 10000),
                     event_us=rng.randrange(start_us, end_us),
                     category=rng.choice(CATEGORIES),
                 )
@@ -105,16 +105,16 @@ def seed_table(table: Any, ledger: Iterable[LedgerRow], progress: bool = False) 
         key = rowkeys.transaction_key(row.user_id, row.event_us, row.transaction_id)
         event_time = format_rfc3339(from_epoch_us(row.event_us))
         mutations.append(
-            store.transaction_row(table, key, row.amount_cents, row.currency, row.category, event_time, run_id)
+            store.transaction_row(table, key, row.amount_minor, row.currency, row.category, event_time, run_id)
         )
         hour_s = rowkeys.hour_start_us(row.event_us) // 1_000_000
         hour = hours[rowkeys.hour_bucket_key(row.user_id, hour_s)]
-        hour[store.SUM] += row.amount_cents
+        hour[store.SUM] += row.amount_minor
         hour[store.COUNT] += 1
         minute = minutes[rowkeys.minute_key(rowkeys.minute_start_us(row.event_us) // 1_000_000)]
-        minute[store.SUM] += row.amount_cents
+        minute[store.SUM] += row.amount_minor
         minute[store.COUNT] += 1
-        top[rowkeys.top_hour_key(hour_s)][row.user_id.encode()] += row.amount_cents
+        top[rowkeys.top_hour_key(hour_s)][row.user_id.encode()] += row.amount_minor
     mutations += [
         store.user_directory_row(table, rowkeys.user_directory_key(u)) for u in sorted({r.user_id for r in rows})
     ]

@@ -37,7 +37,7 @@ def write_spool(
             {
                 "transaction_id": pa.array(ids.astype(object), pa.string()),
                 "user_id": pa.array(user_names[rng.integers(0, users, n)], pa.string()),
-                "amount_cents": pa.array(rng.integers(2000, 10001, n), pa.int64()),
+                "amount_minor": pa.array(rng.integers(2000, 10001, n), pa.int64()),
                 "currency": pa.array(["USD"] * n, pa.string()),
                 "merchant_category": pa.array(["grocery"] * n, pa.string()),
                 "event_time": pa.array(event, pa.timestamp("us", tz="UTC")),

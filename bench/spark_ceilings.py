@@ -52,10 +52,10 @@ def duckdb_buckets_seconds(spool_dir: str, repeat: int = 2) -> float:
     query = f"""
         WITH first AS (
             SELECT arg_min(user_id, (publish_time, message_id)) AS user_id,
-                   arg_min(amount_cents, (publish_time, message_id)) AS amount_cents,
+                   arg_min(amount_minor, (publish_time, message_id)) AS amount_minor,
                    arg_min(epoch_us(event_time), (publish_time, message_id)) AS ev
             FROM read_parquet('{pattern}') GROUP BY transaction_id)
-        SELECT user_id, ev // {HOUR_US} AS hour, sum(amount_cents)::BIGINT AS sum_cents, count(*) AS count
+        SELECT user_id, ev // {HOUR_US} AS hour, sum(amount_minor)::BIGINT AS sum_cents, count(*) AS count
         FROM first GROUP BY 1, 2"""
 
     def work() -> None:
@@ -70,14 +70,14 @@ def pandas_buckets_seconds(spool_dir: str, repeat: int = 2) -> float:
     import pandas as pd
     import pyarrow.parquet as pq
 
-    columns = ["transaction_id", "user_id", "amount_cents", "event_time", "publish_time", "message_id"]
+    columns = ["transaction_id", "user_id", "amount_minor", "event_time", "publish_time", "message_id"]
 
     def work() -> None:
         files = spool.list_files(spool_dir, spool.TRANSACTIONS)
         frame = pd.concat([pq.read_table(f, columns=columns).to_pandas() for f in files], ignore_index=True)
         frame = frame.sort_values(["publish_time", "message_id"]).drop_duplicates("transaction_id")
         frame["hour"] = frame["event_time"].astype("int64") // HOUR_US
-        frame.groupby(["user_id", "hour"]).agg(sum_cents=("amount_cents", "sum"), count=("amount_cents", "size"))
+        frame.groupby(["user_id", "hour"]).agg(sum_cents=("amount_minor", "sum"), count=("amount_minor", "size"))
 
     return _best(repeat, work)
 

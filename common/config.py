@@ -57,7 +57,7 @@ class Config:
         return int(Decimal(self.amount_max).scaleb(2))
 
     @property
-    def max_abs_amount_cents(self) -> int:
+    def max_abs_amount_minor(self) -> int:
         return int(Decimal(self.max_abs_amount).scaleb(2))
 
     def to_dict(self) -> dict[str, Any]:

@@ -53,7 +53,7 @@ class MessageError(ValueError):
 class Transaction:
     transaction_id: str
     user_id: str
-    amount_cents: int
+    amount_minor: int
     currency: str
     event_time: datetime
     merchant_category: str
@@ -63,7 +63,7 @@ class Transaction:
             "schema_version": SCHEMA_VERSION,
             "transaction_id": self.transaction_id,
             "user_id": self.user_id,
-            "amount": format_cents(self.amount_cents),
+            "amount": format_cents(self.amount_minor),
             "currency": self.currency,
             "event_time": format_rfc3339(self.event_time),
             "merchant_category": self.merchant_category,
@@ -96,10 +96,10 @@ def parse_amount(value: Any, max_abs_cents: int = DEFAULT_MAX_ABS_CENTS) -> int:
     """A decimal string (or exact JSON number) with at most two places -> integer cents."""
     if isinstance(value, str) and (plain := _PLAIN_AMOUNT.fullmatch(value)):
         sign, whole, cents = plain.groups()
-        amount_cents = int(whole) * 100 + int(cents)
-        if amount_cents > max_abs_cents:
+        amount_minor = int(whole) * 100 + int(cents)
+        if amount_minor > max_abs_cents:
             raise MessageError("absurd_amount", f"'amount' {value[:40]} exceeds {format_cents(max_abs_cents)} in size")
-        return -amount_cents if sign else amount_cents
+        return -amount_minor if sign else amount_minor
     if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
         raise MessageError("bad_type", f"'amount' must be a decimal string, got {type(value).__name__}")
     text = str(value).strip()

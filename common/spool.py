@@ -25,7 +25,7 @@ TRANSACTION_SCHEMA = pa.schema(
     [
         pa.field("transaction_id", pa.string(), nullable=False),
         pa.field("user_id", pa.string(), nullable=False),
-        pa.field("amount_cents", pa.int64(), nullable=False),
+        pa.field("amount_minor", pa.int64(), nullable=False),
         pa.field("currency", pa.string(), nullable=False),
         pa.field("merchant_category", pa.string(), nullable=False),
         pa.field("event_time", pa.timestamp("us", tz="UTC"), nullable=False),

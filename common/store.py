@@ -1,7 +1,7 @@
 """The Bigtable cell layout, and the only code that reads or writes cells.
 
 Row keys come from common.rowkeys. Every value is ASCII text so `cbt read` shows it as is.
-  dcflist:amount_cents, dcflist:currency, dcflist:category, dcflist:event_time   (transaction rows)
+  dcflist:amount_minor, dcflist:currency, dcflist:category, dcflist:event_time   (transaction rows)
   dcfbhour:sum_cents, dcfbhour:count                                              (user-hour rows)
   dcfbmin:sum_cents, dcfbmin:count                                                (global minute rows)
   dcftop:<user_id> = that user's sum in the hour                                  (top-spender index)
@@ -41,7 +41,7 @@ Cell = tuple[str, bytes, bytes]  # (family, qualifier, value)
 @dataclass(frozen=True)
 class StoredTransaction:
     key: bytes
-    amount_cents: int
+    amount_minor: int
     currency: str
     category: str
     event_time: str
@@ -79,10 +79,10 @@ def _repeated_cell(family: str, qualifier: bytes, value: str) -> Cell:
     return (family, qualifier, value.encode())
 
 
-def transaction_cells(amount_cents: int, currency: str, category: str, event_time: str, run_id: int) -> list[Cell]:
+def transaction_cells(amount_minor: int, currency: str, category: str, event_time: str, run_id: int) -> list[Cell]:
     """The cells of one transaction row, for write_cell_rows."""
     return [
-        (LIST, b"amount_cents", str(int(amount_cents)).encode()),
+        (LIST, b"amount_minor", str(int(amount_minor)).encode()),
         _repeated_cell(LIST, b"currency", currency),
         _repeated_cell(LIST, b"category", category),
         (LIST, b"event_time", event_time.encode()),
@@ -91,11 +91,11 @@ def transaction_cells(amount_cents: int, currency: str, category: str, event_tim
 
 
 def transaction_row(
-    table: Any, key: bytes, amount_cents: int, currency: str, category: str, event_time: str, run_id: int
+    table: Any, key: bytes, amount_minor: int, currency: str, category: str, event_time: str, run_id: int
 ) -> Any:
     """The mutation that stores one transaction row."""
     row = table.direct_row(key)
-    for family, qualifier, value in transaction_cells(amount_cents, currency, category, event_time, run_id):
+    for family, qualifier, value in transaction_cells(amount_minor, currency, category, event_time, run_id):
         row.set_cell(family, qualifier, value)
     return row
 
@@ -306,7 +306,7 @@ def _stored_transaction(row: Any) -> StoredTransaction:
     cells = _cells(row, LIST)
     return StoredTransaction(
         key=row.row_key,
-        amount_cents=int(cells[b"amount_cents"]),
+        amount_minor=int(cells[b"amount_minor"]),
         currency=cells.get(b"currency", b"USD").decode(),
         category=cells.get(b"category", b"unknown").decode(),
         event_time=cells.get(b"event_time", b"").decode(),

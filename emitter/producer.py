@@ -36,7 +36,7 @@ _BATCH = "batch"
 def encode_for_publish(txn: Transaction) -> EncodedTransaction:
     """Everything publishing and the ledger need from one transaction, as plain values."""
     attributes = txn.attributes()
-    ledger_row = (txn.transaction_id, txn.user_id, format_cents(txn.amount_cents), attributes["event_time"])
+    ledger_row = (txn.transaction_id, txn.user_id, format_cents(txn.amount_minor), attributes["event_time"])
     return txn.encode(), attributes, to_epoch_us(txn.event_time), ledger_row
 
 

@@ -107,7 +107,7 @@ def simulate(
         yield Transaction(
             transaction_id=str(uuid.UUID(int=getrandbits(128), version=4)),
             user_id=ids[index],
-            amount_cents=randint(low, high),
+            amount_minor=randint(low, high),
             currency=currency,
             event_time=from_epoch_us(event_us),
             merchant_category=choice(MERCHANT_CATEGORIES),

@@ -53,7 +53,7 @@ def make_ledger(
             {
                 "transaction_id": f"{tag}-{i:06d}",
                 "user_id": rng.choice(USERS),
-                "amount_cents": cents,
+                "amount_minor": cents,
                 "currency": "USD",
                 "merchant_category": rng.choice(CATEGORIES),
                 "event_time": event,
@@ -68,7 +68,7 @@ def to_frame(rows: list[dict[str, Any]] | pd.DataFrame) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=spool.TRANSACTION_SCHEMA.names)
     for column in ("event_time", "publish_time"):
         frame[column] = pd.to_datetime(frame[column], utc=True).astype("datetime64[us, UTC]")
-    frame["amount_cents"] = frame["amount_cents"].astype("int64")
+    frame["amount_minor"] = frame["amount_minor"].astype("int64")
     return frame
 
 
@@ -109,7 +109,7 @@ def read_contents(table: Any) -> Contents:
         if store.LIST in families:
             cells = families[store.LIST]
             out.transactions[rowkeys.parse_transaction_key(key)] = (
-                int(cells[b"amount_cents"]),
+                int(cells[b"amount_minor"]),
                 cells[b"currency"].decode(),
                 cells[b"category"].decode(),
                 cells[b"event_time"].decode(),
@@ -136,21 +136,21 @@ def expected_contents(ledger: pd.DataFrame, late_horizon_hours: int) -> Contents
     horizon_us = late_horizon_hours * 3_600_000_000
     con.execute("SET TimeZone = 'UTC'")
     con.execute(
-        "CREATE TABLE kept AS SELECT user_id, transaction_id, amount_cents, currency, merchant_category, "
+        "CREATE TABLE kept AS SELECT user_id, transaction_id, amount_minor, currency, merchant_category, "
         "epoch_us(event_time) AS ev, "
         # RFC 3339 in UTC, the fraction only when there is one
         "replace(strftime(event_time, '%Y-%m-%dT%H:%M:%S.%fZ'), '.000000Z', 'Z') AS ev_text "
         f"FROM ledger WHERE epoch_us(publish_time) - epoch_us(event_time) <= {horizon_us}"
     )
     out = Contents()
-    query = "SELECT user_id, ev, transaction_id, amount_cents, currency, merchant_category, ev_text FROM kept"
+    query = "SELECT user_id, ev, transaction_id, amount_minor, currency, merchant_category, ev_text FROM kept"
     for user, ev, tid, cents, currency, category, text in con.execute(query).fetchall():
         out.transactions[(user, ev, tid)] = (cents, currency, category, text)
-    hourly = "SELECT user_id, ev // 3600000000 * 3600 AS h, sum(amount_cents)::BIGINT, count(*) FROM kept GROUP BY 1, 2"
+    hourly = "SELECT user_id, ev // 3600000000 * 3600 AS h, sum(amount_minor)::BIGINT, count(*) FROM kept GROUP BY 1, 2"
     for user, hour, total, count in con.execute(hourly).fetchall():
         out.buckets[(user, hour)] = (total, count)
         out.top[(hour, user)] = total
-    minutely = "SELECT ev // 60000000 * 60 AS m, sum(amount_cents)::BIGINT, count(*) FROM kept GROUP BY 1"
+    minutely = "SELECT ev // 60000000 * 60 AS m, sum(amount_minor)::BIGINT, count(*) FROM kept GROUP BY 1"
     for minute, total, count in con.execute(minutely).fetchall():
         out.minutes[minute] = (total, count)
     out.users = {u for (u,) in con.execute("SELECT DISTINCT user_id FROM kept").fetchall()}

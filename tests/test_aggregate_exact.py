@@ -147,7 +147,7 @@ def test_a_spool_file_without_a_column_is_named_and_the_run_is_not_recorded(spar
     bad = pa.table({"transaction_id": ["x1"], "user_id": ["u1"], "amount": [12.5]})
     bad_path = spool.write_atomic(bad, spool.new_file_path(cfg.spool_dir, spool.TRANSACTIONS))
     with pytest.raises(
-        SpoolSchemaError, match=f"'amount_cents' is missing or null in 1 rows, e.g. in .*{bad_path.name}"
+        SpoolSchemaError, match=f"'amount_minor' is missing or null in 1 rows, e.g. in .*{bad_path.name}"
     ):
         run(spark, cfg)
     table = clients.bigtable_table(cfg)
@@ -161,11 +161,11 @@ def test_a_spool_file_without_a_column_is_named_and_the_run_is_not_recorded(spar
 
 def test_a_spool_file_with_a_column_of_another_type_is_named(spark: Any, cfg: Config) -> None:
     write_spool(cfg, make_ledger("typed", 20), files=1)
-    frame = make_ledger("float", 3).assign(amount_cents=lambda f: f["amount_cents"] / 100)
+    frame = make_ledger("float", 3).assign(amount_minor=lambda f: f["amount_minor"] / 100)
     spool.write_atomic(
         pa.Table.from_pandas(frame, preserve_index=False), spool.new_file_path(cfg.spool_dir, spool.TRANSACTIONS)
     )
-    with pytest.raises(SpoolSchemaError, match="'amount_cents' must be bigint, got double in transactions/"):
+    with pytest.raises(SpoolSchemaError, match="'amount_minor' must be bigint, got double in transactions/"):
         run(spark, cfg)
     assert state.read_job_status(clients.bigtable_table(cfg)) is None
 

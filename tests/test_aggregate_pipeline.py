@@ -42,7 +42,7 @@ def ledger_frame(path: Path) -> pd.DataFrame:
             {
                 "transaction_id": raw["transaction_id"],
                 "user_id": raw["user_id"],
-                "amount_cents": [int(Decimal(a).scaleb(2)) for a in raw["amount"]],
+                "amount_minor": [int(Decimal(a).scaleb(2)) for a in raw["amount"]],
                 "currency": "USD",
                 "merchant_category": "",  # the ledger does not record it
                 "event_time": event_time,

@@ -80,7 +80,7 @@ def money(cents: int) -> str:
 
 def expected_sum(user: str, start: datetime, end: datetime) -> tuple[str, int]:
     rows = in_range(user, start, end)
-    return money(sum(r.amount_cents for r in rows)), len(rows)
+    return money(sum(r.amount_minor for r in rows)), len(rows)
 
 
 def newest_first(rows: list[LedgerRow]) -> list[str]:
@@ -183,7 +183,7 @@ def test_hourly_totals_match_the_ledger_and_add_up_to_the_sum(client: FlaskClien
     expected: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for row in in_range("alice", start, end):
         hour = datetime.fromtimestamp(row.event_us // 3_600_000_000 * 3600, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        expected[hour][0] += row.amount_cents
+        expected[hour][0] += row.amount_minor
         expected[hour][1] += 1
     first = start.replace(minute=0, second=0, microsecond=0)
     assert [h["hour_start"] for h in hours] == [
@@ -216,7 +216,7 @@ def test_transaction_pages_walk_the_range_newest_first(client: FlaskClient, user
     by_id = {r.transaction_id: r for r in LEDGER}
     for txn in seen:
         row = by_id[txn["transaction_id"]]
-        assert txn["amount"] == money(row.amount_cents)
+        assert txn["amount"] == money(row.amount_minor)
         assert txn["user_id"] == user and txn["currency"] == "USD"
         assert txn["merchant_category"] == row.category
 
@@ -273,7 +273,7 @@ def test_top_users_rank_whole_hours(client: FlaskClient, hours: int) -> None:
     totals: dict[str, int] = defaultdict(int)
     for row in LEDGER:
         if _us(start) <= row.event_us < _us(current + timedelta(hours=1)):
-            totals[row.user_id] += row.amount_cents
+            totals[row.user_id] += row.amount_minor
     ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:3]
     body = client.get(f"/api/v1/top-users?hours={hours}&n=3").get_json()
     assert body == [{"rank": i + 1, "user_id": u, "sum": money(c)} for i, (u, c) in enumerate(ranked)]
@@ -287,7 +287,7 @@ def test_per_minute_counts_every_user(client: FlaskClient) -> None:
     for minute in body:
         start = datetime.strptime(minute["minute_start"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
         rows = [r for r in LEDGER if _us(start) <= r.event_us < _us(start + timedelta(minutes=1))]
-        assert (minute["sum"], minute["count"]) == (money(sum(r.amount_cents for r in rows)), len(rows))
+        assert (minute["sum"], minute["count"]) == (money(sum(r.amount_minor for r in rows)), len(rows))
     assert sum(m["count"] for m in body) > 2600
 
 

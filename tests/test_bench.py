@@ -123,7 +123,7 @@ def test_bucket_reads_return_every_seeded_user_hour(cfg: Config) -> None:
     for row in ledger:
         hour = row.event_us // 3_600_000_000 * 3600
         total = expected.setdefault((row.user_id, hour), [0, 0])
-        total[0] += row.amount_cents
+        total[0] += row.amount_minor
         total[1] += 1
     start_s = int((end - timedelta(hours=6)).timestamp())
     found = pipeline.read_all_buckets(cfg, start_s, int(end.timestamp()))

@@ -165,7 +165,7 @@ def test_picking_a_user_and_a_range_shows_the_apis_numbers(
     rows = [
         r for r in ledger if r.user_id == "alice" and _us(_parse(span["from"])) <= r.event_us < _us(_parse(span["to"]))
     ]
-    assert Decimal(total["sum"]) == Decimal(sum(r.amount_cents for r in rows)) / 100
+    assert Decimal(total["sum"]) == Decimal(sum(r.amount_minor for r in rows)) / 100
     assert total["count"] == len(rows) > 20
     # ... and the page shows the API's numbers.
     assert page.locator("#kpi-sum").text_content() == total["sum"]

@@ -55,7 +55,7 @@ def test_live_speedup_divides_the_gaps() -> None:
 
 def test_amounts_are_uniform_whole_cents_between_min_and_max() -> None:
     txns = list(itertools.islice(simulate(population(), START, None), 5000))
-    cents = [t.amount_cents for t in txns]
+    cents = [t.amount_minor for t in txns]
     assert all(2000 <= c <= 10000 for c in cents)
     assert stats.kstest(cents, "uniform", args=(2000, 8000)).pvalue > P_VALUE
     assert stats.kstest(cents, "uniform", args=(2000, 9000)).pvalue < P_VALUE  # a wrong range is rejected
@@ -64,7 +64,7 @@ def test_amounts_are_uniform_whole_cents_between_min_and_max() -> None:
 
 def test_amount_bounds_are_inclusive() -> None:
     txns = list(itertools.islice(simulate(population(amount_min_cents=1, amount_max_cents=3), START, None), 300))
-    assert {t.amount_cents for t in txns} == {1, 2, 3}
+    assert {t.amount_minor for t in txns} == {1, 2, 3}
 
 
 def test_users_mean_periods_are_min_plus_exponential() -> None:
@@ -124,7 +124,7 @@ def test_encoded_message_and_ledger_row_agree_with_the_transaction() -> None:
     txn = next(simulate(population(), START, None))
     body, attributes, event_us, ledger_row = encode_for_publish(txn)
     assert parse_message(body, START + timedelta(days=1)) == txn
-    assert json.loads(body)["amount"] == f"{txn.amount_cents // 100}.{txn.amount_cents % 100:02d}"
+    assert json.loads(body)["amount"] == f"{txn.amount_minor // 100}.{txn.amount_minor % 100:02d}"
     assert attributes == {"event_time": json.loads(body)["event_time"], "schema_version": "1"}
     assert event_us == (txn.event_time - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
     row = next(csv.reader(io.StringIO(",".join(ledger_row))))

@@ -70,7 +70,7 @@ def read_ledger(path: Path) -> pd.DataFrame:
     assert list(ledger.columns) == ["transaction_id", "user_id", "amount", "event_time"]
     assert ledger["amount"].str.fullmatch(r"-?\d+\.\d\d").all()
     assert ledger["event_time"].str.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z").all()
-    ledger["amount_cents"] = [int(Decimal(a) * 100) for a in ledger["amount"]]
+    ledger["amount_minor"] = [int(Decimal(a) * 100) for a in ledger["amount"]]
     ledger["event_time"] = pd.to_datetime(ledger["event_time"], utc=True, format="ISO8601")
     return ledger
 
@@ -89,7 +89,7 @@ def assert_spool_holds_ledger(spooled: pd.DataFrame, ledger: pd.DataFrame) -> No
     merged = ledger.merge(unique, on="transaction_id", suffixes=("_ledger", "_spool"))
     assert len(merged) == len(ledger)
     assert (merged["user_id_ledger"] == merged["user_id_spool"]).all()
-    assert (merged["amount_cents_ledger"] == merged["amount_cents_spool"]).all()
+    assert (merged["amount_minor_ledger"] == merged["amount_minor_spool"]).all()
     assert (merged["event_time_ledger"] == merged["event_time_spool"]).all()
 
 
@@ -163,11 +163,11 @@ def test_malformed_messages_are_dead_lettered_with_their_reason_and_good_ones_sp
     by_id = spooled.set_index("transaction_id")
     assert set(by_id.index[by_id["user_id"] != "u0099"]) == {t.transaction_id for t in good}
     for txn in good:
-        assert by_id.loc[txn.transaction_id, "amount_cents"] == txn.amount_cents
+        assert by_id.loc[txn.transaction_id, "amount_minor"] == txn.amount_minor
         assert by_id.loc[txn.transaction_id, "event_time"] == pd.Timestamp(txn.event_time)
     csv_row = by_id[by_id["user_id"] == "u0099"].iloc[0]
     assert csv_row.name.startswith("csv-")
-    assert csv_row["amount_cents"] == -725 and csv_row["event_time"] == pd.Timestamp(now)
+    assert csv_row["amount_minor"] == -725 and csv_row["event_time"] == pd.Timestamp(now)
 
     dead = read_spool(cfg.spool_dir, spool.DEAD_LETTER)
     assert sorted(zip(dead["payload"], dead["reason"], strict=True)) == sorted(bad.items())

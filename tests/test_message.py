@@ -37,7 +37,7 @@ def test_good_message_parses_to_exact_fields() -> None:
     assert txn == Transaction(
         transaction_id="3005e9d2-9973-40b6-b8eb-1e86016902b5",
         user_id="u0001",
-        amount_cents=4217,
+        amount_minor=4217,
         currency="USD",
         event_time=datetime(2026, 11, 21, 8, 0, 0, 123456, tzinfo=UTC),
         merchant_category="grocery",
@@ -71,7 +71,7 @@ def test_optional_fields_take_their_defaults() -> None:
     ],
 )
 def test_amounts_become_exact_cents(amount: object, cents: int) -> None:
-    assert parse(body(amount=amount)).amount_cents == cents
+    assert parse(body(amount=amount)).amount_minor == cents
 
 
 def test_event_time_with_an_offset_is_converted_to_utc() -> None:
@@ -177,7 +177,7 @@ def test_payload_over_the_limit_is_oversize_and_at_the_limit_is_fine() -> None:
 
 
 def test_absurd_amount_limit_is_configurable() -> None:
-    assert parse(body(amount="500.00"), max_abs_cents=50_000).amount_cents == 50_000
+    assert parse(body(amount="500.00"), max_abs_cents=50_000).amount_minor == 50_000
     with pytest.raises(MessageError) as info:
         parse(body(amount="500.01"), max_abs_cents=50_000)
     assert info.value.reason == "absurd_amount"
@@ -188,7 +188,7 @@ def test_absurd_amount_limit_is_configurable() -> None:
 
 def test_csv_line_parses_with_a_stable_content_derived_id() -> None:
     txn = parse(b"u0042,42.17,1700000000")
-    assert (txn.user_id, txn.amount_cents, txn.currency, txn.merchant_category) == ("u0042", 4217, "USD", "unknown")
+    assert (txn.user_id, txn.amount_minor, txn.currency, txn.merchant_category) == ("u0042", 4217, "USD", "unknown")
     assert txn.event_time == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
     assert txn.transaction_id.startswith("csv-")
     assert parse(b"u0042,42.17,1700000000\n").transaction_id == txn.transaction_id  # a redelivery
@@ -197,7 +197,7 @@ def test_csv_line_parses_with_a_stable_content_derived_id() -> None:
 
 def test_csv_line_with_fractional_seconds_and_a_refund() -> None:
     txn = parse(b"u1, -5.00 ,1700000000.25")
-    assert txn.amount_cents == -500
+    assert txn.amount_minor == -500
     assert txn.event_time == datetime(2023, 11, 14, 22, 13, 20, 250000, tzinfo=UTC)
 
 

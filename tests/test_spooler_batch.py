@@ -40,7 +40,7 @@ def test_batch_writes_transactions_and_dead_letters_with_the_spool_schemas(tmp_p
         {
             "transaction_id": "t-1",
             "user_id": "u0001",
-            "amount_cents": 4217,
+            "amount_minor": 4217,
             "currency": "USD",
             "merchant_category": "grocery",
             "event_time": event,
@@ -50,7 +50,7 @@ def test_batch_writes_transactions_and_dead_letters_with_the_spool_schemas(tmp_p
         {
             "transaction_id": "t-2",
             "user_id": "u0002",
-            "amount_cents": -500,
+            "amount_minor": -500,
             "currency": "EUR",
             "merchant_category": "fuel",
             "event_time": event,

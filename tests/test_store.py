@@ -37,7 +37,7 @@ def test_reads_of_one_family_never_return_the_other_shape_of_row(cfg: Config) ->
     assert store.write_rows(table, rows) == []
     store.apply_counter_deltas(table, store.HOUR, {rowkeys.hour_bucket_key("u1", hour): {store.SUM: 1999}}, 1)
     listed = store.read_transactions(table, *rowkeys.user_range("u1"))
-    assert [(t.key, t.amount_cents, t.category) for t in listed] == [(tx_key, 1999, "grocery")]
+    assert [(t.key, t.amount_minor, t.category) for t in listed] == [(tx_key, 1999, "grocery")]
     buckets = store.read_counter_rows(table, store.HOUR, *rowkeys.user_range("u1"))
     assert [k for k, _ in buckets] == [rowkeys.hour_bucket_key("u1", hour)]
     dump = store.dump_table(table)

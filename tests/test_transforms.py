@@ -16,7 +16,7 @@ SPOOL = T.StructType(
     [
         T.StructField("transaction_id", T.StringType()),
         T.StructField("user_id", T.StringType()),
-        T.StructField("amount_cents", T.LongType()),
+        T.StructField("amount_minor", T.LongType()),
         T.StructField("currency", T.StringType()),
         T.StructField("merchant_category", T.StringType()),
         T.StructField("event_time", T.TimestampType()),
@@ -25,7 +25,7 @@ SPOOL = T.StructType(
     ]
 )
 EVENTS = T.StructType(
-    [f for f in SPOOL.fields if f.name in ("transaction_id", "user_id", "amount_cents", "event_time")]
+    [f for f in SPOOL.fields if f.name in ("transaction_id", "user_id", "amount_minor", "event_time")]
 )
 BUCKETS = T.StructType(
     [
@@ -158,15 +158,15 @@ def test_distinct_users_lists_each_user_once(spark: Any) -> None:
 
 
 def test_schema_check_names_a_missing_column(spark: Any) -> None:
-    frame = spark.createDataFrame([], SPOOL).drop("amount_cents")
-    with pytest.raises(SpoolSchemaError, match="'amount_cents' is missing"):
+    frame = spark.createDataFrame([], SPOOL).drop("amount_minor")
+    with pytest.raises(SpoolSchemaError, match="'amount_minor' is missing"):
         check_schema(frame)
 
 
 def test_schema_check_names_a_column_of_the_wrong_type(spark: Any) -> None:
-    fields = [T.StructField("amount_cents", T.DoubleType()) if f.name == "amount_cents" else f for f in SPOOL.fields]
+    fields = [T.StructField("amount_minor", T.DoubleType()) if f.name == "amount_minor" else f for f in SPOOL.fields]
     frame = spark.createDataFrame([], T.StructType(fields))
-    with pytest.raises(SpoolSchemaError, match="'amount_cents' must be bigint, got double"):
+    with pytest.raises(SpoolSchemaError, match="'amount_minor' must be bigint, got double"):
         check_schema(frame)
 
 

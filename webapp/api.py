@@ -36,7 +36,7 @@ def transaction_json(txn: StoredTransaction) -> dict[str, Any]:
     return {
         "transaction_id": transaction_id,
         "user_id": user_id,
-        "amount": format_cents(txn.amount_cents),
+        "amount": format_cents(txn.amount_minor),
         "currency": txn.currency,
         "merchant_category": txn.category,
         "event_time": format_rfc3339(from_epoch_us(event_us)),
@@ -173,7 +173,7 @@ def post_transaction() -> Any:
             request.get_data(cache=False),
             now=now(),
             max_bytes=cfg.max_payload_bytes,
-            max_abs_cents=cfg.max_abs_amount_cents,
+            max_abs_cents=cfg.max_abs_amount_minor,
         )
     except MessageError as exc:
         return error_response(400, f"body: {exc.detail}", parameter="body", reason=exc.reason)

@@ -74,7 +74,7 @@ def _edge_rows(table: Any, user_id: str, edges: list[tuple[int, int]]) -> list[t
     found = []
     for txn in store.read_transactions_in(table, ranges):
         _, event_us, _ = rowkeys.parse_transaction_key(txn.key)
-        found.append((rowkeys.hour_start_us(event_us) // 1_000_000, Totals(txn.amount_cents, 1)))
+        found.append((rowkeys.hour_start_us(event_us) // 1_000_000, Totals(txn.amount_minor, 1)))
     return found
 
 

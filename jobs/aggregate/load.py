@@ -101,7 +101,7 @@ def find_counted_elsewhere(cfg: Config, run_id: int) -> ArrowFn:
 
 
 def write_transactions(cfg: Config, run_id: int) -> ArrowFn:
-    """Transactions (user_id, event_time, transaction_id, amount_cents, currency, merchant_category)
+    """Transactions (user_id, event_time, transaction_id, amount_minor, currency, merchant_category)
     -> dcflist rows carrying this run's marker."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -117,7 +117,7 @@ def write_transactions(cfg: Config, run_id: int) -> ArrowFn:
                     _micros(batch, "event_time"),
                     format_rfc3339_column(batch.column("event_time")),
                     batch.column("transaction_id").to_pylist(),
-                    batch.column("amount_cents").to_pylist(),
+                    batch.column("amount_minor").to_pylist(),
                     batch.column("currency").to_pylist(),
                     batch.column("merchant_category").to_pylist(),
                     strict=True,

@@ -4,7 +4,7 @@ They take a DataFrame and plain values (never a session, a path or a client), us
 functions only, and do integer arithmetic on epoch microseconds so the result never depends on the
 session time zone. Money stays in integer cents (LongType) from the spool to the sums.
 
-Input columns (the spool's): transaction_id, user_id, amount_cents, currency, merchant_category,
+Input columns (the spool's): transaction_id, user_id, amount_minor, currency, merchant_category,
 event_time, publish_time, message_id.
 """
 
@@ -18,7 +18,7 @@ MINUTE_US = 60_000_000
 SPOOL_COLUMNS = (
     "transaction_id",
     "user_id",
-    "amount_cents",
+    "amount_minor",
     "currency",
     "merchant_category",
     "event_time",
@@ -61,7 +61,7 @@ def hourly_buckets(df: DataFrame) -> DataFrame:
     """Per user and UTC hour of event time: user_id, hour_start, sum_cents, count."""
     return (
         df.groupBy("user_id", _floor_time("event_time", HOUR_US).alias("hour_start"))
-        .agg(F.sum("amount_cents").alias("sum_cents"), F.count(F.lit(1)).alias("count"))
+        .agg(F.sum("amount_minor").alias("sum_cents"), F.count(F.lit(1)).alias("count"))
         .select("user_id", "hour_start", "sum_cents", "count")
     )
 
@@ -70,7 +70,7 @@ def minute_stats(df: DataFrame) -> DataFrame:
     """Over all users, per UTC minute of event time: minute_start, sum_cents, count."""
     return (
         df.groupBy(_floor_time("event_time", MINUTE_US).alias("minute_start"))
-        .agg(F.sum("amount_cents").alias("sum_cents"), F.count(F.lit(1)).alias("count"))
+        .agg(F.sum("amount_minor").alias("sum_cents"), F.count(F.lit(1)).alias("count"))
         .select("minute_start", "sum_cents", "count")
     )
 

@@ -66,7 +66,7 @@ class SpoolBatch:
         cols = self.transactions
         cols["transaction_id"].append(txn.transaction_id)
         cols["user_id"].append(intern(txn.user_id, txn.user_id))
-        cols["amount_cents"].append(txn.amount_cents)
+        cols["amount_minor"].append(txn.amount_minor)
         cols["currency"].append(intern(txn.currency, txn.currency))
         cols["merchant_category"].append(intern(txn.merchant_category, txn.merchant_category))
         cols["event_time"].append(txn.event_time)  # an aware datetime; Arrow converts it in C

@@ -144,7 +144,7 @@ class Spooler:
     def _accept(self, received: Any) -> None:
         """Validate pulled messages and add them to the open batch, closing it when it is full.
         Parsing happens under the lock: it holds the GIL anyway, and one pass is cheaper."""
-        max_bytes, max_cents = self.cfg.max_payload_bytes, self.cfg.max_abs_amount_cents
+        max_bytes, max_cents = self.cfg.max_payload_bytes, self.cfg.max_abs_amount_minor
         now = datetime.now(UTC)  # one clock reading per pull for the "absurd event time" check
         with self._lock:
             self._last_message = time.monotonic()

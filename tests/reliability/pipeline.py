@@ -195,7 +195,7 @@ def read_ledger(*paths: Path) -> pd.DataFrame:
     frame = con.execute(
         """
         SELECT transaction_id, user_id,
-               CAST(CAST(amount AS DECIMAL(18, 2)) * 100 AS BIGINT) AS amount_cents,
+               CAST(CAST(amount AS DECIMAL(18, 2)) * 100 AS BIGINT) AS amount_minor,
                'USD' AS currency, 'unknown' AS merchant_category,
                CAST(event_time AS TIMESTAMPTZ) AS event_time,
                CAST(event_time AS TIMESTAMPTZ) AS publish_time,
@@ -294,7 +294,7 @@ def expected_sums(ledger: pd.DataFrame, ranges: pd.DataFrame) -> dict[int, tuple
     con.register("ranges", ranges)
     rows = con.execute(
         """
-        SELECT r.id, COALESCE(SUM(l.amount_cents), 0)::BIGINT, COUNT(l.transaction_id)
+        SELECT r.id, COALESCE(SUM(l.amount_minor), 0)::BIGINT, COUNT(l.transaction_id)
         FROM ranges r LEFT JOIN ledger l
           ON l.user_id = r.user_id AND epoch_us(l.event_time) >= r.start_us AND epoch_us(l.event_time) < r.end_us
         GROUP BY r.id

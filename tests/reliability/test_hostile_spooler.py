@@ -189,9 +189,9 @@ def test_every_kind_of_malformed_message_is_dead_lettered_with_its_reason_and_go
     assert list(spooled.index) == sorted(t.transaction_id for t in good)
     for txn in good:
         row = spooled.loc[txn.transaction_id]
-        assert (row["user_id"], row["amount_cents"], row["currency"], row["merchant_category"]) == (
+        assert (row["user_id"], row["amount_minor"], row["currency"], row["merchant_category"]) == (
             txn.user_id,
-            txn.amount_cents,
+            txn.amount_minor,
             "USD",
             "fuel",
         )

@@ -88,7 +88,7 @@ def test_pubsub_unreachable_while_emitting_the_emitter_retries_and_loses_nothing
     assert len(ledger) == events
     assert set(spooled["transaction_id"]) == set(ledger["transaction_id"])  # nothing lost, nothing made up
     merged = ledger.merge(spooled.drop_duplicates("transaction_id"), on="transaction_id", suffixes=("", "_spool"))
-    assert (merged["amount_cents"] == merged["amount_cents_spool"]).all()
+    assert (merged["amount_minor"] == merged["amount_minor_spool"]).all()
     assert (merged["user_id"] == merged["user_id_spool"]).all()
     print(f"{len(spooled) - len(ledger)} messages arrived twice (a publish retried after it had landed)")
 

@@ -42,7 +42,7 @@ transactions = st.builds(
     Transaction,
     transaction_id=transaction_ids,
     user_id=user_ids,
-    amount_cents=st.integers(min_value=-MAX_CENTS, max_value=MAX_CENTS),
+    amount_minor=st.integers(min_value=-MAX_CENTS, max_value=MAX_CENTS),
     currency=st.text(alphabet=string.ascii_uppercase, min_size=3, max_size=3),
     event_time=event_times,
     merchant_category=categories,

@@ -51,7 +51,7 @@ def test_every_user_hour_and_every_random_sum_equal_the_ledger_for_each_seed(
             wait_for(lambda: all_counted(cfg, table), f"the job to count seed {seed}", timeout=600, watch=job)
             ledger = read_ledger(*ledgers)
             assert len(ledger) == scale.events * len(ledgers)
-            assert (ledger["amount_cents"] < 0).any()
+            assert (ledger["amount_minor"] < 0).any()
             reconcile(table, ledger, cfg.late_horizon_hours)
             check_sums(cfg, ledger, scale.sum_ranges, seed)
     finally:
