@@ -30,7 +30,7 @@ from bench.results import Result, compare
 from bench.stages import Bench, run_job, scratch
 from common import clients, rowkeys, spool, store
 from common.config import Config
-from common.money import to_cents
+from common.money import to_minor
 from common.timeutil import parse_rfc3339, to_epoch_us
 from webapp import queries
 
@@ -104,7 +104,7 @@ def ledger_buckets(path: Path) -> dict[tuple[str, int], tuple[int, int]]:
         for _, user, amount, event_time in reader:
             hour = rowkeys.hour_start_us(to_epoch_us(parse_rfc3339(event_time))) // 1_000_000
             bucket = buckets[(user, hour)]
-            bucket[0] += to_cents(amount)
+            bucket[0] += to_minor(amount, "USD")
             bucket[1] += 1
     return {key: (total, count) for key, (total, count) in buckets.items()}
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from common.money import format_cents
+from common.money import format_minor
 from common.timeutil import TimeFormatError, format_rfc3339, parse_rfc3339
 
 SCHEMA_VERSION = 1
@@ -63,7 +63,7 @@ class Transaction:
             "schema_version": SCHEMA_VERSION,
             "transaction_id": self.transaction_id,
             "user_id": self.user_id,
-            "amount": format_cents(self.amount_minor),
+            "amount": format_minor(self.amount_minor, self.currency),
             "currency": self.currency,
             "event_time": format_rfc3339(self.event_time),
             "merchant_category": self.merchant_category,
@@ -98,7 +98,7 @@ def parse_amount(value: Any, max_abs_cents: int = DEFAULT_MAX_ABS_CENTS) -> int:
         sign, whole, cents = plain.groups()
         amount_minor = int(whole) * 100 + int(cents)
         if amount_minor > max_abs_cents:
-            raise MessageError("absurd_amount", f"'amount' {value[:40]} exceeds {format_cents(max_abs_cents)} in size")
+            raise MessageError("absurd_amount", f"'amount' {value[:40]} exceeds {format_minor(max_abs_cents, "USD")} in size")
         return -amount_minor if sign else amount_minor
     if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
         raise MessageError("bad_type", f"'amount' must be a decimal string, got {type(value).__name__}")
@@ -113,7 +113,7 @@ def parse_amount(value: Any, max_abs_cents: int = DEFAULT_MAX_ABS_CENTS) -> int:
     if not amount.is_finite():
         raise MessageError("non_finite_amount", f"'amount' must be finite, got {text[:40]!r}")
     if abs(amount) > Decimal(max_abs_cents).scaleb(-2):
-        raise MessageError("absurd_amount", f"'amount' {text[:40]} exceeds {format_cents(max_abs_cents)} in size")
+        raise MessageError("absurd_amount", f"'amount' {text[:40]} exceeds {format_minor(max_abs_cents, "USD")} in size")
     if amount != amount.quantize(Decimal("0.01")):
         raise MessageError("sub_cent_amount", f"'amount' has more than two decimal places: {text[:40]!r}")
     return int(amount.scaleb(2))

@@ -1,36 +1,90 @@
-"""Money as integer cents. Amounts enter as decimal strings and leave as decimal strings."""
+"""Money as integer minor units of its currency, never summed across currencies.
+
+Each ISO 4217 currency has a minor-unit exponent: 1 USD = 100 cents (2), 1 JPY has no minor unit
+(0), 1 BHD = 1000 fils (3). The exponents and the list of known codes come from the Unicode CLDR
+data that Babel maintains, not from a table of our own. Amounts enter as decimal strings and leave
+as decimal strings with exactly the currency's number of places: "1000" JPY, "10.00" USD,
+"1.234" BHD.
+"""
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+import functools
+import re
+from decimal import Decimal
 
-CENT = Decimal("0.01")
+from babel import numbers as _cldr
+
+CURRENCY_CODE = re.compile(r"[A-Z]{3}")
+# A plain decimal: optional sign, 1-18 digits, optional fraction of 1-6 digits. ASCII only, bounded,
+# so it is checked before any conversion and costs the same whatever arrives.
+_DECIMAL = re.compile(r"([+-]?)([0-9]{1,18})(?:\.([0-9]{1,6}))?")
 
 
 class AmountError(ValueError):
-    """An amount that is not a finite decimal with at most two places."""
+    """An amount that is not a plain decimal, or has more places than its currency allows."""
 
 
-def to_cents(amount: Decimal | str | int) -> int:
-    """Convert a decimal amount ("12.34", Decimal("12.3")) to integer cents, refusing sub-cent values."""
-    try:
-        value = amount if isinstance(amount, Decimal) else Decimal(str(amount))
-    except InvalidOperation as exc:
-        raise AmountError(f"not a decimal number: {amount!r}") from exc
-    if not value.is_finite():
-        raise AmountError(f"not a finite number: {amount!r}")
-    if value != value.quantize(CENT):
-        raise AmountError(f"more than two decimal places: {amount!r}")
-    return int(value.scaleb(2))
+class UnknownCurrency(ValueError):
+    """A currency code that is not an ISO 4217 code known to CLDR."""
 
 
-def format_cents(cents: int) -> str:
-    """Format integer cents as a decimal string with exactly two places: -5 -> "-0.05"."""
-    sign = "-" if cents < 0 else ""
-    whole, frac = divmod(abs(int(cents)), 100)
-    return f"{sign}{whole}.{frac:02d}"
+@functools.lru_cache(maxsize=1)
+def known_currencies() -> frozenset[str]:
+    """Every ISO 4217 code CLDR knows (current and historic)."""
+    return frozenset(_cldr.list_currencies())
 
 
-def cents_to_decimal(cents: int) -> Decimal:
-    """Integer cents as an exact Decimal with two places."""
-    return Decimal(int(cents)).scaleb(-2).quantize(CENT)
+def is_currency(code: object) -> bool:
+    return isinstance(code, str) and CURRENCY_CODE.fullmatch(code) is not None and code in known_currencies()
+
+
+@functools.lru_cache(maxsize=512)
+def exponent(currency: str) -> int:
+    """The number of minor-unit digits of an ISO 4217 currency (JPY 0, USD 2, BHD 3)."""
+    if not is_currency(currency):
+        raise UnknownCurrency(f"unknown ISO 4217 currency code {str(currency)[:20]!r}")
+    return int(_cldr.get_currency_precision(currency))
+
+
+def to_minor(amount: str | Decimal | int, currency: str) -> int:
+    """A decimal amount in `currency` as integer minor units: ("12.34", "USD") -> 1234,
+    ("1000", "JPY") -> 1000, ("1.234", "BHD") -> 1234. Raises AmountError when it is not a plain
+    decimal or has more places than the currency has, UnknownCurrency for an unknown code."""
+    places = exponent(currency)
+    text = amount if isinstance(amount, str) else format(amount, "f") if isinstance(amount, Decimal) else str(amount)
+    match = _DECIMAL.fullmatch(text)
+    if match is None:
+        raise AmountError(f"not a plain decimal amount: {text[:40]!r}")
+    sign, whole, fraction = match.groups()
+    fraction = (fraction or "").rstrip("0")
+    if len(fraction) > places:
+        raise AmountError(f"{text[:40]!r} has more than {places} decimal places, the most {currency} allows")
+    units = int(whole) * 10**places + (int(fraction.ljust(places, "0")) if places else 0)
+    return -units if sign == "-" else units
+
+
+def format_minor(units: int, currency: str) -> str:
+    """Integer minor units as a decimal string with the currency's places: (-5, "USD") -> "-0.05"."""
+    places = exponent(currency)
+    sign = "-" if units < 0 else ""
+    if not places:
+        return f"{sign}{abs(int(units))}"
+    whole, frac = divmod(abs(int(units)), 10**places)
+    return f"{sign}{whole}.{frac:0{places}d}"
+
+
+def minor_to_decimal(units: int, currency: str) -> Decimal:
+    """Integer minor units as an exact Decimal with the currency's places."""
+    return Decimal(format_minor(units, currency))
+
+
+def rescale(units: int, from_places: int, currency: str) -> int | None:
+    """Minor units recorded with `from_places` decimals, in the currency's own exponent, or None when
+    they cannot be held exactly (e.g. 1050 hundredths of a JPY). For spool files written before
+    amounts were kept per currency, which held every amount in hundredths."""
+    places = exponent(currency)
+    if places >= from_places:
+        return units * 10 ** (places - from_places)
+    step = 10 ** (from_places - places)
+    return units // step if units % step == 0 else None

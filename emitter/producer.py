@@ -21,7 +21,7 @@ from multiprocessing.synchronize import Event as EventType
 from typing import Any
 
 from common.message import Transaction
-from common.money import format_cents
+from common.money import format_minor
 from common.timeutil import to_epoch_us
 from emitter.simulate import Population, simulate
 
@@ -36,7 +36,7 @@ _BATCH = "batch"
 def encode_for_publish(txn: Transaction) -> EncodedTransaction:
     """Everything publishing and the ledger need from one transaction, as plain values."""
     attributes = txn.attributes()
-    ledger_row = (txn.transaction_id, txn.user_id, format_cents(txn.amount_minor), attributes["event_time"])
+    ledger_row = (txn.transaction_id, txn.user_id, format_minor(txn.amount_minor, txn.currency), attributes["event_time"])
     return txn.encode(), attributes, to_epoch_us(txn.event_time), ledger_row
 
 

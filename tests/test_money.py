@@ -1,30 +1,62 @@
-"""Money: integer cents in, decimal strings with two places out, never a float."""
+"""Money in minor units per ISO 4217 currency, checked against hand-written values."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from common.money import AmountError, cents_to_decimal, format_cents, to_cents
+from common.money import AmountError, UnknownCurrency, exponent, format_minor, minor_to_decimal, rescale, to_minor
+
+
+@pytest.mark.parametrize(("currency", "places"), [("USD", 2), ("EUR", 2), ("JPY", 0), ("KRW", 0), ("BHD", 3), ("KWD", 3)])
+def test_exponents_come_from_iso_4217(currency: str, places: int) -> None:
+    assert exponent(currency) == places
+
+
+@pytest.mark.parametrize("code", ["XYZ", "usd", "US", "USDD", "", "ÜSD"])
+def test_unknown_codes_are_refused(code: str) -> None:
+    with pytest.raises(UnknownCurrency):
+        exponent(code)
 
 
 @pytest.mark.parametrize(
-    ("cents", "text"), [(0, "0.00"), (5, "0.05"), (-5, "-0.05"), (123456, "1234.56"), (-100, "-1.00")]
+    ("units", "currency", "text"),
+    [
+        (1000, "JPY", "1000"),
+        (1000, "USD", "10.00"),
+        (1234, "BHD", "1.234"),
+        (-5, "USD", "-0.05"),
+        (-5, "BHD", "-0.005"),
+        (0, "JPY", "0"),
+        (7, "EUR", "0.07"),
+    ],
 )
-def test_format_cents(cents: int, text: str) -> None:
-    assert format_cents(cents) == text
+def test_format_and_parse_round_trip(units: int, currency: str, text: str) -> None:
+    assert format_minor(units, currency) == text
+    assert to_minor(text, currency) == units
+    assert minor_to_decimal(units, currency) == Decimal(text)
 
 
-@given(st.integers(min_value=-(10**15), max_value=10**15))
-def test_cents_round_trip_through_text(cents: int) -> None:
-    assert to_cents(format_cents(cents)) == cents
-    assert cents_to_decimal(cents) == Decimal(format_cents(cents))
+@pytest.mark.parametrize(
+    ("text", "currency", "units"),
+    [("12.3", "USD", 1230), ("12", "USD", 1200), ("12.30", "USD", 1230), ("5.00", "JPY", 5), ("+1.5", "BHD", 1500)],
+)
+def test_shorter_or_zero_padded_fractions_are_exact(text: str, currency: str, units: int) -> None:
+    assert to_minor(text, currency) == units
 
 
-@pytest.mark.parametrize("bad", ["1.001", "NaN", "Infinity", "abc", ""])
-def test_to_cents_refuses_inexact_or_non_numbers(bad: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "currency"),
+    [("10.5", "JPY"), ("1.001", "USD"), ("1.2345", "BHD"), ("1e3", "USD"), ("nan", "USD"), (" 1", "USD"), ("١٢", "USD")],
+)
+def test_more_places_than_the_currency_or_non_plain_decimals_are_refused(text: str, currency: str) -> None:
     with pytest.raises(AmountError):
-        to_cents(bad)
+        to_minor(text, currency)
+
+
+def test_hundredths_are_rescaled_exactly_or_not_at_all() -> None:
+    assert rescale(1234, 2, "USD") == 1234
+    assert rescale(1234, 2, "BHD") == 12340
+    assert rescale(100000, 2, "JPY") == 1000
+    assert rescale(1050, 2, "JPY") is None

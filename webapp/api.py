@@ -12,7 +12,7 @@ from google.api_core import exceptions as gexc
 
 from common import clients
 from common.message import EARLIEST_EVENT, MAX_FUTURE, MessageError, parse_message
-from common.money import format_cents
+from common.money import format_minor
 from common.rowkeys import parse_transaction_key
 from common.store import StoredTransaction
 from common.timeutil import format_rfc3339, from_epoch_us, to_epoch_us
@@ -36,7 +36,7 @@ def transaction_json(txn: StoredTransaction) -> dict[str, Any]:
     return {
         "transaction_id": transaction_id,
         "user_id": user_id,
-        "amount": format_cents(txn.amount_minor),
+        "amount": format_minor(txn.amount_minor, txn.currency),
         "currency": txn.currency,
         "merchant_category": txn.category,
         "event_time": format_rfc3339(from_epoch_us(event_us)),
@@ -48,7 +48,7 @@ def sum_json(user_id: str, span: params.TimeRange) -> dict[str, Any]:
     return {
         "user_id": user_id,
         **span.as_json(),
-        "sum": format_cents(totals.sum_cents),
+        "sum": format_minor(totals.sum_cents, "USD"),
         "count": totals.count,
     }
 
@@ -57,7 +57,7 @@ def hourly_json(user_id: str, span: params.TimeRange) -> list[dict[str, Any]]:
     return [
         {
             "hour_start": format_rfc3339(from_epoch_us(hour * 1_000_000)),
-            "sum": format_cents(totals.sum_cents),
+            "sum": format_minor(totals.sum_cents, "USD"),
             "count": totals.count,
         }
         for hour, totals in queries.hourly(get_table(), user_id, span.start_us, span.end_us)
@@ -124,7 +124,7 @@ def top_users() -> Any:
     current = now()
     ranked = queries.top_users(get_table(), to_epoch_us(current), hours, n)
     return jsonify(
-        [{"rank": i + 1, "user_id": user, "sum": format_cents(cents)} for i, (user, cents) in enumerate(ranked)]
+        [{"rank": i + 1, "user_id": user, "sum": format_minor(cents, "USD")} for i, (user, cents) in enumerate(ranked)]
     )
 
 
@@ -136,7 +136,7 @@ def stats_per_minute() -> Any:
         [
             {
                 "minute_start": format_rfc3339(from_epoch_us(minute * 1_000_000)),
-                "sum": format_cents(totals.sum_cents),
+                "sum": format_minor(totals.sum_cents, "USD"),
                 "count": totals.count,
             }
             for minute, totals in rows
