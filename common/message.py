@@ -98,7 +98,7 @@ def parse_amount(value: Any, max_abs_cents: int = DEFAULT_MAX_ABS_CENTS) -> int:
         sign, whole, cents = plain.groups()
         amount_minor = int(whole) * 100 + int(cents)
         if amount_minor > max_abs_cents:
-            raise MessageError("absurd_amount", f"'amount' {value[:40]} exceeds {format_minor(max_abs_cents, "USD")} in size")
+            raise MessageError("absurd_amount", f"'amount' {value[:40]} exceeds {format_minor(max_abs_cents, 'USD')} in size")
         return -amount_minor if sign else amount_minor
     if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
         raise MessageError("bad_type", f"'amount' must be a decimal string, got {type(value).__name__}")
@@ -113,7 +113,7 @@ def parse_amount(value: Any, max_abs_cents: int = DEFAULT_MAX_ABS_CENTS) -> int:
     if not amount.is_finite():
         raise MessageError("non_finite_amount", f"'amount' must be finite, got {text[:40]!r}")
     if abs(amount) > Decimal(max_abs_cents).scaleb(-2):
-        raise MessageError("absurd_amount", f"'amount' {text[:40]} exceeds {format_minor(max_abs_cents, "USD")} in size")
+        raise MessageError("absurd_amount", f"'amount' {text[:40]} exceeds {format_minor(max_abs_cents, 'USD')} in size")
     if amount != amount.quantize(Decimal("0.01")):
         raise MessageError("sub_cent_amount", f"'amount' has more than two decimal places: {text[:40]!r}")
     return int(amount.scaleb(2))
