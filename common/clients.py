@@ -16,9 +16,9 @@ from google.api_core import retry as gretry
 from google.cloud import bigtable, pubsub_v1  # type: ignore[attr-defined]
 from google.cloud.bigtable import column_family
 
+from common import store
 from common.config import Config
 
-FAMILIES = ("dcflist", "dcfbhour", "dcfbmin", "dcftop", "dcfuser", "dcfmeta")
 
 
 class ServiceUnavailable(RuntimeError):
@@ -131,9 +131,9 @@ def ensure_table(cfg: Config, timeout: float = 15.0) -> Any:
     try:
         if not table.exists():
             with contextlib.suppress(gexc.AlreadyExists):
-                table.create(column_families={name: one_version for name in FAMILIES})
+                table.create(column_families={name: one_version for name in store.FAMILIES})
         else:
-            missing = set(FAMILIES) - set(table.list_column_families())
+            missing = set(store.FAMILIES) - set(table.list_column_families())
             for name in sorted(missing):
                 table.column_family(name, one_version).create()
     except (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.RetryError) as exc:

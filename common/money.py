@@ -47,6 +47,11 @@ def exponent(currency: str) -> int:
     return int(_cldr.get_currency_precision(currency))
 
 
+def exponents() -> dict[str, int]:
+    """Every known currency's exponent, as plain values (for a Spark expression)."""
+    return {code: exponent(code) for code in sorted(known_currencies())}
+
+
 def to_minor(amount: str | Decimal | int, currency: str) -> int:
     """A decimal amount in `currency` as integer minor units: ("12.34", "USD") -> 1234,
     ("1000", "JPY") -> 1000, ("1.234", "BHD") -> 1234. Raises AmountError when it is not a plain

@@ -10,11 +10,20 @@ Global rows start with '~', which no user id may hold, so they sort after every 
   dcfbmin   ~minute#<minute start epoch seconds>        count and sum of all users for that minute
   dcftop    ~tophour#<hour start epoch seconds>         one column per user: that hour's sum
   dcfuser   ~user#<user_id>                             the user directory (for the picker)
+  dcfid     ~id#<4 hex digits of the id's hash>#<transaction_id>   the counted copy of each id
+  dcfid     ~conflict#<run id, 10 digits>#<transaction_id>#<message id>  a copy that differed
   dcfmeta   ~run#<run id, 10 digits>, ~job              job bookkeeping
   dcfmeta   ~file#<spool-relative path>                 a spool file the job has processed
+  dcfmeta   ~dir#<dt=YYYY-MM-DD>                        a spool folder every file of which is processed
+  dcfmeta   ~late#<publish epoch microseconds, 16 digits>#<transaction_id>  a row set aside as late
+
+The id index is keyed by the transaction id alone, so "was this id counted?" is one point read
+whatever the copy carries; the hash prefix spreads the ids of one sequence over the key space.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 from common.message import TRANSACTION_ID, USER_ID
 
@@ -169,3 +178,77 @@ def processed_file_range(path_prefix: str = "") -> tuple[bytes, bytes]:
     """[start, end) of the processed-file rows whose path starts with path_prefix."""
     start = f"{FILE_PREFIX}{path_prefix}".encode()
     return start, start + b"\xff"
+
+
+ID_PREFIX = f"{GLOBAL}id{SEP}"
+
+
+def id_index_key(transaction_id: str) -> bytes:
+    """The id index row of one transaction id: ~id#<4 hex digits of its hash>#<id>."""
+    if not TRANSACTION_ID.fullmatch(transaction_id):
+        raise RowKeyError(f"transaction_id must match [A-Za-z0-9_.:-]{{1,128}}, got {transaction_id!r}")
+    spread = hashlib.blake2b(transaction_id.encode(), digest_size=2).hexdigest()
+    return f"{ID_PREFIX}{spread}{SEP}{transaction_id}".encode()
+
+
+def parse_id_index_key(key: bytes) -> str:
+    """-> the transaction id"""
+    prefix = ID_PREFIX.encode()
+    if not key.startswith(prefix) or key[len(prefix) + 4 : len(prefix) + 5] != SEP.encode():
+        raise RowKeyError(f"not an id index row key: {key!r}")
+    return key[len(prefix) + 5 :].decode()
+
+
+def id_index_range() -> tuple[bytes, bytes]:
+    """[start, end) of every id index row."""
+    start = ID_PREFIX.encode()
+    return start, start[:-1] + bytes([start[-1] + 1])
+
+
+CONFLICT_PREFIX = f"{GLOBAL}conflict{SEP}"
+
+
+def conflict_key(run_id: int, transaction_id: str, message_id: str) -> bytes:
+    """A copy of a transaction id whose content differs from the counted one, found by `run_id`."""
+    return f"{CONFLICT_PREFIX}{run_id:010d}{SEP}{transaction_id}{SEP}{message_id}".encode()
+
+
+def conflict_range(first_run: int = 0, end_run: int = 10**10 - 1) -> tuple[bytes, bytes]:
+    """[start, end) of the conflict rows found by runs first_run <= run < end_run."""
+    return f"{CONFLICT_PREFIX}{first_run:010d}".encode(), f"{CONFLICT_PREFIX}{end_run:010d}".encode()
+
+
+DIR_PREFIX = f"{GLOBAL}dir{SEP}"
+
+
+def spool_dir_key(name: str) -> bytes:
+    """The bookkeeping row of one spool folder under transactions/ (e.g. 'dt=2026-11-30')."""
+    if not name or "/" in name:
+        raise RowKeyError(f"spool folder name must be one path part, got {name!r}")
+    return f"{DIR_PREFIX}{name}".encode()
+
+
+def parse_spool_dir_key(key: bytes) -> str:
+    prefix = DIR_PREFIX.encode()
+    if not key.startswith(prefix):
+        raise RowKeyError(f"not a spool folder row key: {key!r}")
+    return key[len(prefix) :].decode()
+
+
+def spool_dir_range() -> tuple[bytes, bytes]:
+    start = DIR_PREFIX.encode()
+    return start, start[:-1] + bytes([start[-1] + 1])
+
+
+LATE_PREFIX = f"{GLOBAL}late{SEP}"
+
+
+def late_key(publish_time_us: int, transaction_id: str) -> bytes:
+    """A transaction set aside as late, in publish-time order."""
+    return f"{LATE_PREFIX}{max(0, publish_time_us):016d}{SEP}{transaction_id}".encode()
+
+
+def late_range(start_us: int, end_us: int) -> tuple[bytes, bytes]:
+    """[start, end) of the late rows published in [start_us, end_us)."""
+    start_us, end_us = max(0, start_us), max(0, min(end_us, 10**16 - 1))
+    return f"{LATE_PREFIX}{start_us:016d}".encode(), f"{LATE_PREFIX}{end_us:016d}".encode()

@@ -2,11 +2,16 @@
 
 Row keys come from common.rowkeys. Every value is ASCII text so `cbt read` shows it as is.
   dcflist:amount_minor, dcflist:currency, dcflist:category, dcflist:event_time   (transaction rows)
-  dcfbhour:sum_cents, dcfbhour:count                                              (user-hour rows)
-  dcfbmin:sum_cents, dcfbmin:count                                                (global minute rows)
-  dcftop:<user_id> = that user's sum in the hour                                  (top-spender index)
+  dcfbhour:<CUR>:sum, dcfbhour:<CUR>:count                                        (user-hour rows)
+  dcfbmin:<CUR>:sum, dcfbmin:<CUR>:count                                          (global minute rows)
+  dcftop:<CUR>:<user_id> = that user's sum in the hour and currency               (top-spender index)
   dcfuser:seen = "1"                                                              (user directory)
+  dcfid:user, amount_minor, currency, event_us, publish_us, message_id            (id index rows)
+  dcfid:reason, transaction_id, counted, copy (JSON versions)                      (conflict rows)
   dcfmeta:run = the id of the job run that last wrote the row (bookkeeping, not data)
+
+Money is in minor units of its currency (common.money); a counter qualifier names its currency
+(e.g. "USD:sum", "JPY:count"), so no cell ever adds two currencies.
 
 Counter rows are updated exactly once per job run: a row whose dcfmeta:run already equals the
 run being applied is skipped, so a run that is interrupted and run again never counts twice.
@@ -16,6 +21,7 @@ Every read asks for one family and the newest cell only.
 from __future__ import annotations
 
 import functools
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -27,10 +33,11 @@ from google.api_core.gapic_v1 import routing_header
 from google.cloud.bigtable import row_filters
 from google.cloud.bigtable.row_set import RowSet
 
-LIST, HOUR, MINUTE, TOP, USER, META = "dcflist", "dcfbhour", "dcfbmin", "dcftop", "dcfuser", "dcfmeta"
+LIST, HOUR, MINUTE, TOP, USER, ID, META = "dcflist", "dcfbhour", "dcfbmin", "dcftop", "dcfuser", "dcfid", "dcfmeta"
+FAMILIES = (LIST, HOUR, MINUTE, TOP, USER, ID, META)
 RUN = b"run"
-SUM = b"sum_cents"
-COUNT = b"count"
+SUM = "sum"
+COUNT = "count"
 READ_CHUNK = 2000
 WRITE_CHUNK = 5000
 TRANSIENT = (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.Aborted, gexc.InternalServerError)
@@ -48,6 +55,36 @@ class StoredTransaction:
 
 
 @dataclass(frozen=True)
+class Version:
+    """What one copy of a transaction id says: the fields that make two copies the same transaction."""
+
+    user_id: str
+    amount_minor: int
+    currency: str
+    event_us: int
+    publish_us: int = 0
+    message_id: str = ""
+
+    def same_transaction(self, other: Version) -> bool:
+        return (self.user_id, self.amount_minor, self.currency, self.event_us) == (
+            other.user_id,
+            other.amount_minor,
+            other.currency,
+            other.event_us,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "user_id": self.user_id,
+            "amount_minor": self.amount_minor,
+            "currency": self.currency,
+            "event_us": self.event_us,
+            "publish_us": self.publish_us,
+            "message_id": self.message_id,
+        }
+
+
+@dataclass(frozen=True)
 class RowFailure:
     key: bytes
     message: str
@@ -59,6 +96,36 @@ def _latest(family: str, qualifier: bytes | None = None) -> row_filters.RowFilte
         parts.append(row_filters.ColumnQualifierRegexFilter(qualifier))
     parts.append(row_filters.CellsColumnLimitFilter(1))
     return row_filters.RowFilterChain(filters=parts)
+
+
+def counter_qualifier(currency: str, what: str) -> bytes:
+    """The qualifier of one currency's sum or count in a counter row: b"USD:sum", b"JPY:count"."""
+    return f"{currency}:{what}".encode()
+
+
+def counter_cells(currency: str, sum_minor: int, count: int) -> dict[bytes, int]:
+    return {counter_qualifier(currency, SUM): int(sum_minor), counter_qualifier(currency, COUNT): int(count)}
+
+
+def per_currency(cells: dict[bytes, int]) -> dict[str, tuple[int, int]]:
+    """A counter row's cells as {currency: (sum in minor units, count)}."""
+    out: dict[str, list[int]] = {}
+    for qualifier, value in cells.items():
+        currency, _, what = qualifier.decode().partition(":")
+        if what in (SUM, COUNT):
+            out.setdefault(currency, [0, 0])[0 if what == SUM else 1] = int(value)
+    return {currency: (pair[0], pair[1]) for currency, pair in out.items()}
+
+
+def top_qualifier(currency: str, user_id: str) -> bytes:
+    """The qualifier of one user's sum in one currency in a top-spender row: b"USD:u0001"."""
+    return f"{currency}:{user_id}".encode()
+
+
+def parse_top_qualifier(qualifier: bytes) -> tuple[str, str]:
+    """-> (currency, user_id)"""
+    currency, _, user_id = qualifier.decode().partition(":")
+    return currency, user_id
 
 
 def _cells(row: Any, family: str) -> dict[bytes, bytes]:
@@ -100,9 +167,91 @@ def transaction_row(
     return row
 
 
+def id_index_cells(version: Version, run_id: int) -> list[Cell]:
+    """The cells of one id index row: the counted copy of the id and the run that counted it."""
+    return [
+        (ID, b"user", version.user_id.encode()),
+        (ID, b"amount_minor", str(int(version.amount_minor)).encode()),
+        _repeated_cell(ID, b"currency", version.currency),
+        (ID, b"event_us", str(int(version.event_us)).encode()),
+        (ID, b"publish_us", str(int(version.publish_us)).encode()),
+        (ID, b"message_id", version.message_id.encode()),
+        _repeated_cell(META, RUN, str(run_id)),
+    ]
+
+
+def conflict_cells(transaction_id: str, counted: Version, copy: Version, run_id: int) -> list[Cell]:
+    """The cells of one conflict row: both versions, as JSON, with the reason."""
+    return [
+        (ID, b"reason", b"conflicting_duplicate"),
+        (ID, b"transaction_id", transaction_id.encode()),
+        (ID, b"counted", json.dumps(counted.to_json(), sort_keys=True).encode()),
+        (ID, b"copy", json.dumps(copy.to_json(), sort_keys=True).encode()),
+        _repeated_cell(META, RUN, str(run_id)),
+    ]
+
+
+def read_id_index(table: Any, keys: Sequence[bytes]) -> dict[bytes, tuple[int, Version]]:
+    """For each id index key that exists: (the run that counted it, the counted version)."""
+    found: dict[bytes, tuple[int, Version]] = {}
+    both = row_filters.RowFilterChain(
+        filters=[
+            row_filters.RowFilterUnion(
+                filters=[row_filters.FamilyNameRegexFilter(ID), row_filters.FamilyNameRegexFilter(META)]
+            ),
+            row_filters.CellsColumnLimitFilter(1),
+        ]
+    )
+    for chunk in _chunks(sorted(set(keys)), READ_CHUNK):
+        row_set = RowSet()
+        for key in chunk:
+            row_set.add_row_key(key)
+        for row in table.read_rows(row_set=row_set, filter_=both):
+            cells, run = _cells(row, ID), _cells(row, META).get(RUN)
+            if run is None or b"user" not in cells:
+                continue
+            found[row.row_key] = (
+                int(run),
+                Version(
+                    cells[b"user"].decode(),
+                    int(cells[b"amount_minor"]),
+                    cells[b"currency"].decode(),
+                    int(cells[b"event_us"]),
+                    int(cells.get(b"publish_us", b"0")),
+                    cells.get(b"message_id", b"").decode(),
+                ),
+            )
+    return found
+
+
+def read_conflicts(table: Any, start_key: bytes, end_key: bytes, limit: int | None = None) -> list[dict[str, Any]]:
+    """Conflict rows in [start_key, end_key): {transaction_id, run, counted, copy} in key order."""
+    rows = table.read_rows(start_key=start_key, end_key=end_key, filter_=_latest(ID), limit=limit or 0)
+    out = []
+    for row in rows:
+        cells = _cells(row, ID)
+        out.append(
+            {
+                "transaction_id": cells.get(b"transaction_id", b"").decode(),
+                "reason": cells.get(b"reason", b"").decode(),
+                "counted": json.loads(cells.get(b"counted", b"{}")),
+                "copy": json.loads(cells.get(b"copy", b"{}")),
+            }
+        )
+    return out
+
+
 def user_directory_row(table: Any, key: bytes) -> Any:
     row = table.direct_row(key)
     row.set_cell(USER, b"seen", b"1")
+    return row
+
+
+def meta_cells_row(table: Any, key: bytes, cells: dict[bytes, bytes]) -> Any:
+    """The mutation that stores bookkeeping cells (family dcfmeta) in one row."""
+    row = table.direct_row(key)
+    for qualifier, value in cells.items():
+        row.set_cell(META, qualifier, value)
     return row
 
 
@@ -255,7 +404,7 @@ def apply_counter_deltas(
             ]
         )
         for row in table.read_rows(row_set=row_set, filter_=both):
-            current[row.row_key] = {q: int(v) for q, v in _cells(row, family).items()}
+            current[row.row_key] = {q: int(v) for q, v in _cells(row, family).items() if q != RUN}
             run = _cells(row, META).get(RUN)
             if run is not None:
                 markers[row.row_key] = int(run)
@@ -340,7 +489,7 @@ def write_cells(table: Any, key: bytes, family: str, cells: dict[bytes, bytes]) 
 
 
 def dump_table(
-    table: Any, families: Iterable[str] = (LIST, HOUR, MINUTE, TOP, USER)
+    table: Any, families: Iterable[str] = (LIST, HOUR, MINUTE, TOP, USER, ID)
 ) -> dict[bytes, dict[str, dict[bytes, bytes]]]:
     """Every data cell (newest version) by row and family; bookkeeping (dcfmeta) left out. For tests."""
     wanted = set(families)

@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -25,6 +25,8 @@ _ARROW_TO_SPARK = {
     pa.timestamp("us", tz="UTC"): T.TimestampType(),
 }
 EXPECTED_TYPES: dict[str, T.DataType] = {f.name: _ARROW_TO_SPARK[f.type] for f in spool.TRANSACTION_SCHEMA}
+# Spool files of schema version 1 hold `amount_cents` (hundredths) where later ones hold amount_minor.
+LEGACY_AMOUNTS = {"amount_minor": "amount_cents"}
 
 
 class SpoolSchemaError(ValueError):
@@ -59,46 +61,66 @@ def _files_under(filesystem: Any, directory: Any) -> list[str]:
     return found
 
 
-def list_spool_files(spark: SparkSession, spool_dir: str, scan_from: str | None = None) -> list[str]:
-    """Complete transaction files under spool_dir (spool-relative paths, sorted), skipping dt=
-    directories older than scan_from. Names starting with '.' or '_' are not complete files."""
+def list_spool_files(
+    spark: SparkSession, spool_dir: str, closed: dict[str, int] | None = None
+) -> tuple[list[str], dict[str, int]]:
+    """Complete transaction files under spool_dir (spool-relative paths, sorted) in the folders the
+    listing rule (state.folders_to_list) says to list, and every folder's modification time (epoch
+    ms). Names starting with '.' or '_' are not complete files."""
     jvm, filesystem = _hadoop_fs(spark, spool_uri(spool_dir))
     base = filesystem.makeQualified(jvm.org.apache.hadoop.fs.Path(spool_uri(spool_dir))).toString().rstrip("/")
     root = jvm.org.apache.hadoop.fs.Path(f"{base}/{spool.TRANSACTIONS}")
     if not filesystem.exists(root):
-        return []
+        return [], {}
     found: list[str] = []
+    folders: dict[str, Any] = {}
     for status in filesystem.listStatus(root):
         path = status.getPath()
         if status.isDirectory():
-            name = path.getName()
-            if name.startswith((".", "_")) or not state.dir_in_window(name, scan_from):
-                continue
-            found.extend(_files_under(filesystem, path))
+            if not path.getName().startswith((".", "_")):
+                folders[path.getName()] = (path, int(status.getModificationTime()))
         else:
             found.append(path.toString())
+    mtimes = {name: mtime for name, (_, mtime) in folders.items()}
+    for name in state.folders_to_list(mtimes, closed or {}):
+        found.extend(_files_under(filesystem, folders[name][0]))
     relative = (p[len(base) + 1 :] for p in found if p.startswith(base + "/"))
-    return sorted(p for p in relative if state.is_complete_file(p))
+    return sorted(p for p in relative if state.is_complete_file(p)), mtimes
 
 
 def check_schema(df: DataFrame) -> DataFrame:
-    """Return the spool columns of df in spool order; raise SpoolSchemaError naming the first column
-    that is missing or of the wrong type. Extra columns are ignored."""
+    """Return the spool columns of df in spool order (plus the legacy amount column when some file
+    has it; a column only older files have is null in newer ones and the other way round); raise
+    SpoolSchemaError naming the first column that is missing or of the wrong type. Extra columns
+    are ignored."""
     actual = {f.name: f.dataType for f in df.schema.fields}
+    columns = []
     for name, expected in EXPECTED_TYPES.items():
-        if name not in actual:
+        legacy = LEGACY_AMOUNTS.get(name)
+        for column in (name, legacy):
+            if column in actual and actual[column] != expected:
+                raise SpoolSchemaError(
+                    f"spool column '{column}' must be {expected.simpleString()}, got {actual[column].simpleString()}"
+                )
+        if name not in actual and (legacy is None or legacy not in actual):
             raise SpoolSchemaError(f"spool column '{name}' is missing (expected {expected.simpleString()})")
-        if actual[name] != expected:
-            raise SpoolSchemaError(
-                f"spool column '{name}' must be {expected.simpleString()}, got {actual[name].simpleString()}"
-            )
-    return df.select(*EXPECTED_TYPES)
+        columns.append(F.col(name) if name in actual else F.lit(None).cast(expected).alias(name))
+    extra = [F.col(legacy) for legacy in LEGACY_AMOUNTS.values() if legacy in actual]
+    return df.select(*columns, *extra)
+
+
+def _present(df: DataFrame, column: str) -> Column:
+    """A column counts as present when it, or the legacy column standing for it, is not null."""
+    legacy = LEGACY_AMOUNTS.get(column)
+    if legacy is not None and legacy in df.columns:
+        return F.coalesce(F.col(column), F.col(legacy)).isNotNull()
+    return F.col(column).isNotNull()
 
 
 def find_nulls(df: DataFrame) -> DataFrame:
     """One row: `rows`, and per spool column the count of rows where it is null (a file that lacks
     the column reads as nulls once merged with files that have it)."""
-    nulls = [F.sum(F.col(c).isNull().cast("long")).alias(c) for c in EXPECTED_TYPES]
+    nulls = [F.sum((~_present(df, c)).cast("long")).alias(c) for c in EXPECTED_TYPES]
     return df.agg(F.count(F.lit(1)).alias("rows"), *nulls)
 
 
@@ -106,7 +128,7 @@ def null_error(df: DataFrame, counts: dict[str, int], spool_dir: str) -> SpoolSc
     """A SpoolSchemaError naming the first column with nulls and a file holding one, else None."""
     for column in EXPECTED_TYPES:
         if counts.get(column):
-            found = df.where(F.col(column).isNull()).select(F.input_file_name().alias("file")).first()
+            found = df.where(~_present(df, column)).select(F.input_file_name().alias("file")).first()
             where = str(found["file"]).replace(spool_uri(spool_dir) + "/", "") if found else "an unknown file"
             return SpoolSchemaError(
                 f"spool column '{column}' is missing or null in {counts[column]:,} rows, e.g. in {where}"

@@ -21,7 +21,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common import clients, store
+from common import clients, money, store
 from common.config import Config, late_horizon
 from jobs.aggregate import extract, load, state
 from jobs.aggregate import transforms as tf
@@ -43,7 +43,9 @@ class RunSummary:
     rows: int = 0
     duplicates_dropped: int = 0
     already_counted: int = 0
+    conflicts: int = 0
     late_rows: int = 0
+    set_aside: int = 0
     looked_up: int = 0
     rows_written: int = 0
     buckets_written: int = 0
@@ -51,6 +53,7 @@ class RunSummary:
     top_hours_written: int = 0
     users_written: int = 0
     failures: int = 0
+    conflicted_ids: int = 0
     resumed: bool = False
     seconds: float = 0.0
 
@@ -59,7 +62,8 @@ class RunSummary:
         head = f"run {self.run_id}" + (" (resumed)" if self.resumed else "") if self.run_id else "no new spool files"
         return (
             f"{head}: {self.files:,} files, {self.rows:,} rows, {self.duplicates_dropped:,} duplicates dropped, "
-            f"{self.already_counted:,} already counted, {self.late_rows:,} late rows, "
+            f"{self.already_counted:,} already counted, {self.conflicts:,} conflicting copies, "
+            f"{self.late_rows:,} late rows, "
             f"{self.rows_written:,} rows written, {self.buckets_written:,} buckets written, "
             f"{self.failures:,} failures, {self.seconds:.1f} s"
         )
@@ -74,27 +78,36 @@ def truncate_table(cfg: Config) -> None:
 
 
 def drop_already_counted(cfg: Config, run_id: int, transactions: DataFrame, summary: RunSummary) -> DataFrame:
-    """The transactions no earlier run has counted, looked up in the executors (see
-    load.find_counted_elsewhere). Clustering the rows by user and hour lets each batch read each of
-    its buckets once. The result is persisted when some were dropped, so the lookups run once."""
-    looked = (
-        transactions.select("user_id", "hour_start", "event_time", "transaction_id")
-        .repartition("user_id", "hour_start")
-        .sortWithinPartitions("user_id", "hour_start")
-        .mapInArrow(load.find_counted_elsewhere(cfg, run_id), load.COUNTED_SCHEMA)
-        .persist()
-    )
-    stats = looked.agg(F.sum("looked_up").alias("looked_up"), F.count("transaction_id").alias("counted")).first()
+    """The transactions whose id no earlier run has counted, looked up in the id index by the
+    executors (see load.check_id_index); copies that differ from the counted one are recorded as
+    conflicts there. The result is persisted when some were dropped, so the lookups run once."""
+    columns = ("transaction_id", "user_id", "amount_minor", "currency", "event_time", "publish_time", "message_id")
+    looked = transactions.select(*columns).mapInArrow(load.check_id_index(cfg, run_id), load.LOOKUP_SCHEMA).persist()
+    stats = looked.agg(
+        F.sum("looked_up").alias("looked_up"),
+        F.sum((F.col("status") == load.COUNTED).cast("long")).alias("counted"),
+        F.sum((F.col("status") == load.CONFLICT).cast("long")).alias("conflicts"),
+    ).first()
     summary.looked_up = int(stats["looked_up"] or 0) if stats else 0
     summary.already_counted = int(stats["counted"] or 0) if stats else 0
-    if not summary.already_counted:
+    summary.conflicts += int(stats["conflicts"] or 0) if stats else 0
+    if not summary.already_counted and not (stats and stats["conflicts"]):
         looked.unpersist()
         return transactions
-    counted = looked.where(F.col("transaction_id").isNotNull()).select("transaction_id")
-    remaining = transactions.join(counted, "transaction_id", "left_anti").persist(StorageLevel.MEMORY_AND_DISK)
+    dropped = looked.where(F.col("transaction_id").isNotNull()).select("transaction_id")
+    remaining = transactions.join(dropped, "transaction_id", "left_anti").persist(StorageLevel.MEMORY_AND_DISK)
     remaining.count()
     looked.unpersist()
     return remaining
+
+
+def record_conflicts(cfg: Config, run_id: int, raw: DataFrame, flagged: DataFrame, summary: RunSummary) -> list:
+    """Write a conflict row for every copy in the run that differs from the copy kept for its id;
+    returns the failures."""
+    copies = tf.conflicting_copies(raw, flagged)
+    written, failures = _collect_results(copies.mapInArrow(load.write_conflicts(cfg, run_id), load.RESULT_SCHEMA))
+    summary.conflicts += written.get(store.ID, 0) + len(failures)
+    return failures
 
 
 def _collect_results(results: DataFrame) -> tuple[dict[str, int], list[tuple[str, str, str]]]:
@@ -107,9 +120,18 @@ def _collect_results(results: DataFrame) -> tuple[dict[str, int], list[tuple[str
 
 
 def load_transactions(cfg: Config, run_id: int, remaining: DataFrame) -> tuple[dict[str, int], list]:
-    """Write the dcflist rows of the remaining transactions, marked with this run.
+    """Write the id index and dcflist rows of the remaining transactions, marked with this run.
     Returns ({family: rows written}, [(family, failed key, reason)])."""
-    columns = ("user_id", "event_time", "transaction_id", "amount_minor", "currency", "merchant_category")
+    columns = (
+        "user_id",
+        "event_time",
+        "transaction_id",
+        "amount_minor",
+        "currency",
+        "merchant_category",
+        "publish_time",
+        "message_id",
+    )
     return _collect_results(
         remaining.select(*columns).mapInArrow(load.write_transactions(cfg, run_id), load.RESULT_SCHEMA)
     )
@@ -119,9 +141,12 @@ def load_counters(cfg: Config, run_id: int, remaining: DataFrame) -> tuple[dict[
     """Add the remaining transactions' hour, minute and top-spender deltas (once per run per row) and
     write the user directory, as one Spark job so the executors stay busy."""
     buckets = remaining.transform(tf.hourly_buckets)
+    minutes = remaining.transform(tf.minute_stats)
     writers = [
-        buckets.mapInArrow(load.apply_hour_deltas(cfg, run_id), load.RESULT_SCHEMA),
-        remaining.transform(tf.minute_stats).mapInArrow(load.apply_minute_deltas(cfg, run_id), load.RESULT_SCHEMA),
+        tf.per_row(buckets, "user_id", "hour_start").mapInArrow(
+            load.apply_hour_deltas(cfg, run_id), load.RESULT_SCHEMA
+        ),
+        tf.per_row(minutes, "minute_start").mapInArrow(load.apply_minute_deltas(cfg, run_id), load.RESULT_SCHEMA),
         buckets.transform(tf.top_spender_index).mapInArrow(load.apply_top_deltas(cfg, run_id), load.RESULT_SCHEMA),
         remaining.transform(tf.distinct_users).mapInArrow(load.write_users(cfg), load.RESULT_SCHEMA),
     ]
@@ -148,14 +173,19 @@ def _start_run(
         )
     listed_at = datetime.now(UTC)
     with spark_progress(spark, "list spool"):
-        files = extract.list_spool_files(spark, cfg.spool_dir, (status or {}).get("scan_from"))
+        closed_before = state.closed_folders(table)
+        files, folders = extract.list_spool_files(spark, cfg.spool_dir, closed_before)
     done = state.processed_among(table, files)
     new_files = [f for f in files if f not in done]
+    closing = state.folders_to_close(folders, files, done | set(new_files), int(listed_at.timestamp() * 1000))
+    closing = {name: mtime for name, mtime in closing.items() if closed_before.get(name) != mtime}
     if not new_files:
+        if closing:  # nothing new, but some folders are now old enough to be closed
+            state.close_folders(table, closing)
         return None, None
     # Read (schema checked) before the run is recorded, so a bad file can be moved aside.
     raw = extract.read_spool(spark, cfg.spool_dir, new_files)
-    return state.begin_run(table, status, new_files, listed_at), raw
+    return state.begin_run(table, status, new_files, listed_at, closing), raw
 
 
 def _extract(cfg: Config, table: Any, run: state.PendingRun, raw: DataFrame, summary: RunSummary) -> None:
@@ -170,13 +200,22 @@ def _extract(cfg: Config, table: Any, run: state.PendingRun, raw: DataFrame, sum
 
 
 def _transform(cfg: Config, raw: DataFrame, summary: RunSummary) -> DataFrame:
-    """The run's distinct transactions with the late flag, persisted; counts duplicates and late rows."""
+    """The run's distinct transactions with the late and conflicted flags, persisted; counts
+    duplicates and late rows. Rows of old spool files whose amount their currency cannot hold are
+    set aside (counted in set_aside), as are their copies."""
     flagged = raw.transform(tf.dedupe_transactions).transform(tf.flag_late, int(late_horizon(cfg)))
     flagged = flagged.persist(StorageLevel.MEMORY_AND_DISK)
-    stats = flagged.agg(F.count(F.lit(1)).alias("distinct"), F.sum(F.col("late").cast("long")).alias("late")).first()
+    stats = flagged.agg(
+        F.count(F.lit(1)).alias("distinct"),
+        F.sum(F.col("late").cast("long")).alias("late"),
+        F.sum(F.col("amount_minor").isNull().cast("long")).alias("set_aside"),
+        F.sum(F.col("conflicted").cast("long")).alias("conflicted"),
+    ).first()
     distinct = int(stats["distinct"]) if stats else 0
     summary.duplicates_dropped = summary.rows - distinct
     summary.late_rows = int(stats["late"] or 0) if stats else 0
+    summary.set_aside = int(stats["set_aside"] or 0) if stats else 0
+    summary.conflicted_ids = int(stats["conflicted"] or 0) if stats else 0
     return flagged
 
 
@@ -229,6 +268,7 @@ def run_once(spark: SparkSession, cfg: Config, rebuild: bool = False, say: Calla
     say(f"extract: {summary.files:,} files, {summary.rows:,} rows ({time.monotonic() - phase:.1f} s)")
 
     phase = time.monotonic()
+    raw = raw.transform(tf.rescale_legacy_amounts, money.exponents())
     with spark_progress(spark, "dedupe"):
         flagged = _transform(cfg, raw, summary)
     say(
@@ -239,16 +279,25 @@ def run_once(spark: SparkSession, cfg: Config, rebuild: bool = False, say: Calla
     )
 
     phase = time.monotonic()
-    remaining = flagged.transform(tf.on_time).transform(tf.with_hour_start)
-    if state.has_counted_data(table):  # else no run has counted anything yet: nothing to look up
+    remaining = (
+        flagged.where(F.col("amount_minor").isNotNull())
+        .drop("conflicted")
+        .transform(tf.on_time)
+        .transform(tf.with_hour_start)
+    )
+    if state.has_id_index(table):  # else no run has counted anything yet: nothing to look up
         with spark_progress(spark, "look up earlier runs"):
             remaining = drop_already_counted(cfg, run.run_id, remaining, summary)
     say(
-        f"lookup: {summary.looked_up:,} rows in existing buckets, {summary.already_counted:,} already counted "
-        f"({time.monotonic() - phase:.1f} s)"
+        f"lookup: {summary.looked_up:,} ids looked up, {summary.already_counted:,} already counted, "
+        f"{summary.conflicts:,} conflicting copies set aside ({time.monotonic() - phase:.1f} s)"
     )
 
-    failures = _load(spark, cfg, run.run_id, remaining, summary, say)
+    failures = []
+    if summary.conflicted_ids:
+        with spark_progress(spark, "record conflicts"):
+            failures = record_conflicts(cfg, run.run_id, raw, flagged, summary)
+    failures = failures or _load(spark, cfg, run.run_id, remaining, summary, say)
     summary.failures = len(failures)
     for family, key, message in failures[:SHOWN_FAILURES]:
         say(f"failed: {family} row {key}: {message}")
@@ -261,7 +310,8 @@ def run_once(spark: SparkSession, cfg: Config, rebuild: bool = False, say: Calla
             f"run {run.run_id}: {summary.failures:,} Bigtable rows failed (first shown above); "
             "the run stays pending and is retried by the next invocation"
         )
-    state.finish_run(table, run, asdict(summary), datetime.now(UTC))
+    conflicts_before = (state.read_job_status(table) or {}).get("conflicts_total", 0)
+    state.finish_run(table, run, asdict(summary), datetime.now(UTC), conflicts_before)
     summary.seconds = time.monotonic() - started
     say(summary.line())
     return summary

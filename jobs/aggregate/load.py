@@ -23,7 +23,6 @@ from common.timeutil import format_rfc3339_column
 ArrowFn = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
 
 RESULT_SCHEMA = "family string, written long, skipped long, failed_key string, message string"
-COUNTED_SCHEMA = "transaction_id string, looked_up long"
 # Test hook: seconds to sleep after each written batch, so a test can kill a run mid-write.
 PAUSE_ENV = "AGGREGATE_PAUSE_AFTER_BATCH_SECONDS"
 
@@ -66,65 +65,117 @@ def _pause() -> None:
         time.sleep(seconds)
 
 
-def find_counted_elsewhere(cfg: Config, run_id: int) -> ArrowFn:
-    """(user_id, hour_start, event_time, transaction_id), clustered by user and hour -> transaction_id
-    of those another run has counted, plus one row per batch with looked_up = rows looked up.
+LOOKUP_SCHEMA = "transaction_id string, status string, looked_up long"
+COUNTED, CONFLICT = "counted", "conflict"
 
-    Only a transaction whose user-hour bucket exists can have been counted, so a batch reads its
-    buckets first and then the dcflist rows of the transactions in existing buckets. When a batch
-    has nearly one bucket per transaction, reading the buckets first would not save a read, and its
-    dcflist rows are read directly. A dcflist row that carries this run's id was written by an
-    interrupted attempt of this same run: not counted yet."""
+
+def _version(batch: pa.RecordBatch, prefix: str = "") -> list[store.Version]:
+    return [
+        store.Version(user, amount, currency, event_us, publish_us, message_id)
+        for user, amount, currency, event_us, publish_us, message_id in zip(
+            batch.column(f"{prefix}user_id").to_pylist(),
+            batch.column(f"{prefix}amount_minor").to_pylist(),
+            batch.column(f"{prefix}currency").to_pylist(),
+            _micros(batch, f"{prefix}event_time"),
+            _micros(batch, f"{prefix}publish_time"),
+            batch.column(f"{prefix}message_id").to_pylist(),
+            strict=True,
+        )
+    ]
+
+
+def check_id_index(cfg: Config, run_id: int) -> ArrowFn:
+    """The run's transactions (transaction_id, user_id, amount_minor, currency, event_time,
+    publish_time, message_id) -> the ids another run has counted already: status "counted" when the
+    counted copy is the same transaction, "conflict" when it differs (a conflict row holding both
+    versions is written here), plus one row per batch with looked_up = ids looked up.
+
+    One point read per id in the id index, whatever the copy carries: the cost follows the new
+    data, never the history. An index row carrying this run's id was written by an interrupted
+    attempt of this same run, which made the same pick: it is not counted yet."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         table = _table(cfg)
         for batch in batches:
-            users = batch.column("user_id").to_pylist()
             ids = batch.column("transaction_id").to_pylist()
-            micros = _micros(batch, "event_time")
-            hours = _micros(batch, "hour_start")
-            buckets = [rowkeys.hour_bucket_key(u, h // 1_000_000) for u, h in zip(users, hours, strict=True)]
-            if len(set(buckets)) * 2 > len(buckets):
-                candidates = list(range(len(buckets)))
-            else:
-                existing = store.read_run_markers(table, buckets)
-                candidates = [i for i, bucket in enumerate(buckets) if bucket in existing]
-            keys = [rowkeys.transaction_key(users[i], micros[i], ids[i]) for i in candidates]
-            markers = store.read_run_markers(table, keys)
-            counted = [ids[i] for i, key in zip(candidates, keys, strict=True) if markers.get(key, run_id) != run_id]
+            versions = _version(batch)
+            keys = [rowkeys.id_index_key(tid) for tid in ids]
+            index = store.read_id_index(table, keys)
+            dropped: list[tuple[str, str]] = []
+            conflicts: list[tuple[bytes, list[store.Cell]]] = []
+            for tid, key, version in zip(ids, keys, versions, strict=True):
+                found = index.get(key)
+                if found is None or found[0] == run_id:
+                    continue
+                if found[1].same_transaction(version):
+                    dropped.append((tid, COUNTED))
+                else:
+                    dropped.append((tid, CONFLICT))
+                    cells = store.conflict_cells(tid, found[1], version, run_id)
+                    conflicts.append((rowkeys.conflict_key(run_id, tid, version.message_id), cells))
+            failures = store.write_cell_rows(table, conflicts)
+            if failures:
+                raise RuntimeError(f"could not record {len(failures)} conflicting copies: {failures[0].message}")
             yield pa.RecordBatch.from_pydict(
-                {"transaction_id": [*counted, None], "looked_up": [0] * len(counted) + [len(candidates)]},
-                schema=pa.schema([("transaction_id", pa.string()), ("looked_up", pa.int64())]),
+                {
+                    "transaction_id": [t for t, _ in dropped] + [None],
+                    "status": [s for _, s in dropped] + [None],
+                    "looked_up": [0] * len(dropped) + [len(ids)],
+                },
+                schema=pa.schema([("transaction_id", pa.string()), ("status", pa.string()), ("looked_up", pa.int64())]),
             )
 
     return run
 
 
-def write_transactions(cfg: Config, run_id: int) -> ArrowFn:
-    """Transactions (user_id, event_time, transaction_id, amount_minor, currency, merchant_category)
-    -> dcflist rows carrying this run's marker."""
+def write_conflicts(cfg: Config, run_id: int) -> ArrowFn:
+    """Copies that differ from the copy kept in this run (transforms.conflicting_copies) -> conflict
+    rows holding both versions."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         table = _table(cfg)
         for batch in batches:
+            ids = batch.column("transaction_id").to_pylist()
+            rows = [
+                (rowkeys.conflict_key(run_id, tid, copy.message_id), store.conflict_cells(tid, kept, copy, run_id))
+                for tid, kept, copy in zip(ids, _version(batch, "kept_"), _version(batch, "copy_"), strict=True)
+            ]
+            failures = store.write_cell_rows(table, rows)
+            yield _result(store.ID, len(rows) - len(failures), 0, failures)
+
+    return run
+
+
+def write_transactions(cfg: Config, run_id: int) -> ArrowFn:
+    """Transactions (user_id, event_time, transaction_id, amount_minor, currency, merchant_category,
+    publish_time, message_id) -> their id index rows and dcflist rows, carrying this run's marker,
+    in one MutateRows request per batch."""
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        table = _table(cfg)
+        for batch in batches:
+            ids = batch.column("transaction_id").to_pylist()
+            versions = _version(batch)
             rows = [
                 (
-                    rowkeys.transaction_key(user, us, tid),
-                    store.transaction_cells(cents, currency, category, text, run_id),
+                    rowkeys.transaction_key(version.user_id, version.event_us, tid),
+                    store.transaction_cells(version.amount_minor, version.currency, category, text, run_id),
                 )
-                for user, us, text, tid, cents, currency, category in zip(
-                    batch.column("user_id").to_pylist(),
-                    _micros(batch, "event_time"),
+                for tid, version, text, category in zip(
+                    ids,
+                    versions,
                     format_rfc3339_column(batch.column("event_time")),
-                    batch.column("transaction_id").to_pylist(),
-                    batch.column("amount_minor").to_pylist(),
-                    batch.column("currency").to_pylist(),
                     batch.column("merchant_category").to_pylist(),
                     strict=True,
                 )
             ]
-            failures = store.write_cell_rows(table, rows)
-            yield _result(store.LIST, len(rows) - len(failures), 0, failures)
+            index = [
+                (rowkeys.id_index_key(tid), store.id_index_cells(version, run_id))
+                for tid, version in zip(ids, versions, strict=True)
+            ]
+            failures = store.write_cell_rows(table, index + rows)
+            index_failed = sum(1 for f in failures if f.key.startswith(rowkeys.ID_PREFIX.encode()))
+            yield _result(store.LIST, len(rows) - (len(failures) - index_failed), 0, failures)
             _pause()
 
     return run
@@ -141,14 +192,20 @@ def _apply(cfg: Config, run_id: int, family: str, deltas_of: Callable[[pa.Record
     return run
 
 
+def _totals(totals: list[dict[str, Any]]) -> dict[bytes, int]:
+    cells: dict[bytes, int] = {}
+    for t in totals:
+        cells.update(store.counter_cells(t["currency"], t["sum_minor"], t["count"]))
+    return cells
+
+
 def _hour_deltas(batch: pa.RecordBatch) -> dict[bytes, dict[bytes, int]]:
     return {
-        rowkeys.hour_bucket_key(user, hour // 1_000_000): {store.SUM: total, store.COUNT: count}
-        for user, hour, total, count in zip(
+        rowkeys.hour_bucket_key(user, hour // 1_000_000): _totals(totals)
+        for user, hour, totals in zip(
             batch.column("user_id").to_pylist(),
             _micros(batch, "hour_start"),
-            batch.column("sum_cents").to_pylist(),
-            batch.column("count").to_pylist(),
+            batch.column("totals").to_pylist(),
             strict=True,
         )
     }
@@ -156,30 +213,27 @@ def _hour_deltas(batch: pa.RecordBatch) -> dict[bytes, dict[bytes, int]]:
 
 def _minute_deltas(batch: pa.RecordBatch) -> dict[bytes, dict[bytes, int]]:
     return {
-        rowkeys.minute_key(minute // 1_000_000): {store.SUM: total, store.COUNT: count}
-        for minute, total, count in zip(
-            _micros(batch, "minute_start"),
-            batch.column("sum_cents").to_pylist(),
-            batch.column("count").to_pylist(),
-            strict=True,
-        )
+        rowkeys.minute_key(minute // 1_000_000): _totals(totals)
+        for minute, totals in zip(_micros(batch, "minute_start"), batch.column("totals").to_pylist(), strict=True)
     }
 
 
 def _top_deltas(batch: pa.RecordBatch) -> dict[bytes, dict[bytes, int]]:
     return {
-        rowkeys.top_hour_key(hour // 1_000_000): {s["user_id"].encode(): s["sum_cents"] for s in spenders}
+        rowkeys.top_hour_key(hour // 1_000_000): {
+            store.top_qualifier(s["currency"], s["user_id"]): s["sum_minor"] for s in spenders
+        }
         for hour, spenders in zip(_micros(batch, "hour_start"), batch.column("spenders").to_pylist(), strict=True)
     }
 
 
 def apply_hour_deltas(cfg: Config, run_id: int) -> ArrowFn:
-    """Hourly buckets (user_id, hour_start, sum_cents, count) -> dcfbhour counters, once per run."""
+    """Hourly bucket rows (user_id, hour_start, totals) -> dcfbhour counters, once per run."""
     return _apply(cfg, run_id, store.HOUR, _hour_deltas)
 
 
 def apply_minute_deltas(cfg: Config, run_id: int) -> ArrowFn:
-    """Minute stats (minute_start, sum_cents, count) -> dcfbmin counters, once per run."""
+    """Minute rows (minute_start, totals) -> dcfbmin counters, once per run."""
     return _apply(cfg, run_id, store.MINUTE, _minute_deltas)
 
 

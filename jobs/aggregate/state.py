@@ -5,10 +5,21 @@
                                       has not finished, or "" when none
                     last_finished_at  RFC 3339
                     last_summary      JSON counts of the last finished run
-                    scan_from         YYYY-MM-DD: spool dt= directories older than this are complete
-                                      and fully processed, so a run no longer lists them
+                    conflicts_total   conflicting copies found by all finished runs
+                    lease             "<holder>|<expiry, epoch µs>" of the process running a job (lease.py)
     ~file#<path>    run               the run that processed this spool file (path relative to spool_dir)
     ~run#<id>       summary           JSON counts of that run
+    ~dir#<folder>   mtime             the modification time (epoch ms) a spool folder under
+                                      transactions/ had when every file in it was processed
+
+The listing rule: a run lists the folder names under transactions/ with their modification times
+(one call) and lists the files of every folder except those closed with the same modification
+time they have now. Adding or renaming a file into a folder changes its time, so a file that lands
+late in an old folder (a lagging copy, a host whose clock is behind) reopens it: no complete file
+is ever skipped, whatever its folder is called and whatever either clock says, while closed folders
+cost nothing. A folder is closed only once it is older than CLOSE_MARGIN at listing time, so a
+rename in the same clock tick as the listing cannot hide. Where folders carry no modification time
+(object stores), every folder is listed.
 
 State lives beside the data so a table that comes back empty is rebuilt from the whole spool by
 the next run. This module does not import PySpark: the web app's /health reads it too.
@@ -19,22 +30,21 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from common import rowkeys, spool, store
 from common.config import Config
-from common.timeutil import format_rfc3339, parse_rfc3339
+from common.timeutil import format_rfc3339
 
 LAST_RUN = b"last_run"
 PENDING = b"pending"
 FINISHED_AT = b"last_finished_at"
 SUMMARY = b"last_summary"
-SCAN_FROM = b"scan_from"
+CONFLICTS_TOTAL = b"conflicts_total"
 RUN_SUMMARY = b"summary"
-# A spool file is named when its write starts and appears when it completes; a day covers any
-# writer still finishing (and clock skew), so directories older than that are closed.
-SCAN_MARGIN = timedelta(days=1)
+MTIME = b"mtime"
+CLOSE_MARGIN_MS = 60_000
 
 
 class JobStateError(RuntimeError):
@@ -48,6 +58,7 @@ class PendingRun:
     run_id: int
     files: list[str] = field(default_factory=list)
     listed_at: str = ""
+    close_folders: dict[str, int] = field(default_factory=dict)  # folder -> mtime (ms) to record as closed
 
 
 # --- spool listing rules (shared by the job's Hadoop listing and the backlog count) ----------
@@ -59,21 +70,35 @@ def is_complete_file(relative_path: str) -> bool:
     return relative_path.endswith(".parquet") and not any(p.startswith((".", "_")) for p in parts)
 
 
-def dir_in_window(dir_name: str, scan_from: str | None) -> bool:
-    """Whether a directory directly under transactions/ still needs listing; only dt=YYYY-MM-DD
-    directories older than scan_from are skipped."""
-    if not scan_from or not dir_name.startswith("dt="):
-        return True
-    return dir_name[3:] >= scan_from
+def folder_of(relative_path: str) -> str:
+    """The folder under transactions/ a spool-relative path is in ("" for a file directly there)."""
+    parts = relative_path.split("/")
+    return parts[1] if len(parts) > 2 else ""
 
 
-def next_scan_from(listed_at: datetime) -> str:
-    """The scan_from a run that listed the spool at `listed_at` and finished may record."""
-    return (listed_at - SCAN_MARGIN).strftime("%Y-%m-%d")
+def folders_to_list(folders: dict[str, int], closed: dict[str, int]) -> list[str]:
+    """The folders (name -> modification time, epoch ms) whose files must be listed: all but those
+    closed with the very modification time they have now. A time of 0 (unknown) is never trusted."""
+    return sorted(name for name, mtime in folders.items() if not (mtime > 0 and closed.get(name) == mtime))
 
 
-def list_spool_files(spool_dir: str, scan_from: str | None = None) -> list[str]:
-    """Complete transaction files (spool-relative paths, sorted) through pyarrow's filesystems.
+def folders_to_close(
+    folders: dict[str, int], files: list[str], processed: set[str], listed_at_ms: int
+) -> dict[str, int]:
+    """The listed folders to record as closed once the run that processes `files` minus `processed`
+    finishes: every listed file in them is then processed, and they were last changed at least
+    CLOSE_MARGIN_MS before the listing."""
+    open_folders = {folder_of(f) for f in files if f not in processed}
+    return {
+        name: mtime
+        for name, mtime in folders.items()
+        if name and 0 < mtime <= listed_at_ms - CLOSE_MARGIN_MS and name not in open_folders
+    }
+
+
+def list_spool_files(spool_dir: str, closed: dict[str, int] | None = None) -> tuple[list[str], dict[str, int]]:
+    """Complete transaction files (spool-relative paths, sorted) under the folders the listing rule
+    says to list, and every folder's modification time (epoch ms), through pyarrow's filesystems.
 
     Works for local paths and the URIs pyarrow knows (gs://, hdfs://); raises OSError when the
     spool cannot be listed."""
@@ -87,18 +112,19 @@ def list_spool_files(spool_dir: str, scan_from: str | None = None) -> list[str]:
     base = base.rstrip("/")
     root = f"{base}/{spool.TRANSACTIONS}"
     found: list[str] = []
-    top = filesystem.get_file_info(pafs.FileSelector(root, allow_not_found=True))
-    for info in top:
+    folders: dict[str, Any] = {}
+    for info in filesystem.get_file_info(pafs.FileSelector(root, allow_not_found=True)):
         name = info.path.rsplit("/", 1)[-1]
-        if info.type == pafs.FileType.Directory:
-            if not dir_in_window(name, scan_from) or name.startswith((".", "_")):
-                continue
-            inner = filesystem.get_file_info(pafs.FileSelector(info.path, recursive=True))
-            found.extend(i.path for i in inner if i.type == pafs.FileType.File)
+        if info.type == pafs.FileType.Directory and not name.startswith((".", "_")):
+            folders[name] = (info, int(info.mtime_ns // 1_000_000) if info.mtime_ns else 0)
         elif info.type == pafs.FileType.File:
             found.append(info.path)
+    mtimes = {name: mtime for name, (_, mtime) in folders.items()}
+    for name in folders_to_list(mtimes, closed or {}):
+        inner = filesystem.get_file_info(pafs.FileSelector(folders[name][0].path, recursive=True))
+        found.extend(i.path for i in inner if i.type == pafs.FileType.File)
     relative = (p[len(base) + 1 :] for p in found)
-    return sorted(p for p in relative if is_complete_file(p))
+    return sorted(p for p in relative if is_complete_file(p)), mtimes
 
 
 # --- reads ------------------------------------------------------------------------------------
@@ -115,8 +141,8 @@ def _decode_json(cells: dict[bytes, bytes], qualifier: bytes) -> Any:
 
 
 def read_job_status(table: Any) -> dict[str, Any] | None:
-    """The ~job row as a dict (last_run, pending, last_finished_at, last_summary, scan_from), or
-    None when the job has never run against this table."""
+    """The ~job row as a dict (last_run, pending, last_finished_at, last_summary, conflicts_total),
+    or None when the job has never run against this table."""
     cells = store.read_row_cells(table, rowkeys.JOB_KEY, store.META)
     if not cells:
         return None
@@ -126,7 +152,7 @@ def read_job_status(table: Any) -> dict[str, Any] | None:
         "pending": pending,
         "last_finished_at": cells.get(FINISHED_AT, b"").decode() or None,
         "last_summary": _decode_json(cells, SUMMARY),
-        "scan_from": cells.get(SCAN_FROM, b"").decode() or None,
+        "conflicts_total": int(cells.get(CONFLICTS_TOTAL, b"0") or b"0"),
     }
 
 
@@ -136,7 +162,12 @@ def pending_run(status: dict[str, Any] | None) -> PendingRun | None:
     if not pending:
         return None
     try:
-        return PendingRun(int(pending["run_id"]), [str(f) for f in pending["files"]], str(pending.get("listed_at", "")))
+        return PendingRun(
+            int(pending["run_id"]),
+            [str(f) for f in pending["files"]],
+            str(pending.get("listed_at", "")),
+            {str(k): int(v) for k, v in (pending.get("close_folders") or {}).items()},
+        )
     except (KeyError, TypeError, ValueError):
         raise JobStateError(f"~job pending is not {{run_id, files}}: {str(pending)[:120]}") from None
 
@@ -159,12 +190,21 @@ def has_counted_data(table: Any) -> bool:
     return bool(store.read_keys(table, store.HOUR, b"\x00", b"\xff", limit=1))
 
 
+def has_id_index(table: Any) -> bool:
+    """True when some run has recorded a counted transaction id."""
+    return bool(store.read_keys(table, store.ID, *rowkeys.id_index_range(), limit=1))
+
+
+def closed_folders(table: Any) -> dict[str, int]:
+    """The spool folders recorded as closed, with the modification time (epoch ms) they had then."""
+    rows = store.read_counter_rows(table, store.META, *rowkeys.spool_dir_range())
+    return {rowkeys.parse_spool_dir_key(key): cells.get(MTIME, 0) for key, cells in rows}
+
+
 def spool_backlog(cfg: Config, table: Any) -> int:
-    """Complete spool files the next run would process: listed the way the job lists them and not
-    yet marked processed. Raises OSError when the spool cannot be listed."""
-    status = read_job_status(table)
-    scan_from = (status or {}).get("scan_from")
-    files = list_spool_files(cfg.spool_dir, scan_from)
+    """Complete spool files the next run would process: listed the way the job lists them (every
+    folder not closed) and not yet marked processed. Raises OSError when the spool cannot be listed."""
+    files, _ = list_spool_files(cfg.spool_dir, closed_folders(table))
     return len(files) - len(processed_among(table, files))
 
 
@@ -177,10 +217,24 @@ def _write_job_cells(table: Any, cells: dict[bytes, bytes]) -> None:
         raise JobStateError(f"could not write the job state row: {failures[0].message}")
 
 
-def begin_run(table: Any, status: dict[str, Any] | None, files: list[str], listed_at: datetime) -> PendingRun:
-    """Record a new run (last_run + 1) with its files as pending, before any data is touched."""
-    run = PendingRun((status or {}).get("last_run", 0) + 1, sorted(files), format_rfc3339(listed_at))
-    payload = {"run_id": run.run_id, "files": run.files, "listed_at": run.listed_at}
+def begin_run(
+    table: Any,
+    status: dict[str, Any] | None,
+    files: list[str],
+    listed_at: datetime,
+    close_folders: dict[str, int] | None = None,
+) -> PendingRun:
+    """Record a new run (last_run + 1) with its files (and the folders it closes when it finishes)
+    as pending, before any data is touched."""
+    run = PendingRun(
+        (status or {}).get("last_run", 0) + 1, sorted(files), format_rfc3339(listed_at), dict(close_folders or {})
+    )
+    payload = {
+        "run_id": run.run_id,
+        "files": run.files,
+        "listed_at": run.listed_at,
+        "close_folders": run.close_folders,
+    }
     _write_job_cells(table, {PENDING: json.dumps(payload).encode()})
     return run
 
@@ -191,7 +245,18 @@ def abandon_run(table: Any, run: PendingRun) -> None:
     _write_job_cells(table, {PENDING: b""})
 
 
-def finish_run(table: Any, run: PendingRun, summary: dict[str, Any], finished_at: datetime) -> None:
+def close_folders(table: Any, folders: dict[str, int]) -> None:
+    """Record spool folders (name -> modification time, epoch ms) as closed: every file in them is
+    processed, so runs skip them until their modification time changes."""
+    rows = [store.meta_cells_row(table, rowkeys.spool_dir_key(n), {MTIME: str(m).encode()}) for n, m in folders.items()]
+    failures = store.write_rows(table, rows)
+    if failures:
+        raise JobStateError(f"could not record {len(failures)} spool folders as closed, e.g. {failures[0].key!r}")
+
+
+def finish_run(
+    table: Any, run: PendingRun, summary: dict[str, Any], finished_at: datetime, conflicts_before: int = 0
+) -> None:
     """Mark the run's files processed, then clear pending and record the run as the last one.
 
     Files first: a crash between the two leaves the run pending, and resuming it changes nothing."""
@@ -199,6 +264,7 @@ def finish_run(table: Any, run: PendingRun, summary: dict[str, Any], finished_at
     failures = store.write_rows(table, rows)
     if failures:
         raise JobStateError(f"could not mark {len(failures)} spool files processed, e.g. {failures[0].key!r}")
+    close_folders(table, run.close_folders)
     text = json.dumps(summary, sort_keys=True).encode()
     failures = store.write_cells(table, rowkeys.run_key(run.run_id), store.META, {RUN_SUMMARY: text})
     if failures:
@@ -208,7 +274,6 @@ def finish_run(table: Any, run: PendingRun, summary: dict[str, Any], finished_at
         PENDING: b"",
         FINISHED_AT: format_rfc3339(finished_at).encode(),
         SUMMARY: text,
+        CONFLICTS_TOTAL: str(conflicts_before + int(summary.get("conflicts", 0))).encode(),
     }
-    if run.listed_at:
-        cells[SCAN_FROM] = next_scan_from(parse_rfc3339(run.listed_at)).encode()
     _write_job_cells(table, cells)

@@ -2,10 +2,12 @@
 
 They take a DataFrame and plain values (never a session, a path or a client), use built-in Spark
 functions only, and do integer arithmetic on epoch microseconds so the result never depends on the
-session time zone. Money stays in integer cents (LongType) from the spool to the sums.
+session time zone. Money stays in integer minor units of its currency (LongType) from the spool
+to the sums, and every sum is grouped by currency: no two currencies are ever added.
 
 Input columns (the spool's): transaction_id, user_id, amount_minor, currency, merchant_category,
-event_time, publish_time, message_id.
+event_time, publish_time, message_id. A transaction id is a transaction's identity: the fields
+IDENTITY must agree between all copies of one id.
 """
 
 from __future__ import annotations
@@ -26,18 +28,63 @@ SPOOL_COLUMNS = (
     "message_id",
 )
 
+IDENTITY = ("user_id", "amount_minor", "currency", "event_time")
+LEGACY_AMOUNT = "amount_cents"  # spool files of schema version 1 held every amount in hundredths
+
 
 def _floor_time(column: str, step_us: int) -> Column:
     micros = F.unix_micros(F.col(column))
     return F.timestamp_micros(micros - F.pmod(micros, F.lit(step_us)))
 
 
+def rescale_legacy_amounts(df: DataFrame, exponents: dict[str, int]) -> DataFrame:
+    """Spool rows of either schema version -> amount_minor in the currency's own minor units.
+
+    Version 1 files hold `amount_cents` (hundredths, whatever the currency); version 2 files hold
+    `amount_minor`. A hundredths amount is rescaled by the currency's exponent (from `exponents`,
+    ISO 4217 code -> places); one that its currency cannot hold exactly (10.50 JPY) or in an unknown
+    currency becomes null, so the caller can set it aside. Without a legacy column, df is unchanged."""
+    if LEGACY_AMOUNT not in df.columns:
+        return df
+    places = F.create_map(*[F.lit(x) for code, exp in sorted(exponents.items()) for x in (code, exp)])[
+        F.col("currency")
+    ]
+    cents = F.col(LEGACY_AMOUNT)
+    up = cents * F.pow(F.lit(10), F.greatest(places - 2, F.lit(0))).cast("long")
+    step = F.pow(F.lit(10), F.greatest(2 - places, F.lit(0))).cast("long")  # never 0 (ANSI division)
+    down = F.when(F.pmod(cents, step) == 0, F.floor(cents / step).cast("long"))
+    legacy = F.when(places >= 2, up).when(places < 2, down)
+    minor = F.col("amount_minor") if "amount_minor" in df.columns else F.lit(None).cast("long")
+    return df.withColumn("amount_minor", F.coalesce(minor, legacy)).drop(LEGACY_AMOUNT)
+
+
 def dedupe_transactions(df: DataFrame) -> DataFrame:
-    """One row per transaction_id, columns unchanged. The copy kept is the one published first,
-    then the smallest message_id, so the pick is the same however the rows were split or ordered."""
+    """One row per transaction_id, the spool columns plus `conflicted`. The copy kept is the one
+    published first, then the smallest message_id, so the pick is the same however the rows were
+    split or ordered. `conflicted` is true when some copy of the id differs from another in a field
+    of IDENTITY (see conflicting_copies)."""
     kept = [c for c in SPOOL_COLUMNS if c not in ("transaction_id", "publish_time", "message_id")]
     first = F.min(F.struct("publish_time", "message_id", *kept)).alias("first")
-    return df.groupBy("transaction_id").agg(first).select("transaction_id", "first.*").select(*SPOOL_COLUMNS)
+    low, high = F.min(F.struct(*IDENTITY)).alias("low"), F.max(F.struct(*IDENTITY)).alias("high")
+    return (
+        df.groupBy("transaction_id")
+        .agg(first, low, high)
+        .select("transaction_id", "first.*", (F.col("low") != F.col("high")).alias("conflicted"))
+        .select(*SPOOL_COLUMNS, "conflicted")
+    )
+
+
+def conflicting_copies(raw: DataFrame, firsts: DataFrame) -> DataFrame:
+    """The copies in `raw` that differ in IDENTITY from the copy kept for their id (`firsts`, from
+    dedupe_transactions): transaction_id, then kept_* and copy_* for user_id, amount_minor, currency,
+    event_time, publish_time and message_id."""
+    fields = (*IDENTITY, "publish_time", "message_id")
+    kept = firsts.where("conflicted").select("transaction_id", *[F.col(c).alias(f"kept_{c}") for c in fields])
+    copies = raw.select("transaction_id", *[F.col(c).alias(f"copy_{c}") for c in fields])
+    differs = F.lit(False)
+    for c in IDENTITY:
+        differs = differs | ~F.col(f"kept_{c}").eqNullSafe(F.col(f"copy_{c}"))
+    return kept.join(copies, "transaction_id").where(differs)
 
 
 def flag_late(df: DataFrame, late_horizon_seconds: int) -> DataFrame:
@@ -58,27 +105,35 @@ def with_hour_start(df: DataFrame) -> DataFrame:
 
 
 def hourly_buckets(df: DataFrame) -> DataFrame:
-    """Per user and UTC hour of event time: user_id, hour_start, sum_cents, count."""
+    """Per user, UTC hour of event time and currency: user_id, hour_start, currency, sum_minor, count."""
     return (
-        df.groupBy("user_id", _floor_time("event_time", HOUR_US).alias("hour_start"))
-        .agg(F.sum("amount_minor").alias("sum_cents"), F.count(F.lit(1)).alias("count"))
-        .select("user_id", "hour_start", "sum_cents", "count")
+        df.groupBy("user_id", _floor_time("event_time", HOUR_US).alias("hour_start"), "currency")
+        .agg(F.sum("amount_minor").alias("sum_minor"), F.count(F.lit(1)).alias("count"))
+        .select("user_id", "hour_start", "currency", "sum_minor", "count")
     )
 
 
 def minute_stats(df: DataFrame) -> DataFrame:
-    """Over all users, per UTC minute of event time: minute_start, sum_cents, count."""
+    """Over all users, per UTC minute of event time and currency: minute_start, currency, sum_minor, count."""
     return (
-        df.groupBy(_floor_time("event_time", MINUTE_US).alias("minute_start"))
-        .agg(F.sum("amount_minor").alias("sum_cents"), F.count(F.lit(1)).alias("count"))
-        .select("minute_start", "sum_cents", "count")
+        df.groupBy(_floor_time("event_time", MINUTE_US).alias("minute_start"), "currency")
+        .agg(F.sum("amount_minor").alias("sum_minor"), F.count(F.lit(1)).alias("count"))
+        .select("minute_start", "currency", "sum_minor", "count")
     )
 
 
+def per_row(df: DataFrame, *keys: str) -> DataFrame:
+    """Per-currency totals (keys..., currency, sum_minor, count) -> one row per Bigtable row: keys...,
+    totals = [(currency, sum_minor, count)] sorted by currency. A counter row is then changed by one
+    writer, once, with every currency it holds."""
+    total = F.struct("currency", "sum_minor", "count")
+    return df.groupBy(*keys).agg(F.array_sort(F.collect_list(total)).alias("totals"))
+
+
 def top_spender_index(buckets: DataFrame) -> DataFrame:
-    """From hourly buckets, one row per hour: hour_start, spenders = [(user_id, sum_cents)] sorted by
-    user_id. It becomes one Bigtable row per hour, so the hour's top spenders are one row read."""
-    spender = F.struct("user_id", "sum_cents")
+    """From hourly buckets, one row per hour: hour_start, spenders = [(currency, user_id, sum_minor)]
+    sorted. It becomes one Bigtable row per hour, so the hour's top spenders are one row read."""
+    spender = F.struct("currency", "user_id", "sum_minor")
     return buckets.groupBy("hour_start").agg(F.array_sort(F.collect_list(spender)).alias("spenders"))
 
 
