@@ -47,6 +47,8 @@ class Config:
     ingest_token: str = ""
     pubsub_emulator_host: str = "127.0.0.1:8085"
     bigtable_emulator_host: str = "127.0.0.1:8086"
+    outage_backoff_max_seconds: float = 60.0
+    outage_report_seconds: float = 60.0
 
     @property
     def amount_min_cents(self) -> int:
@@ -104,6 +106,8 @@ def validate(cfg: Config) -> Config:
         "min_spending_period_seconds",
         "live_speedup",
         "spool_roll_seconds",
+        "outage_backoff_max_seconds",
+        "outage_report_seconds",
     ):
         value = getattr(cfg, key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:

@@ -77,19 +77,41 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
+STOP_GRACE_SECONDS = 10.0  # after a stop, how long unconfirmed messages may still be confirmed
+
+
+def _watch_progress(publisher: TransactionPublisher, bar: tqdm[None], done: threading.Event) -> None:
+    """Keep the bar current, and show while messages wait on Pub/Sub and for how long (the
+    publisher's backoff also says it on stderr every `outage_report_seconds`)."""
+    while not done.wait(0.5):
+        waiting = publisher.waiting_seconds()
+        if waiting >= 2.0:
+            bar.set_postfix_str(f"waiting on Pub/Sub for {waiting:.0f} s, {publisher.unconfirmed:,} unconfirmed")
+        elif bar.postfix:
+            bar.set_postfix_str("")
+        bar.update(publisher.published - bar.n)
+
+
 def emit(
     publisher: TransactionPublisher,
     batches: Iterable[list[EncodedTransaction]],
     stop: threading.Event | None = None,
     paced: bool = False,
     progress: bool = True,
+    give_up: threading.Event | None = None,
 ) -> EmitResult:
     """Publish every encoded transaction of `batches` until they run out or `stop` is set; wait for
     every outcome; return the counts. `paced` holds each one back until the wall clock reaches its
     event time (live mode). Shows a progress bar with the rate unless `progress` is False.
+    Through an outage the wait for outcomes lasts as long as it takes; once `stop` is set it lasts
+    at most STOP_GRACE_SECONDS, or until `give_up` is set (what is left is reported unconfirmed).
     The time (and so the rate) runs from the first batch's arrival to the last confirmation."""
     stop = stop or threading.Event()
+    give_up = give_up or threading.Event()
     bar = tqdm(unit=" msg", desc="published", disable=not progress, smoothing=0.1, mininterval=0.5)
+    watching = threading.Event()
+    watcher = threading.Thread(target=_watch_progress, args=(publisher, bar, watching), daemon=True)
+    watcher.start()
     first_us: int | None = None
     last_us: int | None = None
     started: float | None = None
@@ -106,14 +128,17 @@ def emit(
                     delay = item[2] / 1e6 - time.time()
                     if delay > 0 and stop.wait(delay):
                         break
-                    bar.update(publisher.published - bar.n)
                 elif stop.is_set():
                     break
-                publish(item)
+                if not publish(item, stop):
+                    break
                 last_us = item[2]
-            bar.update(publisher.published - bar.n)
     finally:
-        counts = publisher.close()
+        if not stop.is_set():  # ran to the end: wait out an outage, however long, unless stopped
+            publisher.wait(give_up=stop)
+        counts = publisher.close(timeout=STOP_GRACE_SECONDS, give_up=give_up)
+        watching.set()
+        watcher.join()
         seconds = time.perf_counter() - started if started is not None else 0.0
         bar.update(counts.published - bar.n)
         bar.close()
@@ -148,14 +173,42 @@ def _window(args: argparse.Namespace, cfg: Config, now: datetime) -> tuple[datet
     return start, end, 1.0
 
 
+def _unconfirmed_message(
+    args: argparse.Namespace, cfg: Config, counts: PublishCounts, start: datetime, end: datetime | None
+) -> str:
+    """What was left unconfirmed when the emitter stopped, and (simulation mode) how to send it."""
+    line = (
+        f"emitter: {counts.unconfirmed:,} transactions were not confirmed by Pub/Sub "
+        f"({counts.published:,} were; the ledger lists only those)"
+    )
+    if end is None:
+        return line + "; live transactions cannot be generated again"
+    again = [
+        "python -m emitter",
+        *(["--config", args.config] if args.config else []),
+        f"--users {cfg.users} --seed {cfg.seed} --start {format_rfc3339(start)} --end {format_rfc3339(end)}",
+        *([f"--limit {args.limit}"] if args.limit else []),
+        *(["--ledger NEW.csv"] if args.ledger else []),
+    ]
+    return (
+        line + f"; to send them, run the same seed over the same window: {' '.join(again)} "
+        "(the transactions already confirmed are sent again as duplicates and count once)"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = load_config(args.config, {"users": args.users, "seed": args.seed, "live_speedup": args.speedup})
     start, end, time_scale = _window(args, cfg, utcnow())
     request = SimulationRequest(Population.from_config(cfg), start, end, time_scale, args.limit)
     stop = threading.Event()
+    give_up = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        # The first signal stops emitting (what is unconfirmed gets a few seconds more); a second
+        # one stops waiting for Pub/Sub.
+        if stop.is_set():
+            give_up.set()
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -169,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             publisher = TransactionPublisher(cfg, ledger=ledger, ensure_topic=False)
             mode = f"live, {time_scale:g}x" if end is None else f"{format_rfc3339(start)} .. {format_rfc3339(end)}"
             log(f"emitter: {cfg.users} users, seed {cfg.seed}, {mode} -> {publisher.topic}")
-            result = emit(publisher, producer, stop, paced=end is None, progress=not args.quiet)
+            result = emit(publisher, producer, stop, paced=end is None, progress=not args.quiet, give_up=give_up)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -186,6 +239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if counts.failed:
         log(f"error: {counts.failed} transactions could not be published; first error: {counts.first_error}")
         return EXIT_PUBLISH_FAILED
+    if counts.unconfirmed:
+        log(_unconfirmed_message(args, cfg, counts, start, end))
+        return EXIT_INTERRUPTED if end is not None else EXIT_PUBLISH_FAILED
     if result.stopped_early and end is not None:
         return EXIT_INTERRUPTED
     return 0
