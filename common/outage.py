@@ -63,6 +63,15 @@ def is_outage(exc: BaseException) -> bool:
     return False
 
 
+def outage_line(exc: BaseException, limit: int = 200) -> str:
+    """The line of `exc`'s text that names the outage (an executor's error carries a whole remote
+    traceback), else its first line; shortened to `limit` characters."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    telling = [line for line in lines if any(marker in line for marker in _OUTAGE_MARKERS)]
+    line = (telling or lines or [exc.__class__.__name__])[-1 if telling else 0]
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 def describe_os_error(exc: OSError, what: str) -> str:
     """One line for a failed write under `what` (a config key): full, read-only, or the OS's words."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -87,8 +96,9 @@ class Backoff:
     `failed(reason)` records a failure and returns how long to wait before the next attempt (0.5 s,
     then doubling up to `cap`, with a little jitter so several retriers do not march in step); the
     first failure and then one every `report_every` seconds are reported through `say` as
-    "<name>: <service> unreachable for N s (<reason>); retrying every M s". `succeeded()` ends the
-    outage (reported as "<service> back after N s"). Thread-safe: pullers may share one."""
+    "<name>: <service> unreachable for N s (<reason>); retrying with backoff up to M s".
+    `succeeded()` ends the outage (reported as "<service> back after N s"). Thread-safe: pullers
+    may share one."""
 
     def __init__(
         self,
@@ -98,9 +108,14 @@ class Backoff:
         cap: float = 60.0,
         report_every: float = 60.0,
         initial: float = 0.5,
+        problem: str = "{service} unreachable for {since:.0f} s ({reason})",
+        recovered: str = "{service} back after {since:.0f} s",
     ) -> None:
+        """`problem` and `recovered` word the lines; they may use {service}, {since} and (problem
+        only) {reason}."""
         self.name, self.service, self.say = name, service, say
         self.cap, self.report_every, self.initial = cap, report_every, initial
+        self.problem, self.recovered = problem, recovered
         self._lock = threading.Lock()
         self._since: float | None = None
         self._reported: float | None = None
@@ -142,10 +157,8 @@ class Backoff:
             wait = self._delay_locked()
             since = now - self._since
         if due:
-            self.say(
-                f"{self.name}: {self.service} unreachable for {since:.0f} s ({reason}); "
-                f"retrying with backoff up to {self.cap:g} s"
-            )
+            problem = self.problem.format(service=self.service, since=since, reason=reason)
+            self.say(f"{self.name}: {problem}; retrying with backoff up to {self.cap:g} s")
         return wait
 
     def succeeded(self) -> None:
@@ -153,4 +166,5 @@ class Backoff:
         with self._lock:
             since, self._since, self._failures, self._reported = self._since, None, 0, None
         if since is not None:
-            self.say(f"{self.name}: {self.service} back after {time.monotonic() - since:.0f} s")
+            recovered = self.recovered.format(service=self.service, since=time.monotonic() - since)
+            self.say(f"{self.name}: {recovered}")

@@ -9,6 +9,7 @@ directory fsynced. Readers skip names starting with '.' or '_'. Names sort by wr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterable
@@ -61,20 +62,46 @@ def new_file_path(spool_dir: str, kind: str, now: datetime | None = None) -> Pat
     return local_path(spool_dir) / kind / f"dt={now:%Y-%m-%d}" / name
 
 
-def write_atomic(table: pa.Table, path: Path) -> Path:
-    """Write a Parquet file so it is either absent or complete and durable at `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        pq.write_table(table, handle, compression="zstd")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+def _fsync_dir(directory: Path) -> None:
+    dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _make_dirs(directory: Path) -> None:
+    """Create `directory` and any missing parents, fsyncing the parent of each one created, so a
+    new dt= folder (and the file renamed into it) survives a power cut."""
+    missing = []
+    current = directory
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir()
+        except FileExistsError:  # made meanwhile by another writer, which fsyncs its parent too
+            continue
+        _fsync_dir(folder.parent)
+
+
+def write_atomic(table: pa.Table, path: Path) -> Path:
+    """Write a Parquet file so it is either absent or complete and durable at `path`. On any error
+    (a full or read-only disk) the temp file is removed and the error raised; nothing is left."""
+    _make_dirs(path.parent)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            pq.write_table(table, handle, compression="zstd")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
     return path
 
 

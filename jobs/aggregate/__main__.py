@@ -7,6 +7,11 @@
 Progress and the summary go to stderr. Exit codes: 0 done, 1 the run failed (it stays pending and
 the next run resumes it), 2 a bad flag or config value, 3 Bigtable unreachable, 75 another run
 holds the lock (try again later).
+
+With --every, a run that fails (Bigtable unreachable, rows that could not be written) is tried
+again after a capped exponential backoff (config: outage_backoff_max_seconds, never longer than the
+period), with one line per failed run and a summary every outage_report_seconds, until it succeeds;
+the loop itself ends only on SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ if not __package__:  # run as a file (spark-submit jobs/aggregate/__main__.py): 
 import signal  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+import traceback  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
 from types import FrameType  # noqa: E402
 from typing import Any  # noqa: E402
@@ -27,6 +33,7 @@ from typing import Any  # noqa: E402
 from common import clients  # noqa: E402
 from common.cli import EXIT_UNAVAILABLE, ArgumentParser, UsageError, add_config_argument, log, run  # noqa: E402
 from common.config import Config, load_config  # noqa: E402
+from common.outage import Backoff, is_outage, outage_line  # noqa: E402
 from common.timeutil import TimeFormatError, parse_duration  # noqa: E402
 from jobs.aggregate.lock import RunLocked, run_lock  # noqa: E402
 
@@ -99,9 +106,11 @@ class Runner:
             log(f"error: {exc}")
             return EXIT_FAILED
         except Exception as exc:
-            if not job.service_error(exc):
+            # A Bigtable error raised inside an executor reaches here as a PythonException or a
+            # Py4JJavaError: is_outage reads the gRPC status from its text.
+            if not (job.service_error(exc) or is_outage(exc)):
                 raise
-            log(f"error: Bigtable: {str(exc).splitlines()[0]}")
+            log(f"error: Bigtable: {outage_line(exc)}")
             return EXIT_UNAVAILABLE
         return 0
 
@@ -124,14 +133,37 @@ def run_every(runner: Runner, seconds: float, wait: bool) -> int:
     previous: dict[signal.Signals, Callable[..., Any] | int | None] = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         previous[sig] = signal.signal(sig, on_signal)
+    cfg = runner.cfg
+    backoff = Backoff(
+        "aggregate",
+        "Bigtable",
+        log,
+        cap=min(cfg.outage_backoff_max_seconds, seconds),
+        report_every=cfg.outage_report_seconds,
+        initial=min(1.0, seconds),
+        problem="runs failing for {since:.0f} s ({reason})",
+        recovered="a run succeeded again after {since:.0f} s of failures",
+    )
     code = 0
     try:
         while not stop.is_set():
             started = time.monotonic()
-            code = runner.run_once(rebuild=False, wait=wait)
+            try:
+                code = runner.run_once(rebuild=False, wait=wait)
+            except Exception as exc:  # a bug, not an outage: say it all, keep the schedule
+                log(traceback.format_exc().rstrip())
+                log(f"error: the run failed: {outage_line(exc)}")
+                code = EXIT_FAILED
             if code == EXIT_LOCKED:
                 log("aggregate: skipped this run; trying again at the next one")
-            stop.wait(max(0.0, seconds - (time.monotonic() - started)))
+            if code in (0, EXIT_LOCKED):
+                if backoff.down:
+                    backoff.succeeded()
+                stop.wait(max(0.0, seconds - (time.monotonic() - started)))
+            else:
+                # Failed (it stays pending): the next attempt comes after the backoff, from now.
+                reason = "Bigtable unreachable" if code == EXIT_UNAVAILABLE else f"exit {code}"
+                stop.wait(backoff.failed(reason))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

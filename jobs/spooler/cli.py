@@ -3,7 +3,12 @@
 Valid transactions go to <spool_dir>/transactions/, rejected messages (with the reason) to
 <spool_dir>/dead-letter/; messages are acked only once the file holding them is durable. Runs
 until SIGINT/SIGTERM (which flush and exit cleanly) or, with --until-idle, until the subscription
-has been quiet that long.
+has been quiet that long (time in which Pub/Sub does not answer does not count).
+
+Pub/Sub unreachable, or a spool_dir that is full or read-only, is waited out with a capped backoff
+(config: outage_backoff_max_seconds) and a line on stderr every outage_report_seconds. Exit codes:
+0 done, 1 stopped while messages could not be written (they stay unacked), 2 a bad flag or config
+value, 3 Pub/Sub unreachable at start.
 """
 
 from __future__ import annotations
@@ -90,4 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         bar.close()
     log(summary(stats))
+    if spooler.unwritten:
+        log(
+            f"error: {spooler.unwritten} messages could not be written to the spool "
+            f"({spooler.write_backoff.last_reason}); they were not acked, and Pub/Sub delivers them again"
+        )
+        return 1
     return 0

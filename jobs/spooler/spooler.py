@@ -10,6 +10,13 @@ Flow control: pullers stop pulling while 1.5 x spool_roll_messages messages are 
 full batch fits while the next one fills during the write, and memory stays flat on any backlog.
 Held messages whose ack deadline draws near get it extended.
 
+Outages: a pull that fails because Pub/Sub cannot be reached (or does not answer within
+PULL_TIMEOUT_SECONDS) is tried again after a capped exponential backoff, for as long as it takes,
+with a line on stderr every `outage_report_seconds`; `until_idle` counts only time in which Pub/Sub
+answers. A batch whose file cannot be written (a full or read-only spool_dir) stays held, unacked,
+its temp file removed, and is written again after the same backoff, with one line saying what is
+wrong (`spool_dir is full`, `spool_dir is read-only`).
+
 Why unary Pull and not StreamingPull: the local Pub/Sub emulator (0.8.20) never notices that a
 streaming pull has ended (its gRPC layer fails on the client's cancel) and keeps routing the
 subscription's messages to the dead stream, so a restarted spooler would never see them again; it
@@ -34,8 +41,10 @@ from google.api_core import retry as gretry
 from google.cloud.pubsub_v1 import types
 
 from common import clients, spool
+from common.cli import log
 from common.config import Config, ConfigError
 from common.message import MessageError, parse_message
+from common.outage import Backoff, describe_os_error, first_line, is_outage
 from jobs.spooler.batch import SpoolBatch
 
 DEFAULT_PULLERS = 4
@@ -87,6 +96,7 @@ class Spooler:
         pullers: int = DEFAULT_PULLERS,
         until_idle: float | None = None,
         on_progress: Any = None,
+        say: Any = log,
     ) -> None:
         if not spool.is_local(cfg.spool_dir):
             raise ConfigError(f"config key 'spool_dir' must be a local path for the spooler, got {cfg.spool_dir!r}")
@@ -107,6 +117,19 @@ class Spooler:
         self._last_message = time.monotonic()
         self._errors: list[BaseException] = []
         self._ack_pool = ThreadPoolExecutor(ACK_THREADS, thread_name_prefix="spooler-ack")
+        cap, every = cfg.outage_backoff_max_seconds, cfg.outage_report_seconds
+        self.pubsub_backoff = Backoff("spooler", "Pub/Sub", say, cap=cap, report_every=every)
+        self.write_backoff = Backoff(
+            "spooler",
+            "spool_dir",
+            say,
+            cap=cap,
+            report_every=every,
+            problem="{reason}; its messages stay unacked (for {since:.0f} s)",
+            recovered="{service} writable again after {since:.0f} s",
+        )
+        self._write_retry_at = 0.0
+        self.unwritten = 0  # messages held when run() ended because their file could not be written
 
     def stop(self) -> None:
         """Ask `run()` to flush what it holds and return (safe from a signal handler)."""
@@ -116,7 +139,7 @@ class Spooler:
     # ---- puller threads ----
 
     def _pull_loop(self, subscriber: Any, path: str) -> None:
-        retry = gretry.Retry(predicate=_TRANSIENT, initial=0.2, maximum=5.0, multiplier=2.0, timeout=60.0)
+        retry = gretry.Retry(predicate=_TRANSIENT, initial=0.2, maximum=2.0, multiplier=2.0, timeout=5.0)
         try:
             while not self._stop.is_set():
                 with self._lock:
@@ -132,8 +155,17 @@ class Spooler:
                         retry=retry,
                         timeout=PULL_TIMEOUT_SECONDS,
                     )
-                except gexc.DeadlineExceeded:  # nothing arrived in time
+                except Exception as exc:
+                    if not is_outage(exc):
+                        raise
+                    # No answer: wait, and let no idle time accrue while Pub/Sub is away.
+                    wait = self.pubsub_backoff.failed(first_line(exc))
+                    with self._lock:
+                        self._last_message = time.monotonic()
+                    self._stop.wait(wait)
                     continue
+                if self.pubsub_backoff.down:
+                    self.pubsub_backoff.succeeded()
                 received = types.PullResponse.pb(response).received_messages
                 if received:
                     self._accept(received)
@@ -190,8 +222,19 @@ class Spooler:
             return due
 
     def _write(self, subscriber: Any, path: str, batches: list[SpoolBatch]) -> None:
-        for batch in batches:
-            written = batch.write(self.cfg.spool_dir)
+        for index, batch in enumerate(batches):
+            try:
+                written = batch.write(self.cfg.spool_dir)
+            except OSError as exc:
+                # Nothing of this batch is acked; it and the ones after it go back to the front of
+                # the queue (their leases are kept up) and are written again after a backoff.
+                wait = self.write_backoff.failed(f"{describe_os_error(exc, 'spool_dir')} ({self.cfg.spool_dir})")
+                self._write_retry_at = time.monotonic() + wait
+                with self._lock:
+                    self._full.extendleft(reversed(batches[index:]))
+                return
+            if self.write_backoff.down:
+                self.write_backoff.succeeded()
             reasons = collections.Counter(batch.dead_letters["reason"])
             with self._lock:
                 self.stats.spooled += batch.transaction_count
@@ -221,6 +264,8 @@ class Spooler:
     def _extend_leases(self, subscriber: Any, path: str, ack_deadline: int) -> None:
         """Push back the ack deadline of held messages before it runs out (a batch waiting for its
         age roll may be held longer than the subscription's deadline)."""
+        if self.pubsub_backoff.down:  # the pullers are waiting it out; a call now would only hang
+            return
         with self._lock:
             held = [b for b in (*self._full, self._batch) if len(b) and b.lease_age() > ack_deadline / 2]
             chunks = [list(b.acks) for b in held]
@@ -233,7 +278,7 @@ class Spooler:
                         subscription=path,
                         ack_ids=ack_ids[start : start + ACK_CHUNK],
                         ack_deadline_seconds=ack_deadline,
-                        timeout=30.0,
+                        timeout=10.0,
                     )
 
     def run(self, poll_seconds: float = 0.25) -> SpoolerStats:
@@ -255,7 +300,8 @@ class Spooler:
                 self._wake.clear()
                 if self._errors:
                     raise clients.ServiceUnavailable(f"pulling from {path} failed: {self._errors[0]}")
-                self._write(subscriber, path, self._take_batches(flush_all=False))
+                if time.monotonic() >= self._write_retry_at:
+                    self._write(subscriber, path, self._take_batches(flush_all=False))
                 self._extend_leases(subscriber, path, ack_deadline)
                 if self._on_progress:
                     self._on_progress(self.stats)
@@ -266,6 +312,8 @@ class Spooler:
             for thread in threads:
                 thread.join()
             self._write(subscriber, path, self._take_batches(flush_all=True))
+            with self._lock:
+                self.unwritten = sum(len(b) for b in self._full)
             self._ack_pool.shutdown(wait=True)
         finally:
             self._stop.set()
