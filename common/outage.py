@@ -83,8 +83,11 @@ def describe_os_error(exc: OSError, what: str) -> str:
     return f"{what}: {exc.strerror or exc}"
 
 
-def first_line(exc: BaseException, limit: int = 160) -> str:
-    """The error's class and the first line of its message, shortened."""
+def first_line(exc: BaseException, limit: int = 120) -> str:
+    """The error's class and the first line of its message, shortened (for a RetryError, those of
+    the last error it retried)."""
+    if isinstance(exc, gexc.RetryError) and exc.cause is not None:
+        exc = exc.cause
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     line = f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__
     return line if len(line) <= limit else line[: limit - 3] + "..."

@@ -83,12 +83,15 @@ STOP_GRACE_SECONDS = 10.0  # after a stop, how long unconfirmed messages may sti
 def _watch_progress(publisher: TransactionPublisher, bar: tqdm[None], done: threading.Event) -> None:
     """Keep the bar current, and show while messages wait on Pub/Sub and for how long (the
     publisher's backoff also says it on stderr every `outage_report_seconds`)."""
+    shown = False
     while not done.wait(0.5):
         waiting = publisher.waiting_seconds()
         if waiting >= 2.0:
             bar.set_postfix_str(f"waiting on Pub/Sub for {waiting:.0f} s, {publisher.unconfirmed:,} unconfirmed")
-        elif bar.postfix:
+            shown = True
+        elif shown:
             bar.set_postfix_str("")
+            shown = False
         bar.update(publisher.published - bar.n)
 
 

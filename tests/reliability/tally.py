@@ -21,9 +21,17 @@ class Tally:
     fuzz: Counter[str] = field(default_factory=Counter)
     compared: Counter[str] = field(default_factory=Counter)
     discrepancies: Counter[str] = field(default_factory=Counter)
+    survived: Counter[str] = field(default_factory=Counter)  # outages every process lived through
+    disk_faults: Counter[str] = field(default_factory=Counter)
 
     def fault(self, kind: str, count: int = 1) -> None:
         self.faults[kind] += count
+
+    def outage_survived(self, kind: str, count: int = 1) -> None:
+        self.survived[kind] += count
+
+    def disk_fault(self, kind: str, count: int = 1) -> None:
+        self.disk_faults[kind] += count
 
     def tried_malformed(self, kind: str, count: int = 1) -> None:
         self.malformed[kind] += count
@@ -36,7 +44,7 @@ class Tally:
         self.discrepancies[kind] += differing
 
     def empty(self) -> bool:
-        return not (self.faults or self.malformed or self.fuzz or self.compared)
+        return not (self.faults or self.malformed or self.fuzz or self.compared or self.survived or self.disk_faults)
 
     def as_dict(self) -> dict[str, Any]:
         def block(counter: Counter[str]) -> dict[str, Any]:
@@ -44,6 +52,8 @@ class Tally:
 
         return {
             "faults_injected": block(self.faults),
+            "outages_survived": block(self.survived),
+            "disk_faults_injected": block(self.disk_faults),
             "malformed_inputs_tried": block(self.malformed),
             "fuzz_cases_run": block(self.fuzz),
             "values_compared": block(self.compared),
@@ -55,6 +65,8 @@ class Tally:
         out = []
         for title, counter in (
             ("faults injected", self.faults),
+            ("outages survived", self.survived),
+            ("disk faults injected", self.disk_faults),
             ("malformed inputs tried", self.malformed),
             ("fuzz cases run", self.fuzz),
             ("values compared with the ledger", self.compared),
