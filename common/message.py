@@ -4,21 +4,32 @@ Wire form (JSON, UTF-8):
     {"schema_version": 1, "transaction_id": "...", "user_id": "u0001", "amount": "42.17",
      "currency": "USD", "event_time": "2026-11-21T08:00:00.123456Z", "merchant_category": "grocery"}
 Attributes: event_time (RFC 3339) and schema_version.
-The legacy one-line CSV form "user_id,amount,epoch_seconds" is accepted too; its transaction_id is
-derived from the line's content, so a redelivered line is still counted once.
+The legacy one-line CSV form "user_id,amount,epoch_seconds" is accepted too (always USD); its
+transaction_id is derived from the line's content, so a redelivered line is still counted once.
+
+Hostile input costs about what a valid message costs. msgspec decodes the body in C straight into
+typed fields (strings stay strings; a number is never converted: its text is kept) and fails fast on
+anything else, so no input reaches a numeric conversion before a bounded ASCII grammar has accepted
+its text. The fields are the seven above and no others: an unknown or repeated key is refused, so a
+typo or a second "amount" never changes what is counted.
+
+Amounts are integer minor units of their ISO 4217 currency (common.money: JPY 0 places, USD 2,
+BHD 3). The bound `max_abs_amount` is in major units and applies in every currency.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-from common.money import format_minor
+import msgspec
+
+from common import money
 from common.timeutil import TimeFormatError, format_rfc3339, parse_rfc3339
 
 SCHEMA_VERSION = 1
@@ -26,18 +37,39 @@ USER_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 TRANSACTION_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 CURRENCY = re.compile(r"[A-Z]{3}")
 CATEGORY = re.compile(r"[A-Za-z0-9_ .&/-]{1,64}")
-_CSV = re.compile(r"^\s*([^,\s]*)\s*,\s*([^,\s]*)\s*,\s*([^,\s]*)\s*$")
-_CSV_NAMESPACE = uuid.UUID("6f1c9a52-3a8e-4d0b-9a57-2d0c5e1f7b11")
+FIELDS = ("schema_version", "transaction_id", "user_id", "amount", "currency", "event_time", "merchant_category")
 EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_FUTURE = timedelta(days=1)
-DEFAULT_MAX_ABS_CENTS = 100_000_000  # 1,000,000.00
+DEFAULT_MAX_ABS_AMOUNT = Decimal("1000000")  # in major units, in every currency
 DEFAULT_MAX_BYTES = 8192
-# The common "123.45" form, read without Decimal (the spooler parses every message).
-_PLAIN_AMOUNT = re.compile(r"(-?)([0-9]{1,16})\.([0-9][0-9])")
-# Built once: json.loads with keyword arguments builds a new decoder on every call. JSON numbers
-# become Decimal (never float); NaN/Infinity literals stay text so they are refused by name.
-_JSON = json.JSONDecoder(parse_float=Decimal, parse_constant=lambda constant: constant)
-_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))  # likewise for json.dumps
+
+# The grammars every text passes before anything converts it (all ASCII, all bounded).
+# An amount: optional sign, digits, optional fraction. No exponent, no spaces, no other digits.
+_AMOUNT = re.compile(r"([+-]?)([0-9]{1,40})(?:\.([0-9]{1,40}))?", re.ASCII)
+_NON_FINITE = frozenset(["nan", "inf", "infinity"])
+# RFC 3339 with its offset (fromisoformat, which reads it, also takes forms RFC 3339 does not).
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})",
+    re.ASCII,
+)
+# Epoch seconds in the CSV form: up to 12 digits, up to microseconds.
+_EPOCH = re.compile(r"(-?)([0-9]{1,12})(?:\.([0-9]{1,6}))?", re.ASCII)
+_CSV = re.compile(r"^\s*([^,\s]*)\s*,\s*([^,\s]*)\s*,\s*([^,\s]*)\s*$")
+_CSV_NAMESPACE = uuid.UUID("6f1c9a52-3a8e-4d0b-9a57-2d0c5e1f7b11")
+_EPOCH_START = datetime(1970, 1, 1, tzinfo=UTC)
+
+# A key's closing quote (a string followed by a colon). In the fast path it counts keys: never fewer
+# than there are, so a repeated key cannot hide (a value starting with ':' only sends the message
+# the careful way).
+_KEY_END = re.compile(rb'"\s*:')
+# Every JSON string token, keys kept (group 1), values dropped: what is left lists the keys in order.
+_STRING = rb'"(?:[^"\\]|\\.)*"'
+_KEEP_KEYS = re.compile(rb"(" + _STRING + rb")(?=\s*:)|" + _STRING, re.DOTALL)
+_KEYS = re.compile(rb'"((?:[^"\\]|\\.)*)"', re.DOTALL)
+_AMOUNT_LITERAL = re.compile(rb'"amount"\s*:\s*(-?(?:NaN|Infinity))')
+_SMALL_INT = re.compile(rb"-?[0-9]{1,18}")
+_LONGEST_NUMBER = 64
+_UNKNOWN_FIELD = re.compile(r"unknown field `(.*)`")
 
 
 class MessageError(ValueError):
@@ -53,7 +85,7 @@ class MessageError(ValueError):
 class Transaction:
     transaction_id: str
     user_id: str
-    amount_minor: int
+    amount_minor: int  # in the currency's minor units (common.money)
     currency: str
     event_time: datetime
     merchant_category: str
@@ -63,7 +95,7 @@ class Transaction:
             "schema_version": SCHEMA_VERSION,
             "transaction_id": self.transaction_id,
             "user_id": self.user_id,
-            "amount": format_minor(self.amount_minor, self.currency),
+            "amount": money.format_minor(self.amount_minor, self.currency),
             "currency": self.currency,
             "event_time": format_rfc3339(self.event_time),
             "merchant_category": self.merchant_category,
@@ -71,52 +103,117 @@ class Transaction:
 
     def encode(self) -> bytes:
         """The message body as compact UTF-8 JSON."""
-        return _COMPACT_JSON.encode(self.to_json_dict()).encode()
+        return _ENCODER.encode(self.to_json_dict())
 
     def attributes(self) -> dict[str, str]:
         return {"event_time": format_rfc3339(self.event_time), "schema_version": str(SCHEMA_VERSION)}
 
 
-def _need_str(obj: dict[str, Any], key: str) -> str:
-    if key not in obj or obj[key] is None:
-        raise MessageError("missing_field", f"'{key}' is required")
-    value = obj[key]
-    if not isinstance(value, str):
-        raise MessageError("bad_type", f"'{key}' must be a string, got {type(value).__name__}")
-    return value
+_ENCODER = msgspec.json.Encoder()
+_UNSET: Any = msgspec.UNSET
+
+
+class _Wire(msgspec.Struct, forbid_unknown_fields=True):
+    """The valid message's shape, decoded in one C pass: anything else fails and takes the careful
+    path, which names what is wrong."""
+
+    transaction_id: str
+    user_id: str
+    amount: str
+    event_time: str
+    schema_version: int | str = _UNSET
+    currency: str = _UNSET
+    merchant_category: str = _UNSET
+
+
+class _Fields(msgspec.Struct, forbid_unknown_fields=True):
+    """Any object of the known keys, each value kept as its raw JSON text (skipped, not decoded)."""
+
+    schema_version: msgspec.Raw = _UNSET
+    transaction_id: msgspec.Raw = _UNSET
+    user_id: msgspec.Raw = _UNSET
+    amount: msgspec.Raw = _UNSET
+    currency: msgspec.Raw = _UNSET
+    event_time: msgspec.Raw = _UNSET
+    merchant_category: msgspec.Raw = _UNSET
+
+
+_WIRE = msgspec.json.Decoder(_Wire)
+_FIELDS = msgspec.json.Decoder(_Fields)
+_TEXT = msgspec.json.Decoder(str)
+_ANY_RAW = msgspec.json.Decoder(msgspec.Raw)
+
+
+class _Container:
+    """Stands for a JSON array or object value (never decoded)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+
+class _Number:
+    """The text of a JSON number that is not a small integer, kept unconverted."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, _Container):
+        return value.kind
+    if isinstance(value, _Number):
+        return "number"
+    return {bool: "boolean", int: "number", str: "string", type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def check_user_id(value: Any) -> str:
     if not isinstance(value, str) or not USER_ID.fullmatch(value):
-        raise MessageError("bad_user_id", f"'user_id' must match [A-Za-z0-9_.-]{{1,64}}, got {str(value)[:80]!r}")
+        shown = value if isinstance(value, str) else _type_name(value)
+        raise MessageError("bad_user_id", f"'user_id' must match [A-Za-z0-9_.-]{{1,64}}, got {shown[:80]!r}")
     return value
 
 
-def parse_amount(value: Any, max_abs_cents: int = DEFAULT_MAX_ABS_CENTS) -> int:
-    """A decimal string (or exact JSON number) with at most two places -> integer cents."""
-    if isinstance(value, str) and (plain := _PLAIN_AMOUNT.fullmatch(value)):
-        sign, whole, cents = plain.groups()
-        amount_minor = int(whole) * 100 + int(cents)
-        if amount_minor > max_abs_cents:
-            raise MessageError("absurd_amount", f"'amount' {value[:40]} exceeds {format_minor(max_abs_cents, 'USD')} in size")
-        return -amount_minor if sign else amount_minor
-    if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
-        raise MessageError("bad_type", f"'amount' must be a decimal string, got {type(value).__name__}")
-    text = str(value).strip()
-    # re.ASCII: Decimal and \d also take other scripts' digits ("١٢.٥٠"), which the wire form does not.
-    if not re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?|[+-]?(nan|inf|infinity)", text, re.I | re.A):
-        raise MessageError("bad_amount", f"'amount' is not a decimal number: {text[:40]!r}")
-    try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        raise MessageError("bad_amount", f"'amount' is not a decimal number: {text[:40]!r}") from None
-    if not amount.is_finite():
-        raise MessageError("non_finite_amount", f"'amount' must be finite, got {text[:40]!r}")
-    if abs(amount) > Decimal(max_abs_cents).scaleb(-2):
-        raise MessageError("absurd_amount", f"'amount' {text[:40]} exceeds {format_minor(max_abs_cents, 'USD')} in size")
-    if amount != amount.quantize(Decimal("0.01")):
-        raise MessageError("sub_cent_amount", f"'amount' has more than two decimal places: {text[:40]!r}")
-    return int(amount.scaleb(2))
+@functools.lru_cache(maxsize=1024)
+def _bound_minor(max_abs_amount: Decimal, currency: str) -> int:
+    """max_abs_amount (major units) in the currency's minor units, rounded down."""
+    return int(max_abs_amount.scaleb(money.exponent(currency)))
+
+
+def parse_amount(value: Any, currency: str = "USD", max_abs_amount: Decimal = DEFAULT_MAX_ABS_AMOUNT) -> int:
+    """A decimal string (or the text of a JSON number) in `currency` -> integer minor units.
+
+    Refused: anything but a plain decimal (bad_amount; no exponent, no other script's digits),
+    NaN/Infinity (non_finite_amount), more places than the currency has (too_many_decimals),
+    more than max_abs_amount in size (absurd_amount)."""
+    if isinstance(value, _Number):
+        text = value.text
+    elif isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise MessageError("bad_type", f"'amount' must be a decimal string, got {_type_name(value)}")
+    else:
+        text = str(value)  # a JSON integer here has at most 19 digits (_scalar)
+    plain = _AMOUNT.fullmatch(text)
+    if plain is None:
+        if len(text) <= 9 and text.lstrip("+-").lower() in _NON_FINITE:
+            raise MessageError("non_finite_amount", f"'amount' must be finite, got {text!r}")
+        raise MessageError("bad_amount", f"'amount' must be a plain decimal such as 42.17, got {text[:40]!r}")
+    sign, whole, fraction = plain.groups()
+    fraction = (fraction or "").rstrip("0")
+    places = money.exponent(currency)
+    if len(fraction) > places:
+        detail = f"'amount' {text[:40]!r} has more than {places} decimal places, the most {currency} has"
+        raise MessageError("too_many_decimals", detail)
+    whole = whole.lstrip("0") or "0"
+    bound = _bound_minor(max_abs_amount, currency)
+    units = None
+    if len(whole) <= 18:  # money.to_minor's range; more is absurd anyway
+        try:
+            units = money.to_minor(f"{sign}{whole}.{fraction}" if fraction else f"{sign}{whole}", currency)
+        except money.AmountError as exc:
+            raise MessageError("bad_amount", f"'amount' {exc}") from None
+    if units is None or abs(units) > bound:
+        limit = money.format_minor(bound, currency)
+        raise MessageError("absurd_amount", f"'amount' {text[:40]} {currency} exceeds {limit} in size")
+    return units
 
 
 def check_event_time(event_time: datetime, now: datetime) -> datetime:
@@ -127,81 +224,209 @@ def check_event_time(event_time: datetime, now: datetime) -> datetime:
     return event_time
 
 
-def _parse_csv(text: str, now: datetime, max_abs_cents: int) -> Transaction:
+def _parse_event_time(value: Any, now: datetime) -> datetime:
+    if value is _UNSET or value is None:
+        raise MessageError("missing_field", "'event_time' is required")
+    if not isinstance(value, str):
+        raise MessageError("bad_type", f"'event_time' must be a string, got {_type_name(value)}")
+    if not _RFC3339.fullmatch(value):
+        detail = f"'event_time' must be RFC 3339 with an offset, such as 2026-11-21T08:00:00Z, got {value[:40]!r}"
+        raise MessageError("bad_event_time", detail)
+    try:
+        event_time = parse_rfc3339(value)
+    except TimeFormatError as exc:
+        raise MessageError("bad_event_time", f"'event_time' {exc}") from None
+    return check_event_time(event_time, now)
+
+
+def _check_fields(
+    version: Any,
+    transaction_id: Any,
+    user_id: Any,
+    amount: Any,
+    currency: Any,
+    event_time: Any,
+    category: Any,
+    now: datetime,
+    max_abs_amount: Decimal,
+) -> Transaction:
+    """The per-field checks, in FIELDS order; a value of _UNSET is an absent key."""
+    if version is not _UNSET and (isinstance(version, bool) or version not in (SCHEMA_VERSION, "1")):
+        shown = version if isinstance(version, (str, int)) else _type_name(version)
+        raise MessageError("bad_schema_version", f"'schema_version' must be {SCHEMA_VERSION}, got {str(shown)[:20]!r}")
+    if transaction_id is _UNSET or transaction_id is None:
+        raise MessageError("missing_field", "'transaction_id' is required")
+    if not isinstance(transaction_id, str):
+        raise MessageError("bad_type", f"'transaction_id' must be a string, got {_type_name(transaction_id)}")
+    if not TRANSACTION_ID.fullmatch(transaction_id):
+        raise MessageError(
+            "bad_transaction_id", f"'transaction_id' must match [A-Za-z0-9_.:-]{{1,128}}, got {transaction_id[:80]!r}"
+        )
+    if user_id is _UNSET or user_id is None:
+        raise MessageError("missing_field", "'user_id' is required")
+    check_user_id(user_id)
+    if currency is _UNSET:
+        currency = "USD"
+    elif not isinstance(currency, str) or not CURRENCY.fullmatch(currency):
+        shown = currency if isinstance(currency, str) else _type_name(currency)
+        raise MessageError("bad_currency", f"'currency' must be a 3-letter ISO 4217 code, got {shown[:20]!r}")
+    if not money.is_currency(currency):
+        raise MessageError("unknown_currency", f"'currency' {currency!r} is not an ISO 4217 code")
+    if amount is _UNSET or amount is None:
+        raise MessageError("missing_field", "'amount' is required")
+    amount_minor = parse_amount(amount, currency, max_abs_amount)
+    when = _parse_event_time(event_time, now)
+    if category is _UNSET:
+        category = "unknown"
+    elif not isinstance(category, str) or not CATEGORY.fullmatch(category):
+        shown = category if isinstance(category, str) else _type_name(category)
+        raise MessageError(
+            "bad_merchant_category", f"'merchant_category' must be 1-64 plain characters, got {shown[:40]!r}"
+        )
+    return Transaction(transaction_id, user_id, amount_minor, currency, when, category)
+
+
+def _scalar(raw: bytes) -> Any:
+    """One raw JSON value (already checked by msgspec) as str, bool, None, _Number or _Container."""
+    first = raw[:1]
+    if first == b'"':
+        return _TEXT.decode(raw)
+    if first in (b"{", b"["):
+        return _Container("object" if first == b"{" else "array")
+    if raw == b"true" or raw == b"false":
+        return raw == b"true"
+    if raw == b"null":
+        return None
+    if _SMALL_INT.fullmatch(raw):
+        return int(raw)
+    if len(raw) > _LONGEST_NUMBER:
+        raise MessageError("bad_json", f"not valid JSON: a number of {len(raw)} characters")
+    return _Number(raw.decode("ascii"))
+
+
+def _repeated_key(data: bytes) -> str | None:
+    """The first key that appears twice in a flat JSON object, or None. Bounded: the keys are the
+    seven known ones, so among any eight one repeats."""
+    keys = _KEYS.findall(_KEEP_KEYS.sub(rb"\1", data))
+    if len(keys) <= 1:
+        return None
+    names = [_TEXT.decode(b'"' + key + b'"') if b"\\" in key else key.decode() for key in keys[: len(FIELDS) + 1]]
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
+
+
+def _parse_json_carefully(data: bytes, now: datetime, max_abs_amount: Decimal) -> Transaction:
+    """The path of every body the fast decode refused: find the reason, at bounded cost."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MessageError("bad_encoding", "payload is not UTF-8") from None
+    start = data.lstrip()[:1]
+    if start != b"{":
+        try:
+            _ANY_RAW.decode(data)  # skipped, not built: a deep array costs no more than a flat one
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+            raise MessageError("bad_json", f"not valid JSON: {exc}"[:200]) from None
+        kind = {b"[": "array", b'"': "string", b"n": "null", b"t": "boolean", b"f": "boolean"}.get(start, "number")
+        raise MessageError("bad_json", f"JSON body must be an object, got {kind}")
+    try:
+        fields = _FIELDS.decode(data)
+    except msgspec.ValidationError as exc:
+        unknown = _UNKNOWN_FIELD.search(str(exc))
+        name = unknown.group(1)[:40] if unknown else "?"
+        raise MessageError("unknown_field", f"field {name!r} is not one of {', '.join(FIELDS)}") from None
+    except msgspec.DecodeError as exc:
+        literal = _AMOUNT_LITERAL.search(data)
+        if literal:
+            raise MessageError("non_finite_amount", f"'amount' must be finite, got {literal[1].decode()}") from None
+        raise MessageError("bad_json", f"not valid JSON: {exc}"[:200]) from None
+    except RecursionError:
+        raise MessageError("bad_json", "not valid JSON: too deeply nested") from None
+    except UnicodeDecodeError:
+        raise MessageError("bad_encoding", "payload is not UTF-8 (an encoded surrogate)") from None
+    raws = [raw if (raw := getattr(fields, name)) is _UNSET else bytes(raw) for name in FIELDS]
+    if all(raw is _UNSET or raw[:1] not in (b"{", b"[") for raw in raws):  # flat: its keys can be listed
+        repeated = _repeated_key(data)
+        if repeated is not None:
+            raise MessageError("duplicate_key", f"'{repeated}' appears more than once")
+    try:
+        values = [raw if raw is _UNSET else _scalar(raw) for raw in raws]
+    except UnicodeDecodeError:
+        raise MessageError("bad_encoding", "payload is not UTF-8 (an encoded surrogate)") from None
+    version, transaction_id, user_id, amount, currency, event_time, category = values
+    return _check_fields(version, transaction_id, user_id, amount, currency, event_time, category, now, max_abs_amount)
+
+
+def _parse_csv(data: bytes, now: datetime, max_abs_amount: Decimal) -> Transaction:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MessageError("bad_encoding", "payload is not UTF-8") from None
     match = _CSV.match(text)
     if not match:
         raise MessageError("bad_json", "body is neither a JSON object nor a 'user_id,amount,epoch_seconds' line")
     user_id, amount, epoch = match.groups()
     check_user_id(user_id)
-    cents = parse_amount(amount, max_abs_cents)
-    try:
-        seconds = Decimal(epoch)
-        if not seconds.is_finite() or not epoch.isascii():
-            raise InvalidOperation
-        micros = int((seconds * 1_000_000).to_integral_value())
-        event_time = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
-    except (InvalidOperation, OverflowError, ValueError):
-        raise MessageError("bad_event_time", f"'epoch_seconds' is not a number: {epoch[:40]!r}") from None
+    amount_minor = parse_amount(amount, "USD", max_abs_amount)
+    seconds = _EPOCH.fullmatch(epoch)
+    if seconds is None:
+        raise MessageError(
+            "bad_event_time", f"'epoch_seconds' must be up to 12 digits and 6 decimals, got {epoch[:40]!r}"
+        )
+    sign, whole, fraction = seconds.groups()
+    micros = int(whole) * 1_000_000 + int((fraction or "").ljust(6, "0"))
+    event_time = _EPOCH_START + timedelta(microseconds=-micros if sign else micros)
     check_event_time(event_time, now)
     transaction_id = "csv-" + str(uuid.uuid5(_CSV_NAMESPACE, text.strip()))
-    return Transaction(transaction_id, user_id, cents, "USD", event_time, "unknown")
+    return Transaction(transaction_id, user_id, amount_minor, "USD", event_time, "unknown")
 
 
 def parse_message(
     data: bytes,
     now: datetime | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
-    max_abs_cents: int = DEFAULT_MAX_ABS_CENTS,
+    max_abs_amount: Decimal | str = DEFAULT_MAX_ABS_AMOUNT,
+    *,
+    max_abs_cents: int | None = None,
 ) -> Transaction:
-    """Validate a message body and return the Transaction, or raise MessageError with the reason."""
+    """Validate a message body and return the Transaction, or raise MessageError with the reason.
+
+    max_abs_amount is in major units, in every currency (config key max_abs_amount).
+    max_abs_cents is the older form of the same bound, in hundredths; when given it wins."""
     now = now or datetime.now(UTC)
+    bound = Decimal(max_abs_cents).scaleb(-2) if max_abs_cents is not None else _as_decimal(max_abs_amount)
     if len(data) > max_bytes:
         raise MessageError("oversize", f"payload is {len(data)} bytes, limit {max_bytes}")
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise MessageError("bad_encoding", "payload is not UTF-8") from None
-    if not text.strip():
+        wire = _WIRE.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, UnicodeDecodeError):
+        pass
+    else:
+        present = 4 + (wire.schema_version is not _UNSET) + (wire.currency is not _UNSET)
+        present += wire.merchant_category is not _UNSET
+        if len(_KEY_END.findall(data)) == present:  # no key twice
+            return _check_fields(
+                wire.schema_version,
+                wire.transaction_id,
+                wire.user_id,
+                wire.amount,
+                wire.currency,
+                wire.event_time,
+                wire.merchant_category,
+                now,
+                bound,
+            )
+    stripped = data.strip()
+    if not stripped or not stripped.decode("utf-8", "replace").strip():
         raise MessageError("empty", "payload is empty")
-    if not text.lstrip().startswith(("{", "[", '"')) and "," in text:
-        return _parse_csv(text, now, max_abs_cents)
-    try:
-        obj = _JSON.decode(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise MessageError("bad_json", f"not valid JSON: {getattr(exc, 'msg', 'too deeply nested')}") from None
-    except ValueError:  # an integer longer than int() reads (sys.get_int_max_str_digits(), 4300 digits)
-        raise MessageError("bad_json", "not valid JSON: a number with too many digits") from None
-    if not isinstance(obj, dict):
-        raise MessageError("bad_json", f"JSON body must be an object, got {type(obj).__name__}")
-    version = obj.get("schema_version", SCHEMA_VERSION)
-    if isinstance(version, bool) or version not in (SCHEMA_VERSION, str(SCHEMA_VERSION)):
-        raise MessageError("bad_schema_version", f"'schema_version' must be {SCHEMA_VERSION}, got {version!r}")
-    transaction_id = _need_str(obj, "transaction_id")
-    if not TRANSACTION_ID.fullmatch(transaction_id):
-        raise MessageError(
-            "bad_transaction_id", f"'transaction_id' must match [A-Za-z0-9_.:-]{{1,128}}, got {transaction_id[:80]!r}"
-        )
-    if "user_id" not in obj or obj["user_id"] is None:
-        raise MessageError("missing_field", "'user_id' is required")
-    user_id = check_user_id(obj["user_id"])
-    if "amount" not in obj or obj["amount"] is None:
-        raise MessageError("missing_field", "'amount' is required")
-    amount = obj["amount"]
-    if isinstance(amount, str) and amount.strip().lower() in ("nan", "infinity", "-infinity", "inf", "-inf"):
-        raise MessageError("non_finite_amount", f"'amount' must be finite, got {amount!r}")
-    cents = parse_amount(amount, max_abs_cents)
-    raw_time = _need_str(obj, "event_time")
-    try:
-        event_time = parse_rfc3339(raw_time)
-    except TimeFormatError as exc:
-        raise MessageError("bad_event_time", f"'event_time' {exc}") from None
-    check_event_time(event_time, now)
-    currency = obj.get("currency", "USD")
-    if not isinstance(currency, str) or not CURRENCY.fullmatch(currency):
-        raise MessageError("bad_currency", f"'currency' must be a 3-letter code, got {str(currency)[:20]!r}")
-    category = obj.get("merchant_category", "unknown")
-    if not isinstance(category, str) or not CATEGORY.fullmatch(category):
-        raise MessageError(
-            "bad_merchant_category", f"'merchant_category' must be 1-64 plain characters, got {str(category)[:40]!r}"
-        )
-    return Transaction(transaction_id, user_id, cents, currency, event_time, category)
+    if stripped[:1] not in (b"{", b"[", b'"') and b"," in data:
+        return _parse_csv(data, now, bound)
+    return _parse_json_carefully(data, now, bound)
+
+
+def _as_decimal(value: Decimal | str) -> Decimal:
+    return value if isinstance(value, Decimal) else Decimal(value)

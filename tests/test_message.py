@@ -137,10 +137,18 @@ def test_user_id_of_64_characters_is_accepted() -> None:
         ),
         (body(amount="1000000.01"), "absurd_amount", "'amount'"),
         (body(amount="-1000000.01"), "absurd_amount", "'amount'"),
-        (body(amount="1e400"), "absurd_amount", "'amount'"),
-        (body(amount="12.345"), "sub_cent_amount", "'amount'"),
-        (body(amount="0.001"), "sub_cent_amount", "'amount'"),
-        (body(amount=12.345), "sub_cent_amount", "'amount'"),
+        (body(amount="1e400"), "bad_amount", "'amount'"),  # no exponents: a plain decimal only
+        (body(amount=" 12.50"), "bad_amount", "'amount'"),
+        (body(amount=".5"), "bad_amount", "'amount'"),
+        (body(amount="12.345"), "too_many_decimals", "'amount'"),
+        (body(amount="0.001"), "too_many_decimals", "'amount'"),
+        (body(amount=12.345), "too_many_decimals", "'amount'"),
+        (body(amount="10.5", currency="JPY"), "too_many_decimals", "'amount'"),
+        (body(amount="1.2345", currency="BHD"), "too_many_decimals", "'amount'"),
+        (body(currency="XYZ"), "unknown_currency", "'currency'"),
+        (body(currency="AAA"), "unknown_currency", "'currency'"),
+        (body(note="hello"), "unknown_field", "'note'"),
+        (body().replace(b'"user_id": "u0001"', b'"user_id": "u1", "user_id": "u2"'), "duplicate_key", "'user_id'"),
         (body(event_time="yesterday"), "bad_event_time", "'event_time'"),
         (body(event_time="2026-11-21T08:00:00"), "bad_event_time", "'event_time'"),  # naive: no offset
         (body(event_time="2026-13-01T00:00:00Z"), "bad_event_time", "'event_time'"),
@@ -183,6 +191,70 @@ def test_absurd_amount_limit_is_configurable() -> None:
     assert info.value.reason == "absurd_amount"
 
 
+@pytest.mark.parametrize(
+    ("currency", "largest", "largest_minor", "over"),
+    [("USD", "500.00", 50_000, "500.01"), ("JPY", "500", 500, "501"), ("BHD", "500.000", 500_000, "500.001")],
+)
+def test_the_amount_bound_is_in_major_units_in_every_currency(
+    currency: str, largest: str, largest_minor: int, over: str
+) -> None:
+    assert parse(body(amount=largest, currency=currency), max_abs_amount="500").amount_minor == largest_minor
+    assert parse(body(amount="-" + largest, currency=currency), max_abs_amount="500").amount_minor == -largest_minor
+    with pytest.raises(MessageError) as info:
+        parse(body(amount=over, currency=currency), max_abs_amount="500")
+    assert info.value.reason == "absurd_amount"
+    assert "'amount'" in info.value.detail
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "minor"),
+    [
+        ("1000", "JPY", 1000),  # no minor unit
+        ("1000.0", "JPY", 1000),  # a zero fraction is still whole yen
+        (1000, "JPY", 1000),
+        ("10.00", "USD", 1000),
+        ("1.234", "BHD", 1234),  # three places
+        ("-0.005", "KWD", -5),
+        ("12.5", "EUR", 1250),
+        ("7", "CLF", 70_000),  # four places (CLDR)
+    ],
+)
+def test_amounts_become_exact_minor_units_of_their_currency(amount: object, currency: str, minor: int) -> None:
+    txn = parse(body(amount=amount, currency=currency))
+    assert (txn.amount_minor, txn.currency) == (minor, currency)
+
+
+@pytest.mark.parametrize(
+    ("minor", "currency", "wire"),
+    [(123456, "JPY", "123456"), (-1250, "EUR", "-12.50"), (1234, "BHD", "1.234"), (5, "USD", "0.05")],
+)
+def test_encode_writes_the_currency_places_and_round_trips(minor: int, currency: str, wire: str) -> None:
+    txn = Transaction("t-1", "u1", minor, currency, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "fuel")
+    assert json.loads(txn.encode())["amount"] == wire
+    assert parse(txn.encode()) == txn
+
+
+def test_a_repeated_key_is_refused_whichever_copy_is_bad() -> None:
+    good_twice = body().replace(b'"amount": "42.17"', b'"amount": "42.17", "amount": "42.17"')
+    escaped = body().replace(b'"amount": "42.17"', b'"amount": "42.17", "amoun\\u0074": "1.00"')
+    assert b"\\u0074" in escaped
+    for data in (good_twice, escaped):
+        with pytest.raises(MessageError) as info:
+            parse(data)
+        assert (info.value.reason, info.value.detail) == ("duplicate_key", "'amount' appears more than once")
+
+
+def test_a_value_that_looks_like_a_key_is_not_a_repeated_key() -> None:
+    # ':' may start a transaction id; '"user_id"' may be one.
+    assert parse(body(transaction_id=":x")).transaction_id == ":x"
+    assert parse(body(transaction_id="user_id")).transaction_id == "user_id"
+
+
+def test_escaped_characters_in_values_are_read() -> None:
+    data = body().replace(b'"u0001"', b'"u\\u0030001"')
+    assert parse(data).user_id == "u0001"
+
+
 # The one-line CSV form of the Redis-based sibling system: user_id,amount,epoch_seconds.
 
 
@@ -206,7 +278,10 @@ def test_csv_line_with_fractional_seconds_and_a_refund() -> None:
     [
         (b"u#1,42.17,1700000000", "bad_user_id"),
         (b"u1,abc,1700000000", "bad_amount"),
-        (b"u1,42.175,1700000000", "sub_cent_amount"),
+        (b"u1,42.175,1700000000", "too_many_decimals"),
+        (b"u1,42.17,1700000000.1234567", "bad_event_time"),  # finer than a microsecond
+        (b"u1,42.17,1e9", "bad_event_time"),  # no exponent, whatever its size
+        (b"u1,1.00,1e999990", "bad_event_time"),
         (b"u1,nan,1700000000", "non_finite_amount"),
         (b"u1,42.17,soon", "bad_event_time"),
         (b"u1,42.17,946684799", "absurd_event_time"),  # 1999

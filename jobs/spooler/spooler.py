@@ -34,6 +34,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -176,7 +177,7 @@ class Spooler:
     def _accept(self, received: Any) -> None:
         """Validate pulled messages and add them to the open batch, closing it when it is full.
         Parsing happens under the lock: it holds the GIL anyway, and one pass is cheaper."""
-        max_bytes, max_cents = self.cfg.max_payload_bytes, self.cfg.max_abs_amount_minor
+        max_bytes, max_abs = self.cfg.max_payload_bytes, Decimal(self.cfg.max_abs_amount)  # major units
         now = datetime.now(UTC)  # one clock reading per pull for the "absurd event time" check
         with self._lock:
             self._last_message = time.monotonic()
@@ -189,7 +190,7 @@ class Spooler:
                 batch = self._batch
                 error: MessageError | None = None
                 try:
-                    txn = parse_message(message.data, now, max_bytes, max_cents)
+                    txn = parse_message(message.data, now, max_bytes, max_abs)
                 except MessageError as exc:
                     error = exc
                 except Exception as exc:  # a parser bug must not wedge the message: set it aside, visibly
