@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from common import clients, rowkeys, store
 from common.config import ConfigError, load_config
+from common.money import exponent
 from common.timeutil import format_rfc3339, from_epoch_us, to_epoch_us
 from jobs.aggregate import state
 
@@ -41,6 +42,27 @@ class LedgerRow:
     event_us: int
     currency: str = "USD"
     category: str = "grocery"
+
+
+@dataclass(frozen=True)
+class LateRow:
+    """A transaction the job set aside as late: published `publish_us` for an event at `event_us`."""
+
+    transaction_id: str
+    user_id: str
+    amount_minor: int
+    currency: str
+    event_us: int
+    publish_us: int
+
+
+@dataclass(frozen=True)
+class ConflictRow:
+    """A copy of a counted transaction id whose content differs from the counted one."""
+
+    transaction_id: str
+    counted: store.Version
+    copy: store.Version
 
 
 @dataclass(frozen=True)
@@ -68,34 +90,50 @@ class LoadResult:
 
 
 def synthetic_ledger(
-    users: Sequence[str], start: datetime, end: datetime, per_user_per_hour: float, seed: int = 7
+    users: Sequence[str],
+    start: datetime,
+    end: datetime,
+    per_user_per_hour: float,
+    seed: int = 7,
+    currencies: Sequence[str] = ("USD",),
 ) -> list[LedgerRow]:
-    """Random transactions for `users` over [start, end): amounts 20.00-100.00, about
-    per_user_per_hour each, at microsecond event times."""
+    """Random transactions for `users` over [start, end): amounts 20-100 in a currency drawn from
+    `currencies` (in its own minor units), about per_user_per_hour each, at microsecond event times."""
     rng = random.Random(seed)
     start_us, end_us = to_epoch_us(start), to_epoch_us(end)
     hours = (end_us - start_us) / 3_600_000_000
     rows = []
     for user in users:
         for index in range(max(1, round(hours * per_user_per_hour))):
+            currency = currencies[0] if len(currencies) == 1 else rng.choice(currencies)
+            unit = 10 ** exponent(currency)
             rows.append(
                 LedgerRow(
                     transaction_id=f"{user}-{seed}-{index}",
                     user_id=user,
-                    amount_minor=rng.randint(2000, 10000),
+                    amount_minor=rng.randint(20 * unit, 100 * unit),
                     event_us=rng.randrange(start_us, end_us),
+                    currency=currency,
                     category=rng.choice(CATEGORIES),
                 )
             )
     return rows
 
 
-def seed_table(table: Any, ledger: Iterable[LedgerRow], progress: bool = False) -> int:
+def seed_table(
+    table: Any,
+    ledger: Iterable[LedgerRow],
+    progress: bool = False,
+    late: Iterable[LateRow] = (),
+    conflicts: Iterable[ConflictRow] = (),
+) -> int:
     """Write the ledger as one aggregate job run would: the run recorded as pending in the ~job
-    row, dcflist rows, dcfbhour / dcfbmin / dcftop counters and the dcfuser directory, then the
-    run recorded as finished. Returns the rows written; raises RuntimeError on failures."""
+    row, dcflist rows, dcfbhour / dcfbmin / dcftop counters per currency and the dcfuser directory,
+    the ~late# rows it set aside and the ~conflict# rows it found, then the run recorded as
+    finished (its summary counting them). Returns the rows written; raises RuntimeError on failures."""
     rows = list(ledger)
-    run = state.begin_run(table, state.read_job_status(table), [], datetime.now(UTC))
+    status = state.read_job_status(table)
+    run = state.begin_run(table, status, [], datetime.now(UTC))
     run_id = run.run_id
     hours: dict[bytes, dict[bytes, int]] = defaultdict(lambda: defaultdict(int))
     minutes: dict[bytes, dict[bytes, int]] = defaultdict(lambda: defaultdict(int))
@@ -108,13 +146,11 @@ def seed_table(table: Any, ledger: Iterable[LedgerRow], progress: bool = False) 
             store.transaction_row(table, key, row.amount_minor, row.currency, row.category, event_time, run_id)
         )
         hour_s = rowkeys.hour_start_us(row.event_us) // 1_000_000
-        hour = hours[rowkeys.hour_bucket_key(row.user_id, hour_s)]
-        hour[store.SUM] += row.amount_minor
-        hour[store.COUNT] += 1
-        minute = minutes[rowkeys.minute_key(rowkeys.minute_start_us(row.event_us) // 1_000_000)]
-        minute[store.SUM] += row.amount_minor
-        minute[store.COUNT] += 1
-        top[rowkeys.top_hour_key(hour_s)][row.user_id.encode()] += row.amount_minor
+        minute_s = rowkeys.minute_start_us(row.event_us) // 1_000_000
+        for counters in (hours[rowkeys.hour_bucket_key(row.user_id, hour_s)], minutes[rowkeys.minute_key(minute_s)]):
+            for qualifier, delta in store.counter_cells(row.currency, row.amount_minor, 1).items():
+                counters[qualifier] += delta
+        top[rowkeys.top_hour_key(hour_s)][store.top_qualifier(row.currency, row.user_id)] += row.amount_minor
     mutations += [
         store.user_directory_row(table, rowkeys.user_directory_key(u)) for u in sorted({r.user_id for r in rows})
     ]
@@ -127,9 +163,37 @@ def seed_table(table: Any, ledger: Iterable[LedgerRow], progress: bool = False) 
     for family, deltas in ((store.HOUR, hours), (store.MINUTE, minutes), (store.TOP, top)):
         plain = {key: dict(cells) for key, cells in deltas.items()}
         failures += store.apply_counter_deltas(table, family, plain, run_id)[2]
+    late_rows = [
+        (
+            rowkeys.late_key(r.publish_us, r.transaction_id),
+            store.late_cells(
+                store.Version(r.user_id, r.amount_minor, r.currency, r.event_us, r.publish_us),
+                format_rfc3339(from_epoch_us(r.event_us)),
+                format_rfc3339(from_epoch_us(r.publish_us)),
+                run_id,
+            ),
+        )
+        for r in late
+    ]
+    conflict_rows = [
+        (
+            rowkeys.conflict_key(run_id, c.transaction_id, c.copy.message_id),
+            store.conflict_cells(c.transaction_id, c.counted, c.copy, run_id),
+        )
+        for c in conflicts
+    ]
+    failures += store.write_cell_rows(table, [*late_rows, *conflict_rows])
     if failures:
         raise RuntimeError(f"{len(failures)} rows failed to write, e.g. {failures[0].key!r}: {failures[0].message}")
-    state.finish_run(table, run, {"rows_written": len(rows), "seeded": True}, datetime.now(UTC))
+    summary = {
+        "rows_written": len(rows),
+        "seeded": True,
+        "late_rows": len(late_rows),
+        "set_aside": 0,
+        "conflicts": len(conflict_rows),
+    }
+    before = int((status or {}).get("conflicts_total") or 0)
+    state.finish_run(table, run, summary, datetime.now(UTC), conflicts_before=before)
     return len(rows)
 
 

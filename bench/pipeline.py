@@ -75,10 +75,14 @@ def spooled_rows(cfg: Config) -> int:
     )
 
 
-def read_all_buckets(cfg: Config, start_hour_s: int, end_hour_s: int) -> dict[tuple[str, int], tuple[int, int]]:
+Bucket = tuple[str, int, str]  # (user_id, hour start s, currency)
+
+
+def read_all_buckets(cfg: Config, start_hour_s: int, end_hour_s: int) -> dict[Bucket, tuple[int, int]]:
     """Every user's hour buckets in [start_hour_s, end_hour_s): the user directory as the API reads
     it, then a point read of each user's bucket for each hour (8 readers at a time). Point reads,
-    because a range over a user's buckets also scans the transaction rows sorted between them."""
+    because a range over a user's buckets also scans the transaction rows sorted between them.
+    Returns (user, hour, currency) -> (sum in minor units, count), one entry per currency of a bucket."""
     table = clients.bigtable_table(cfg)
     users = queries.user_ids(table, "", limit=1_000_000)
     hours = range(start_hour_s - start_hour_s % HOUR_S, end_hour_s, HOUR_S)
@@ -91,20 +95,22 @@ def read_all_buckets(cfg: Config, start_hour_s: int, end_hour_s: int) -> dict[tu
             for row in part.items()
         ]
     return {
-        rowkeys.parse_hour_bucket_key(key): (cells.get(store.SUM, 0), cells.get(store.COUNT, 0)) for key, cells in found
+        (*rowkeys.parse_hour_bucket_key(key), currency): totals
+        for key, cells in found
+        for currency, totals in store.per_currency(cells).items()
     }
 
 
-def ledger_buckets(path: Path) -> dict[tuple[str, int], tuple[int, int]]:
-    """(user_id, hour start s) -> (sum_cents, count) of the emitter's ledger CSV."""
-    buckets: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0, 0])
+def ledger_buckets(path: Path) -> dict[Bucket, tuple[int, int]]:
+    """(user_id, hour start s, currency) -> (sum in minor units, count) of the emitter's ledger CSV
+    (a ledger without a currency column is all USD)."""
+    buckets: dict[Bucket, list[int]] = defaultdict(lambda: [0, 0])
     with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        next(reader)
-        for _, user, amount, event_time in reader:
-            hour = rowkeys.hour_start_us(to_epoch_us(parse_rfc3339(event_time))) // 1_000_000
-            bucket = buckets[(user, hour)]
-            bucket[0] += to_minor(amount, "USD")
+        for row in csv.DictReader(handle):
+            currency = row.get("currency") or "USD"
+            hour = rowkeys.hour_start_us(to_epoch_us(parse_rfc3339(row["event_time"]))) // 1_000_000
+            bucket = buckets[(row["user_id"], hour, currency)]
+            bucket[0] += to_minor(row["amount"], currency)
             bucket[1] += 1
     return {key: (total, count) for key, (total, count) in buckets.items()}
 

@@ -224,6 +224,39 @@ def read_id_index(table: Any, keys: Sequence[bytes]) -> dict[bytes, tuple[int, V
     return found
 
 
+def late_cells(version: Version, event_time: str, publish_time: str, run_id: int) -> list[Cell]:
+    """The cells of one late row (a transaction set aside as published beyond the late horizon)."""
+    return [
+        (META, b"user", version.user_id.encode()),
+        (META, b"amount_minor", str(int(version.amount_minor)).encode()),
+        _repeated_cell(META, b"currency", version.currency),
+        (META, b"event_time", event_time.encode()),
+        (META, b"publish_time", publish_time.encode()),
+        _repeated_cell(META, RUN, str(run_id)),
+    ]
+
+
+def read_late(table: Any, start_key: bytes, end_key: bytes, limit: int | None = None) -> list[dict[str, Any]]:
+    """Late rows in [start_key, end_key), oldest publish time first: {transaction_id, user_id,
+    amount_minor, currency, event_time, publish_time, run}."""
+    rows = table.read_rows(start_key=start_key, end_key=end_key, filter_=_latest(META), limit=limit or 0)
+    out = []
+    for row in rows:
+        cells = _cells(row, META)
+        out.append(
+            {
+                "transaction_id": row.row_key.decode().split("#", 2)[2],
+                "user_id": cells.get(b"user", b"").decode(),
+                "amount_minor": int(cells.get(b"amount_minor", b"0")),
+                "currency": cells.get(b"currency", b"").decode(),
+                "event_time": cells.get(b"event_time", b"").decode(),
+                "publish_time": cells.get(b"publish_time", b"").decode(),
+                "run": int(cells.get(RUN, b"0")),
+            }
+        )
+    return out
+
+
 def read_conflicts(table: Any, start_key: bytes, end_key: bytes, limit: int | None = None) -> list[dict[str, Any]]:
     """Conflict rows in [start_key, end_key): {transaction_id, run, counted, copy} in key order."""
     rows = table.read_rows(start_key=start_key, end_key=end_key, filter_=_latest(ID), limit=limit or 0)
@@ -233,6 +266,7 @@ def read_conflicts(table: Any, start_key: bytes, end_key: bytes, limit: int | No
         out.append(
             {
                 "transaction_id": cells.get(b"transaction_id", b"").decode(),
+                "run": int(row.row_key.decode().split("#", 2)[1]),
                 "reason": cells.get(b"reason", b"").decode(),
                 "counted": json.loads(cells.get(b"counted", b"{}")),
                 "copy": json.loads(cells.get(b"copy", b"{}")),
@@ -474,6 +508,16 @@ def read_keys(table: Any, family: str, start_key: bytes, end_key: bytes, limit: 
     return [
         row.row_key for row in table.read_rows(start_key=start_key, end_key=end_key, filter_=chain, limit=limit or 0)
     ]
+
+
+def read_rows_at(table: Any, keys: Sequence[bytes], family: str) -> dict[bytes, dict[bytes, bytes]]:
+    """The cells (raw values) of one family at exactly these keys, for the keys that exist."""
+    if not keys:
+        return {}
+    row_set = RowSet()
+    for key in sorted(set(keys)):
+        row_set.add_row_key(key)
+    return {row.row_key: _cells(row, family) for row in table.read_rows(row_set=row_set, filter_=_latest(family))}
 
 
 def read_row_cells(table: Any, key: bytes, family: str) -> dict[bytes, bytes]:

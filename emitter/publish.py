@@ -219,7 +219,9 @@ class TransactionPublisher:
 
     def _on_done(self, item: EncodedTransaction, future: Future[Any]) -> None:
         error = future.exception()
-        if error is not None and not isinstance(error, _PERMANENT) and not self._closed.is_set():
+        if error is not None and not isinstance(error, _PERMANENT):
+            if self._closed.is_set():  # given up on: it stays unconfirmed, not failed
+                return
             wait = self.backoff.failed(first_line(error))
             with self._done:
                 self._resend.append(item)

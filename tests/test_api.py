@@ -2,12 +2,14 @@
 
 The table is seeded through the project's own writer (common.store, as the aggregate job writes it)
 from a ledger built here; every expected value is computed from that ledger with plain Python
-and Decimal, never with the code under test. The app's clock is pinned, so relative times, the
-top-spender hours and the per-minute window are exact.
+and Decimal (or pandas), never with the code under test. The app's clock is pinned, so relative
+times, the top-spender hours and the per-minute window are exact. Money is checked per currency,
+with each currency's places written out by hand (PLACES), not taken from common.money.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import defaultdict
 from collections.abc import Iterator
@@ -16,20 +18,22 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pytest
 from conftest import cleanup_resources, make_config
 from flask import Flask
 from flask.testing import FlaskClient
 
-from bench.api_load import LedgerRow, seed_table
+from bench.api_load import ConflictRow, LateRow, LedgerRow, seed_table
 from common import clients, rowkeys, spool, store
 from jobs.aggregate import state
 from webapp import create_app, queries
 
 NOW = datetime(2026, 3, 15, 10, 20, 30, 250_000, tzinfo=UTC)
-USERS = ("alice", "bob", "u1", "u10", "dense")
+USERS = ("alice", "bob", "dense", "multi", "u1", "u10")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+PLACES = {"USD": 2, "EUR": 2, "JPY": 0, "BHD": 3}  # ISO 4217 minor units, written out by hand
 
 
 def _us(value: datetime) -> int:
@@ -45,8 +49,10 @@ def build_ledger() -> list[LedgerRow]:
     rng = random.Random(20260315)
     rows: list[LedgerRow] = []
 
-    def add(user: str, when: datetime, cents: int, category: str = "grocery", tid: str | None = None) -> None:
-        rows.append(LedgerRow(tid or f"{user}-{len(rows)}", user, cents, _us(when), "USD", category))
+    def add(
+        user: str, when: datetime, units: int, category: str = "grocery", tid: str | None = None, currency: str = "USD"
+    ) -> None:
+        rows.append(LedgerRow(tid or f"{user}-{len(rows)}", user, units, _us(when), currency, category))
 
     for user, n in (("alice", 150), ("bob", 80), ("u1", 40), ("u10", 40)):
         for _ in range(n):
@@ -64,23 +70,70 @@ def build_ledger() -> list[LedgerRow]:
     # 'dense': 2,600 transactions in the last 30 minutes, more than one scan window holds
     for i in range(2600):
         add("dense", NOW - timedelta(minutes=30) + timedelta(microseconds=i * 690_000 + 1), 100 + i % 50)
+    # 'multi': USD, EUR, JPY and BHD in the same hours; alice and bob also spend some EUR and JPY.
+    for _ in range(240):
+        when = NOW - timedelta(microseconds=rng.randrange(1, 2 * 86_400 * 1_000_000))
+        currency = rng.choice(list(PLACES))
+        add("multi", when, rng.randint(-5, 10 ** PLACES[currency] * 300), currency=currency)
+    for user, currency in (("alice", "EUR"), ("alice", "JPY"), ("bob", "JPY"), ("u1", "BHD")):
+        for _ in range(25):
+            when = NOW - timedelta(microseconds=rng.randrange(1, 86_400 * 1_000_000))
+            add(user, when, rng.randint(1, 10 ** PLACES[currency] * 200), currency=currency)
+    hour = datetime(2026, 3, 10, 3, tzinfo=UTC)  # before every random row: these four are alone in their hour
+    add("multi", hour + timedelta(minutes=1), 1000, currency="JPY", tid="multi-yen")
+    add("multi", hour + timedelta(minutes=2), 1000, currency="USD", tid="multi-dollars")
+    add("multi", hour + timedelta(minutes=3), 1234, currency="BHD", tid="multi-dinars")
+    add("multi", hour + timedelta(minutes=4), -5, currency="EUR", tid="multi-euro-refund")
     return rows
 
 
 LEDGER = build_ledger()
+# What the job set aside as late (published days after the event) and the conflicting copies it found.
+LATE = [
+    LateRow(f"late-{i}", "alice" if i % 2 else "multi", 100 * i + 1, ("USD", "JPY", "BHD")[i % 3],
+            _us(NOW - timedelta(days=5, minutes=i)), _us(NOW - timedelta(hours=30) + timedelta(minutes=7 * i)))
+    for i in range(25)
+]  # fmt: skip
+CONFLICTS = [
+    ConflictRow(
+        "alice-0",
+        store.Version("alice", LEDGER[0].amount_minor, "USD", LEDGER[0].event_us, 1, "m-1"),
+        store.Version("alice", 999, "JPY", LEDGER[0].event_us, 2, "m-2"),
+    ),
+    ConflictRow(
+        "bob-1",
+        store.Version("bob", 1250, "USD", _us(NOW - timedelta(hours=1)), 3, "m-3"),
+        store.Version("mallory", 1250, "USD", _us(NOW - timedelta(hours=1)), 4, "m-4"),
+    ),
+]
 
 
-def in_range(user: str, start: datetime, end: datetime) -> list[LedgerRow]:
-    return [r for r in LEDGER if r.user_id == user and _us(start) <= r.event_us < _us(end)]
+def in_range(user: str, start: datetime, end: datetime, currency: str | None = "USD") -> list[LedgerRow]:
+    """The user's ledger rows in [start, end), in one currency (None: every currency)."""
+    return [
+        r
+        for r in LEDGER
+        if r.user_id == user and _us(start) <= r.event_us < _us(end) and currency in (None, r.currency)
+    ]
 
 
-def money(cents: int) -> str:
-    return str((Decimal(cents) / 100).quantize(Decimal("0.01")))
+def money(units: int, currency: str = "USD") -> str:
+    places = PLACES[currency]
+    return str((Decimal(units).scaleb(-places)).quantize(Decimal(1).scaleb(-places)))
 
 
-def expected_sum(user: str, start: datetime, end: datetime) -> tuple[str, int]:
-    rows = in_range(user, start, end)
-    return money(sum(r.amount_minor for r in rows)), len(rows)
+def expected_sum(user: str, start: datetime, end: datetime, currency: str = "USD") -> tuple[str, int]:
+    rows = in_range(user, start, end, currency)
+    return money(sum(r.amount_minor for r in rows), currency), len(rows)
+
+
+def expected_by_currency(rows: list[LedgerRow]) -> list[dict[str, Any]]:
+    """[{currency, sum, count}] for every currency among `rows`, in code order."""
+    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for row in rows:
+        totals[row.currency][0] += row.amount_minor
+        totals[row.currency][1] += 1
+    return [{"currency": c, "sum": money(t, c), "count": n} for c, (t, n) in sorted(totals.items())]
 
 
 def newest_first(rows: list[LedgerRow]) -> list[str]:
@@ -91,7 +144,7 @@ def newest_first(rows: list[LedgerRow]) -> list[str]:
 def seeded(emulators: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     cfg = make_config(tmp_path_factory.mktemp("api"))
     table = clients.ensure_table(cfg)
-    seed_table(table, LEDGER)
+    seed_table(table, LEDGER, late=LATE, conflicts=CONFLICTS)
     yield cfg
     cleanup_resources(cfg)
 
@@ -125,7 +178,8 @@ SUM_RANGES = [
 def test_sum_is_exact_for_any_range(client: FlaskClient, user: str, label: str, start: datetime, end: datetime) -> None:
     body = client.get(f"/api/v1/users/{user}/sum", query_string={"from": _iso(start), "to": _iso(end)}).get_json()
     total, count = expected_sum(user, start, end)
-    assert (body["sum"], body["count"]) == (total, count)
+    assert (body["currency"], body["sum"], body["count"]) == ("USD", total, count)
+    assert body["by_currency"] == expected_by_currency(in_range(user, start, end, None))
     assert body["user_id"] == user
     assert body["from"] == _iso(start).replace(".000000Z", "Z") and body["to"] == _iso(end).replace(".000000Z", "Z")
 
@@ -174,6 +228,91 @@ def test_a_user_never_sees_another_users_rows(client: FlaskClient) -> None:
     assert (nobody["sum"], nobody["count"]) == ("0.00", 0)
 
 
+def _ledger_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "user_id": [r.user_id for r in LEDGER],
+            "currency": [r.currency for r in LEDGER],
+            "amount_minor": [r.amount_minor for r in LEDGER],
+            "event_us": [r.event_us for r in LEDGER],
+        }
+    )
+
+
+def _random_ranges(count: int, seed: int) -> list[tuple[datetime, datetime]]:
+    """Ranges of 2 to 40 hours that start and end at random microseconds (almost never on an hour)
+    inside the last 2 days, where 'multi' spends in four currencies."""
+    rng = random.Random(seed)
+    ranges = []
+    for _ in range(count):
+        length = rng.randrange(2 * 3_600_000_000, 40 * 3_600_000_000)
+        start = rng.randrange(_us(NOW - timedelta(days=2)), _us(NOW) - length)
+        ranges.append((EPOCH + timedelta(microseconds=start), EPOCH + timedelta(microseconds=start + length)))
+    return ranges
+
+
+@pytest.mark.parametrize(("start", "end"), _random_ranges(12, seed=5))
+def test_sum_by_currency_is_exact_for_random_ranges_and_never_mixes_currencies(
+    client: FlaskClient, start: datetime, end: datetime
+) -> None:
+    frame = _ledger_frame()
+    inside = frame[(frame.user_id == "multi") & (frame.event_us >= _us(start)) & (frame.event_us < _us(end))]
+    grouped = inside.groupby("currency").amount_minor.agg(["sum", "count"])
+    expected = [
+        {"currency": cur, "sum": money(int(row["sum"]), str(cur)), "count": int(row["count"])}
+        for cur, row in grouped.sort_index().iterrows()
+    ]
+    assert len(expected) >= 2  # the ranges hold several currencies at once
+    query = {"from": _iso(start), "to": _iso(end)}
+    for currency in (None, *PLACES):
+        body = client.get(
+            "/api/v1/users/multi/sum", query_string={**query, **({"currency": currency} if currency else {})}
+        ).get_json()
+        cur = currency or "USD"
+        total = int(grouped["sum"].get(cur, 0))
+        count = int(grouped["count"].get(cur, 0))
+        assert set(body) == {"user_id", "from", "to", "currency", "sum", "count", "by_currency"}
+        assert (body["currency"], body["sum"], body["count"]) == (cur, money(total, cur), count)
+        assert body["by_currency"] == expected
+
+
+def test_each_currency_is_written_with_its_own_places(client: FlaskClient) -> None:
+    hour = datetime(2026, 3, 10, 3, tzinfo=UTC)
+    query = {"from": _iso(hour + timedelta(minutes=1)), "to": _iso(hour + timedelta(minutes=4, microseconds=1))}
+    body = client.get("/api/v1/users/multi/sum", query_string=query).get_json()
+    assert body["by_currency"] == [
+        {"currency": "BHD", "sum": "1.234", "count": 1},
+        {"currency": "EUR", "sum": "-0.05", "count": 1},
+        {"currency": "JPY", "sum": "1000", "count": 1},
+        {"currency": "USD", "sum": "10.00", "count": 1},
+    ]
+    assert (body["currency"], body["sum"]) == ("USD", "10.00")
+    yen = client.get("/api/v1/users/multi/sum", query_string={**query, "currency": "JPY"}).get_json()
+    assert (yen["currency"], yen["sum"], yen["count"]) == ("JPY", "1000", 1)
+    empty = client.get("/api/v1/users/multi/sum", query_string={**query, "currency": "CHF"}).get_json()
+    assert (empty["currency"], empty["sum"], empty["count"]) == ("CHF", "0.00", 0)
+    listed = client.get("/api/v1/users/multi/transactions", query_string=query).get_json()["transactions"]
+    assert [(t["amount"], t["currency"]) for t in listed] == [
+        ("-0.05", "EUR"),
+        ("1.234", "BHD"),
+        ("10.00", "USD"),
+        ("1000", "JPY"),
+    ]
+    whole = client.get(
+        "/api/v1/users/multi/sum", query_string={"from": _iso(hour), "to": _iso(hour + timedelta(hours=1))}
+    ).get_json()
+    assert whole["by_currency"] == body["by_currency"]  # the same four from the hour's counters
+
+
+def test_the_default_currency_comes_from_the_config(seeded: Any) -> None:
+    client = create_app(dataclasses.replace(seeded, currency="JPY"), clock=lambda: NOW).test_client()
+    start, end = NOW - timedelta(days=2), NOW
+    body = client.get("/api/v1/users/multi/sum", query_string={"from": _iso(start), "to": _iso(end)}).get_json()
+    assert (body["currency"], body["sum"], body["count"]) == ("JPY", *expected_sum("multi", start, end, "JPY"))
+    top = client.get("/api/v1/top-users?hours=24&n=1").get_json()
+    assert top[0]["currency"] == "JPY"
+
+
 # --- /hourly ----------------------------------------------------------------------------------
 
 
@@ -191,14 +330,18 @@ def test_hourly_totals_match_the_ledger_and_add_up_to_the_sum(client: FlaskClien
     ]
     for hour in hours:
         total, count = expected.get(hour["hour_start"], [0, 0])
-        assert (hour["sum"], hour["count"]) == (money(total), count), hour["hour_start"]
+        assert (hour["currency"], hour["sum"], hour["count"]) == ("USD", money(total), count), hour["hour_start"]
+        hour_start = datetime.strptime(hour["hour_start"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        inside = in_range("alice", max(start, hour_start), min(end, hour_start + timedelta(hours=1)), None)
+        assert hour["by_currency"] == expected_by_currency(inside), hour["hour_start"]
     assert sum(h["count"] for h in hours) == len(in_range("alice", start, end))
+    assert {c["currency"] for h in hours for c in h["by_currency"]} == {"USD", "EUR", "JPY"}
 
 
 # --- /transactions and /latest ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("user", "limit"), [("alice", 7), ("dense", 500), ("dense", 97)])
+@pytest.mark.parametrize(("user", "limit"), [("alice", 7), ("dense", 500), ("dense", 97), ("multi", 50)])
 def test_transaction_pages_walk_the_range_newest_first(client: FlaskClient, user: str, limit: int) -> None:
     start, end = NOW - timedelta(days=3), NOW + timedelta(hours=3)
     seen: list[dict[str, Any]] = []
@@ -211,13 +354,13 @@ def test_transaction_pages_walk_the_range_newest_first(client: FlaskClient, user
         token = page["next_page_token"]
         if token is None:
             break
-    expected = newest_first(in_range(user, start, end))
+    expected = newest_first(in_range(user, start, end, None))
     assert [t["transaction_id"] for t in seen] == expected
     by_id = {r.transaction_id: r for r in LEDGER}
     for txn in seen:
         row = by_id[txn["transaction_id"]]
-        assert txn["amount"] == money(row.amount_minor)
-        assert txn["user_id"] == user and txn["currency"] == "USD"
+        assert txn["amount"] == money(row.amount_minor, row.currency)
+        assert txn["user_id"] == user and txn["currency"] == row.currency
         assert txn["merchant_category"] == row.category
 
 
@@ -267,28 +410,155 @@ def test_latest_returns_the_newest_n(client: FlaskClient) -> None:
 
 
 @pytest.mark.parametrize("hours", [1, 3, 24])
-def test_top_users_rank_whole_hours(client: FlaskClient, hours: int) -> None:
+@pytest.mark.parametrize("currency", [None, "USD", "EUR", "JPY", "BHD"])
+def test_top_users_rank_whole_hours_within_one_currency(client: FlaskClient, hours: int, currency: str | None) -> None:
     current = NOW.replace(minute=0, second=0, microsecond=0)
     start = current - timedelta(hours=hours - 1)
     totals: dict[str, int] = defaultdict(int)
     for row in LEDGER:
-        if _us(start) <= row.event_us < _us(current + timedelta(hours=1)):
+        if _us(start) <= row.event_us < _us(current + timedelta(hours=1)) and row.currency == (currency or "USD"):
             totals[row.user_id] += row.amount_minor
     ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:3]
-    body = client.get(f"/api/v1/top-users?hours={hours}&n=3").get_json()
-    assert body == [{"rank": i + 1, "user_id": u, "sum": money(c)} for i, (u, c) in enumerate(ranked)]
+    query = {"hours": hours, "n": 3, **({"currency": currency} if currency else {})}
+    body = client.get("/api/v1/top-users", query_string=query).get_json()
+    cur = currency or "USD"
+    assert body == [
+        {"rank": i + 1, "user_id": u, "currency": cur, "sum": money(c, cur)} for i, (u, c) in enumerate(ranked)
+    ]
+    if hours == 24:
+        assert body  # every currency has spenders in the last day
 
 
-def test_per_minute_counts_every_user(client: FlaskClient) -> None:
-    body = client.get("/api/v1/stats/per-minute?minutes=45").get_json()
+@pytest.mark.parametrize("currency", ["USD", "JPY"])
+def test_per_minute_counts_every_user_per_currency(client: FlaskClient, currency: str) -> None:
+    body = client.get(f"/api/v1/stats/per-minute?minutes=1440&currency={currency}").get_json()
     current = NOW.replace(second=0, microsecond=0)
-    assert len(body) == 45
+    assert len(body) == 1440
     assert body[-1]["minute_start"] == current.strftime("%Y-%m-%dT%H:%M:%SZ")
     for minute in body:
         start = datetime.strptime(minute["minute_start"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
         rows = [r for r in LEDGER if _us(start) <= r.event_us < _us(start + timedelta(minutes=1))]
-        assert (minute["sum"], minute["count"]) == (money(sum(r.amount_minor for r in rows)), len(rows))
-    assert sum(m["count"] for m in body) > 2600
+        mine = [r for r in rows if r.currency == currency]
+        assert (minute["currency"], minute["sum"], minute["count"]) == (
+            currency,
+            money(sum(r.amount_minor for r in mine), currency),
+            len(mine),
+        )
+        assert minute["by_currency"] == expected_by_currency(rows)
+    assert sum(c["count"] for m in body for c in m["by_currency"]) > 2600
+
+
+# --- late rows and conflicts ----------------------------------------------------------------------
+
+
+def _rfc3339(micros: int) -> str:
+    text = (EPOCH + timedelta(microseconds=micros)).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return (text[:-7] if text.endswith(".000000") else text) + "Z"
+
+
+@pytest.mark.parametrize(("start", "end", "limit"), [
+    (NOW - timedelta(days=7), NOW, 100),
+    (NOW - timedelta(hours=29, minutes=3), NOW - timedelta(hours=28, minutes=1, microseconds=7), 4),
+    (NOW - timedelta(hours=30), NOW - timedelta(hours=30) + timedelta(minutes=7), 1),
+])  # fmt: skip
+def test_late_rows_are_listed_by_publish_time_page_by_page(
+    client: FlaskClient, start: datetime, end: datetime, limit: int
+) -> None:
+    seen: list[dict[str, Any]] = []
+    token = None
+    for _ in range(50):
+        query = {"from": _iso(start), "to": _iso(end), "limit": limit, **({"page_token": token} if token else {})}
+        page = client.get("/api/v1/late", query_string=query).get_json()
+        assert len(page["late"]) <= limit
+        seen += page["late"]
+        token = page["next_page_token"]
+        if token is None:
+            break
+    expected = sorted(
+        (r for r in LATE if _us(start) <= r.publish_us < _us(end)), key=lambda r: (r.publish_us, r.transaction_id)
+    )
+    assert expected
+    assert seen == [
+        {
+            "transaction_id": r.transaction_id,
+            "user_id": r.user_id,
+            "amount": money(r.amount_minor, r.currency),
+            "currency": r.currency,
+            "event_time": _rfc3339(r.event_us),
+            "publish_time": _rfc3339(r.publish_us),
+            "run": 1,
+        }
+        for r in expected
+    ]
+
+
+def test_late_rows_default_to_the_last_seven_days(client: FlaskClient) -> None:
+    body = client.get("/api/v1/late").get_json()
+    assert [r["transaction_id"] for r in body["late"]] == [r.transaction_id for r in LATE]
+    assert body["next_page_token"] is None
+    assert client.get("/api/v1/late?from=-1h").get_json()["late"] == []
+
+
+def test_a_late_page_token_only_continues_its_own_range(client: FlaskClient) -> None:
+    first = client.get("/api/v1/late", query_string={"limit": 2}).get_json()
+    token = first["next_page_token"]
+    elsewhere = client.get("/api/v1/late", query_string={"from": "-2h", "page_token": token})
+    assert elsewhere.status_code == 400 and elsewhere.get_json()["parameter"] == "page_token"
+
+
+def test_conflicts_newest_run_first_with_both_versions(cfg: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    table = clients.ensure_table(cfg)
+    event = _us(NOW - timedelta(hours=2))
+
+    def conflict(tid: str, counted_amount: int, copy_currency: str, message: str) -> ConflictRow:
+        return ConflictRow(
+            tid,
+            store.Version("carol", counted_amount, "USD", event, event + 5, f"{message}-a"),
+            store.Version("carol", counted_amount, copy_currency, event, 0, f"{message}-b"),
+        )
+
+    a, b, c = conflict("t-a", 1050, "JPY", "m1"), conflict("t-b", 7, "BHD", "m2"), conflict("t-c", 99, "EUR", "m3")
+    seed_table(table, [LedgerRow("t-a", "carol", 1050, event)], conflicts=[a, b])  # run 1
+    seed_table(table, [LedgerRow("t-x", "carol", 1, event)])  # run 2: none
+    seed_table(table, [LedgerRow("t-c", "carol", 99, event)], conflicts=[c])  # run 3
+    client = create_app(cfg, clock=lambda: NOW).test_client()
+    body = client.get("/api/v1/conflicts?limit=10").get_json()
+    assert body["conflicts_total"] == 3
+    assert [(x["run"], x["transaction_id"]) for x in body["conflicts"]] == [(3, "t-c"), (1, "t-a"), (1, "t-b")]
+    assert body["conflicts"][1] == {
+        "run": 1,
+        "transaction_id": "t-a",
+        "reason": "conflicting_duplicate",
+        "counted": {
+            "user_id": "carol",
+            "amount": "10.50",
+            "currency": "USD",
+            "event_time": _rfc3339(event),
+            "publish_time": _rfc3339(event + 5),
+            "message_id": "m1-a",
+        },
+        "copy": {
+            "user_id": "carol",
+            "amount": "1050",
+            "currency": "JPY",
+            "event_time": _rfc3339(event),
+            "publish_time": None,
+            "message_id": "m1-b",
+        },
+    }
+    assert body["conflicts"][2]["copy"]["amount"] == "0.007"  # 7 fils
+    assert [x["transaction_id"] for x in client.get("/api/v1/conflicts?limit=1").get_json()["conflicts"]] == ["t-c"]
+    # A window that fills the row cap is narrowed to its newer runs rather than read whole.
+    monkeypatch.setattr(queries, "CONFLICT_ROW_CAP", 2)
+    narrowed = client.get("/api/v1/conflicts?limit=2").get_json()["conflicts"]
+    assert [(x["run"], x["transaction_id"]) for x in narrowed] == [(3, "t-c"), (1, "t-a")]
+    health = client.get("/health").get_json()
+    assert health["conflicts_total"] == 3
+    assert [(r["run"], r["conflicts"], r["late_rows"]) for r in health["recent_runs"]] == [
+        (3, 1, 0),
+        (2, 0, 0),
+        (1, 2, 0),
+    ]
 
 
 def test_users_are_listed_by_prefix(client: FlaskClient) -> None:
@@ -309,7 +579,10 @@ def test_original_routes_answer_like_the_api(client: FlaskClient) -> None:
     hours = client.get("/hour", query_string=query).get_json()
     assert sum(Decimal(h["sum"]) for h in hours) == Decimal(total["sum"])
     listed = client.get("/list", query_string={**query, "limit": "500"}).get_json()
-    assert [t["transaction_id"] for t in listed["transactions"]] == newest_first(in_range("alice", start, end))
+    assert [t["transaction_id"] for t in listed["transactions"]] == newest_first(in_range("alice", start, end, None))
+    euros = client.get("/sum", query_string={**query, "currency": "EUR"}).get_json()
+    assert (euros["currency"], euros["sum"], euros["count"]) == ("EUR", *expected_sum("alice", start, end, "EUR"))
+    assert euros["by_currency"] == total["by_currency"] == expected_by_currency(in_range("alice", start, end, None))
     default = client.get("/sum?user_id=alice").get_json()
     assert (default["sum"], default["count"]) == expected_sum("alice", NOW - timedelta(hours=1), NOW)
 
@@ -348,6 +621,20 @@ BAD = [
     ("/hour?user_id=u1&from=garbage", "from"),
     ("/list?user_id=u1&limit=-3", "limit"),
     ("/list?user_id=u1&from=0m&to=-1m", "from"),
+    ("/api/v1/users/u1/sum?currency=XYZ", "currency"),
+    ("/api/v1/users/u1/sum?currency=usd", "currency"),
+    ("/api/v1/users/u1/sum?currency=US", "currency"),
+    ("/api/v1/users/u1/sum?currency=%E2%82%AC", "currency"),
+    ("/api/v1/users/u1/hourly?currency=DOLLARS", "currency"),
+    ("/api/v1/top-users?currency=ABC", "currency"),
+    ("/api/v1/stats/per-minute?currency=QQQ", "currency"),
+    ("/sum?user_id=u1&currency=XXXX", "currency"),
+    ("/hour?user_id=u1&currency=E", "currency"),
+    ("/api/v1/late?from=-40d", "from"),
+    ("/api/v1/late?limit=501", "limit"),
+    ("/api/v1/late?page_token=%21%21", "page_token"),
+    ("/api/v1/conflicts?limit=0", "limit"),
+    ("/api/v1/conflicts?limit=101", "limit"),
 ]
 
 
@@ -430,7 +717,7 @@ def test_cached_sums_follow_each_job_run_and_bypass_a_pending_one(cfg: Any) -> N
     # A run that has begun and not finished: its counter writes show at once, nothing is cached.
     run = state.begin_run(table, state.read_job_status(table), [], NOW)
     key = rowkeys.hour_bucket_key("carol", _us(old) // 3_600_000_000 * 3600)
-    store.apply_counter_deltas(table, store.HOUR, {key: {store.SUM: 7, store.COUNT: 1}}, run.run_id)
+    store.apply_counter_deltas(table, store.HOUR, {key: store.counter_cells("USD", 7, 1)}, run.run_id)
     assert total() == ("12.62", 4)
     assert total() == ("12.62", 4)
     assert (cache.misses, cache.hits) == (2, 1)
@@ -458,5 +745,7 @@ def test_health_reports_the_pipeline(seeded: Any) -> None:
     assert body["last_job_run"]["last_run"] == 1 and body["last_job_run"]["pending"] is None
     assert body["spool_backlog"] == 0
     assert body["dead_letter_count"] == 3
+    assert body["conflicts_total"] == len(CONFLICTS) == 2
+    assert body["recent_runs"] == [{"run": 1, "late_rows": len(LATE), "set_aside": 0, "conflicts": len(CONFLICTS)}]
     spool.write_atomic(rows.slice(0, 2), spool.new_file_path(str(dead), spool.DEAD_LETTER))
     assert app.test_client().get("/health").get_json()["dead_letter_count"] == 5

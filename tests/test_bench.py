@@ -97,32 +97,36 @@ def test_window_holds_the_events_and_stays_inside_the_late_horizon() -> None:
         pipeline.window_hours(2_000_000)
 
 
-def test_ledger_buckets_add_exact_cents_per_user_hour(tmp_path: Path) -> None:
+def test_ledger_buckets_add_exact_minor_units_per_user_hour_and_currency(tmp_path: Path) -> None:
     ledger = tmp_path / "ledger.csv"
     ledger.write_text(
-        "transaction_id,user_id,amount,event_time\n"
-        "a,u0001,20.10,2026-01-01T10:00:00Z\n"
-        "b,u0001,0.20,2026-01-01T10:59:59.999999Z\n"
-        "c,u0001,5.00,2026-01-01T11:00:00Z\n"
-        "d,u0002,99.99,2026-01-01T10:30:00.5Z\n"
+        "transaction_id,user_id,amount,currency,event_time\n"
+        "a,u0001,20.10,USD,2026-01-01T10:00:00Z\n"
+        "b,u0001,0.20,USD,2026-01-01T10:59:59.999999Z\n"
+        "c,u0001,5.00,USD,2026-01-01T11:00:00Z\n"
+        "d,u0002,99.99,USD,2026-01-01T10:30:00.5Z\n"
+        "e,u0001,1000,JPY,2026-01-01T10:10:00Z\n"
+        "f,u0001,1.234,BHD,2026-01-01T10:20:00Z\n"
     )
     ten = int(datetime(2026, 1, 1, 10, tzinfo=UTC).timestamp())
     assert pipeline.ledger_buckets(ledger) == {
-        ("u0001", ten): (2030, 2),
-        ("u0001", ten + 3600): (500, 1),
-        ("u0002", ten): (9999, 1),
+        ("u0001", ten, "USD"): (2030, 2),
+        ("u0001", ten, "JPY"): (1000, 1),
+        ("u0001", ten, "BHD"): (1234, 1),
+        ("u0001", ten + 3600, "USD"): (500, 1),
+        ("u0002", ten, "USD"): (9999, 1),
     }
 
 
 def test_bucket_reads_return_every_seeded_user_hour(cfg: Config) -> None:
     end = datetime(2026, 3, 1, tzinfo=UTC)
     users = ["u0001", "u0002", "u0003"]
-    ledger = api_load.synthetic_ledger(users, end - timedelta(hours=6), end, 3.0, seed=11)
+    ledger = api_load.synthetic_ledger(users, end - timedelta(hours=6), end, 3.0, seed=11, currencies=("USD", "JPY"))
     api_load.seed_table(clients.ensure_table(cfg), ledger)
-    expected: dict[tuple[str, int], list[int]] = {}
+    expected: dict[tuple[str, int, str], list[int]] = {}
     for row in ledger:
         hour = row.event_us // 3_600_000_000 * 3600
-        total = expected.setdefault((row.user_id, hour), [0, 0])
+        total = expected.setdefault((row.user_id, hour, row.currency), [0, 0])
         total[0] += row.amount_minor
         total[1] += 1
     start_s = int((end - timedelta(hours=6)).timestamp())

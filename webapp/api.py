@@ -1,4 +1,5 @@
-"""The JSON API under /api/v1. Times are event times in UTC; money is a decimal string."""
+"""The JSON API under /api/v1. Times are event times in UTC; money is a decimal string with its
+currency's own places, always beside its currency, and never summed across currencies."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from google.api_core import exceptions as gexc
 
 from common import clients
 from common.message import EARLIEST_EVENT, MAX_FUTURE, MessageError, parse_message
-from common.money import format_minor
+from common.money import format_minor, is_currency
 from common.rowkeys import parse_transaction_key
 from common.store import StoredTransaction
 from common.timeutil import format_rfc3339, from_epoch_us, to_epoch_us
+from jobs.aggregate.state import read_job_status
 from webapp import params, queries
 from webapp.errors import BackendUnavailable, BadParameter, Unauthorized, error_response
 from webapp.services import get_table, now, services
@@ -25,6 +27,7 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 SUM_MAX_SPAN = timedelta(days=366)
 HOURLY_MAX_SPAN = timedelta(days=31)
 TRANSACTIONS_MAX_SPAN = timedelta(days=366)
+LATE_MAX_SPAN = timedelta(days=31)
 PUBLISH_TIMEOUT_S = 10.0
 
 
@@ -43,23 +46,38 @@ def transaction_json(txn: StoredTransaction) -> dict[str, Any]:
     }
 
 
-def sum_json(user_id: str, span: params.TimeRange) -> dict[str, Any]:
-    totals = queries.exact_sum(get_table(), user_id, span.start_us, span.end_us, services().whole_hours.total)
+def by_currency_json(totals: queries.Totals) -> list[dict[str, Any]]:
+    """Every currency present, in code order: [{"currency", "sum", "count"}]."""
+    return [
+        {"currency": currency, "sum": format_minor(total, currency), "count": count}
+        for currency, total, count in totals.parts
+    ]
+
+
+def totals_json(totals: queries.Totals, currency: str) -> dict[str, Any]:
+    """One currency's sum and count, and every currency's in by_currency."""
+    total, count = totals.currency(currency)
     return {
-        "user_id": user_id,
-        **span.as_json(),
-        "sum": format_minor(totals.sum_cents, "USD"),
-        "count": totals.count,
+        "currency": currency,
+        "sum": format_minor(total, currency),
+        "count": count,
+        "by_currency": by_currency_json(totals),
     }
 
 
-def hourly_json(user_id: str, span: params.TimeRange) -> list[dict[str, Any]]:
+def currency_arg(args: Any) -> str:
+    """The `currency` parameter, default the config's currency."""
+    return params.currency(args, services().cfg.currency)
+
+
+def sum_json(user_id: str, span: params.TimeRange, currency: str) -> dict[str, Any]:
+    totals = queries.exact_sum(get_table(), user_id, span.start_us, span.end_us, services().whole_hours.total)
+    return {"user_id": user_id, **span.as_json(), **totals_json(totals, currency)}
+
+
+def hourly_json(user_id: str, span: params.TimeRange, currency: str) -> list[dict[str, Any]]:
     return [
-        {
-            "hour_start": format_rfc3339(from_epoch_us(hour * 1_000_000)),
-            "sum": format_minor(totals.sum_cents, "USD"),
-            "count": totals.count,
-        }
+        {"hour_start": format_rfc3339(from_epoch_us(hour * 1_000_000)), **totals_json(totals, currency)}
         for hour, totals in queries.hourly(get_table(), user_id, span.start_us, span.end_us)
     ]
 
@@ -88,7 +106,8 @@ def transactions_json(user_id: str, span: params.TimeRange, args: Any) -> dict[s
 @bp.get("/users/<user_id>/sum")
 def user_sum(user_id: str) -> Any:
     user_id = params.user_id(user_id)
-    return jsonify(sum_json(user_id, params.time_range(request.args, now(), SUM_MAX_SPAN)))
+    span = params.time_range(request.args, now(), SUM_MAX_SPAN)
+    return jsonify(sum_json(user_id, span, currency_arg(request.args)))
 
 
 @bp.get("/users/<user_id>/transactions")
@@ -101,7 +120,8 @@ def user_transactions(user_id: str) -> Any:
 @bp.get("/users/<user_id>/hourly")
 def user_hourly(user_id: str) -> Any:
     user_id = params.user_id(user_id)
-    return jsonify(hourly_json(user_id, params.time_range(request.args, now(), HOURLY_MAX_SPAN)))
+    span = params.time_range(request.args, now(), HOURLY_MAX_SPAN)
+    return jsonify(hourly_json(user_id, span, currency_arg(request.args)))
 
 
 @bp.get("/users/<user_id>/latest")
@@ -121,26 +141,103 @@ def user_latest(user_id: str) -> Any:
 def top_users() -> Any:
     hours = params.int_arg(request.args, "hours", 3, 1, 168)
     n = params.int_arg(request.args, "n", 10, 1, 100)
-    current = now()
-    ranked = queries.top_users(get_table(), to_epoch_us(current), hours, n)
+    currency = currency_arg(request.args)
+    ranked = queries.top_users(get_table(), to_epoch_us(now()), hours, n, currency)
     return jsonify(
-        [{"rank": i + 1, "user_id": user, "sum": format_minor(cents, "USD")} for i, (user, cents) in enumerate(ranked)]
+        [
+            {"rank": i + 1, "user_id": user, "currency": currency, "sum": format_minor(units, currency)}
+            for i, (user, units) in enumerate(ranked)
+        ]
     )
 
 
 @bp.get("/stats/per-minute")
 def stats_per_minute() -> Any:
     minutes = params.int_arg(request.args, "minutes", 60, 1, 1440)
+    currency = currency_arg(request.args)
     rows = queries.per_minute(get_table(), to_epoch_us(now()), minutes)
     return jsonify(
         [
-            {
-                "minute_start": format_rfc3339(from_epoch_us(minute * 1_000_000)),
-                "sum": format_minor(totals.sum_cents, "USD"),
-                "count": totals.count,
-            }
+            {"minute_start": format_rfc3339(from_epoch_us(minute * 1_000_000)), **totals_json(totals, currency)}
             for minute, totals in rows
         ]
+    )
+
+
+# --- what the job set aside or found in conflict ------------------------------------------------
+
+
+def _version_json(version: dict[str, Any]) -> dict[str, Any]:
+    """One copy of a transaction id as a conflict row records it, with its amount in its currency."""
+    currency = str(version.get("currency", ""))
+    units = int(version.get("amount_minor", 0))
+    publish_us = int(version.get("publish_us", 0))
+    return {
+        "user_id": version.get("user_id", ""),
+        "amount": format_minor(units, currency) if is_currency(currency) else str(units),
+        "currency": currency,
+        "event_time": format_rfc3339(from_epoch_us(int(version.get("event_us", 0)))),
+        "publish_time": format_rfc3339(from_epoch_us(publish_us)) if publish_us else None,
+        "message_id": version.get("message_id", ""),
+    }
+
+
+@bp.get("/late")
+def late() -> Any:
+    """Transactions the job set aside as late (published beyond the late horizon), by publish time."""
+    span = params.time_range(request.args, now(), LATE_MAX_SPAN, default_from="-7d")
+    limit = params.int_arg(request.args, "limit", 100, 1, 500)
+    token = request.args.get("page_token") or None
+    try:
+        from_key = queries.decode_key_token(token) if token is not None else None
+        rows, after = queries.late_page(get_table(), span.start_us, span.end_us, limit, from_key)
+    except queries.PageTokenError as exc:
+        raise BadParameter("page_token", str(exc)) from None
+    return jsonify(
+        {
+            **span.as_json(),
+            "late": [
+                {
+                    "transaction_id": row["transaction_id"],
+                    "user_id": row["user_id"],
+                    "amount": format_minor(row["amount_minor"], row["currency"])
+                    if is_currency(row["currency"])
+                    else str(row["amount_minor"]),
+                    "currency": row["currency"],
+                    "event_time": row["event_time"],
+                    "publish_time": row["publish_time"],
+                    "run": row["run"],
+                }
+                for row in rows
+            ],
+            "next_page_token": queries.encode_key_token(after) if after else None,
+        }
+    )
+
+
+@bp.get("/conflicts")
+def conflicts() -> Any:
+    """The latest copies whose user, amount, currency or event time differ from the counted copy."""
+    limit = params.int_arg(request.args, "limit", 10, 1, 100)
+    table = get_table()
+    status = read_job_status(table) or {}
+    pending = status.get("pending") or {}
+    last_run = max(int(status.get("last_run") or 0), int(pending.get("run_id") or 0))
+    rows = queries.latest_conflicts(table, last_run, limit)
+    return jsonify(
+        {
+            "conflicts_total": int(status.get("conflicts_total") or 0),
+            "conflicts": [
+                {
+                    "run": row["run"],
+                    "transaction_id": row["transaction_id"],
+                    "reason": row["reason"],
+                    "counted": _version_json(row["counted"]),
+                    "copy": _version_json(row["copy"]),
+                }
+                for row in rows
+            ],
+        }
     )
 
 

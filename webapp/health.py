@@ -1,9 +1,11 @@
 """GET /health: is Bigtable and Pub/Sub reachable, when did the job last run, how much waits in the
-spool, and how many messages were dead-lettered. 200 when the API can serve, else 503."""
+spool, how many messages were dead-lettered, how many conflicting copies the job has found, and
+how many rows each recent run set aside as late. 200 when the API can serve, else 503."""
 
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 from types import ModuleType
 from typing import Any
@@ -18,6 +20,7 @@ from webapp.services import Services, services
 bp = Blueprint("health", __name__)
 log = logging.getLogger(__name__)
 PUBSUB_TIMEOUT_S = 2.0
+RECENT_RUNS = 10  # runs whose late and conflict counts /health lists
 
 
 def _job_state() -> ModuleType | None:
@@ -50,16 +53,39 @@ def _pubsub(svc: Services) -> dict[str, Any]:
     return {"reachable": True, "topic_exists": True, "topic": svc.cfg.topic_id}
 
 
+def _recent_runs(state: ModuleType, table: Any, last_run: int) -> list[dict[str, Any]]:
+    """The late rows, rows set aside and conflicts of the last RECENT_RUNS runs, newest first, from
+    their ~run# summaries (one read)."""
+    runs = {rowkeys.run_key(run): run for run in range(max(1, last_run - RECENT_RUNS + 1), last_run + 1)}
+    found = store.read_rows_at(table, list(runs), store.META)
+    out = []
+    for key, run in sorted(runs.items(), key=lambda item: -item[1]):
+        raw = found.get(key, {}).get(state.RUN_SUMMARY)
+        summary = json.loads(raw) if raw else {}
+        out.append(
+            {
+                "run": run,
+                "late_rows": int(summary.get("late_rows", 0)),
+                "set_aside": int(summary.get("set_aside", 0)),
+                "conflicts": int(summary.get("conflicts", 0)),
+            }
+        )
+    return out
+
+
 def _job_fields(svc: Services, table_ok: bool) -> dict[str, Any]:
     state = _job_state()
     if state is None or not table_ok:
-        return {"last_job_run": None, "spool_backlog": None}
+        return {"last_job_run": None, "spool_backlog": None, "conflicts_total": None, "recent_runs": None}
     out: dict[str, Any] = {}
     try:
-        out["last_job_run"] = state.read_job_status(svc.table())
+        status = state.read_job_status(svc.table())
+        out["last_job_run"] = status
+        out["conflicts_total"] = int(status.get("conflicts_total") or 0) if status else 0
+        out["recent_runs"] = _recent_runs(state, svc.table(), int(status.get("last_run") or 0)) if status else []
     except Exception as exc:  # bookkeeping must not take the health page down with it
         log.warning("reading the job status failed: %s", exc)
-        out["last_job_run"] = None
+        out.update(last_job_run=None, conflicts_total=None, recent_runs=None)
     try:
         out["spool_backlog"] = int(state.spool_backlog(svc.cfg, svc.table()))
     except Exception as exc:

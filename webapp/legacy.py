@@ -1,5 +1,6 @@
 """The original system's routes, kept for its clients: /list, /hour and /sum with the user in the
-query string (`user_id`, `from` default -1h, `to` default now). Same answers as /api/v1."""
+query string (`user_id`, `from` default -1h, `to` default now, `currency` default the config's).
+Same answers as /api/v1."""
 
 from __future__ import annotations
 
@@ -16,13 +17,15 @@ bp = Blueprint("legacy", __name__)
 @bp.get("/sum")
 def legacy_sum() -> Any:
     user_id = params.required_user_id(request.args)
-    return jsonify(api.sum_json(user_id, params.time_range(request.args, now(), api.SUM_MAX_SPAN)))
+    span = params.time_range(request.args, now(), api.SUM_MAX_SPAN)
+    return jsonify(api.sum_json(user_id, span, api.currency_arg(request.args)))
 
 
 @bp.get("/hour")
 def legacy_hour() -> Any:
     user_id = params.required_user_id(request.args)
-    return jsonify(api.hourly_json(user_id, params.time_range(request.args, now(), api.HOURLY_MAX_SPAN)))
+    span = params.time_range(request.args, now(), api.HOURLY_MAX_SPAN)
+    return jsonify(api.hourly_json(user_id, span, api.currency_arg(request.args)))
 
 
 @bp.get("/list")

@@ -8,7 +8,13 @@ from flask import Blueprint, jsonify
 
 bp = Blueprint("openapi", __name__)
 
-MONEY = {"type": "string", "pattern": r"^-?[0-9]+\.[0-9]{2}$", "example": "42.17"}
+MONEY = {
+    "type": "string",
+    "pattern": r"^-?[0-9]+(\.[0-9]{1,4})?$",
+    "example": "42.17",
+    "description": "A decimal string with the currency's own number of places: 1000 JPY, 10.00 USD, 1.234 BHD.",
+}
+CURRENCY_CODE = {"type": "string", "pattern": "^[A-Z]{3}$", "example": "USD"}
 TIME = {"type": "string", "format": "date-time", "example": "2026-11-21T08:00:00Z"}
 TIME_FORMS = (
     "A relative time (-1h, -30m, -2d, 0m, now), an ISO-8601 time with or without offset "
@@ -45,6 +51,14 @@ def _time_param(name: str, default: str, span: str) -> dict[str, Any]:
     }
 
 
+CURRENCY_PARAM = {
+    "name": "currency",
+    "in": "query",
+    "required": False,
+    "description": "ISO 4217 code of the currency of the top-level sum and count (default: the server's "
+    "configured currency). Sums are never added across currencies.",
+    "schema": CURRENCY_CODE,
+}
 USER_PATH = {
     "name": "user_id",
     "in": "path",
@@ -88,17 +102,28 @@ def _per_user(path_style: bool) -> list[dict[str, Any]]:
 def _sum_op(path_style: bool) -> Any:
     return _get(
         "Exact sum and count of a user's transactions in [from, to)",
-        [*_per_user(path_style), _time_param("from", "-1h", "366 days"), _time_param("to", "now", "366 days")],
-        _json(_ref("Sum"), "The exact sum."),
+        [
+            *_per_user(path_style),
+            _time_param("from", "-1h", "366 days"),
+            _time_param("to", "now", "366 days"),
+            CURRENCY_PARAM,
+        ],
+        _json(_ref("Sum"), "The exact sum in the chosen currency, and in every currency present."),
         "Whole hours come from the per-hour counters, the partial hours at either edge from the "
-        "transaction rows, so the answer is exact for any range.",
+        "transaction rows, so the answer is exact for any range. `sum`/`count` are those of the "
+        "`currency` parameter; `by_currency` lists every currency present in the range.",
     )
 
 
 def _hourly_op(path_style: bool) -> Any:
     return _get(
         "A user's total per hour over [from, to)",
-        [*_per_user(path_style), _time_param("from", "-1h", "31 days"), _time_param("to", "now", "31 days")],
+        [
+            *_per_user(path_style),
+            _time_param("from", "-1h", "31 days"),
+            _time_param("to", "now", "31 days"),
+            CURRENCY_PARAM,
+        ],
         _json({"type": "array", "items": _ref("HourTotal")}, "Every hour overlapping the range, oldest first."),
         "Each entry totals the part of its hour that lies inside [from, to); hours without "
         "transactions are present with zero, so the entries add up to the exact sum.",
@@ -132,6 +157,28 @@ def document() -> dict[str, Any]:
             "event_time": TIME,
         },
     }
+    totals = {
+        "currency": CURRENCY_CODE,
+        "sum": MONEY,
+        "count": {"type": "integer", "minimum": 0},
+        "by_currency": {
+            "type": "array",
+            "items": _ref("CurrencyTotal"),
+            "description": "Every currency present, in code order, each on its own.",
+        },
+    }
+    version = {
+        "type": "object",
+        "required": ["user_id", "amount", "currency", "event_time", "publish_time", "message_id"],
+        "properties": {
+            "user_id": {"type": "string"},
+            "amount": MONEY,
+            "currency": {"type": "string"},
+            "event_time": TIME,
+            "publish_time": {**TIME, "nullable": True},
+            "message_id": {"type": "string"},
+        },
+    }
     schemas: dict[str, Any] = {
         "Error": {
             "type": "object",
@@ -142,26 +189,30 @@ def document() -> dict[str, Any]:
                 "reason": {"type": "string", "description": "The message parser's reject reason."},
             },
         },
+        "CurrencyTotal": {
+            "type": "object",
+            "required": ["currency", "sum", "count"],
+            "properties": {"currency": CURRENCY_CODE, "sum": MONEY, "count": {"type": "integer", "minimum": 0}},
+        },
         "Sum": {
             "type": "object",
-            "required": ["user_id", "from", "to", "sum", "count"],
+            "required": ["user_id", "from", "to", "currency", "sum", "count", "by_currency"],
             "properties": {
                 "user_id": {"type": "string"},
                 "from": TIME,
                 "to": TIME,
-                "sum": MONEY,
-                "count": {"type": "integer", "minimum": 0},
+                **totals,
             },
         },
         "HourTotal": {
             "type": "object",
-            "required": ["hour_start", "sum", "count"],
-            "properties": {"hour_start": TIME, "sum": MONEY, "count": {"type": "integer", "minimum": 0}},
+            "required": ["hour_start", "currency", "sum", "count", "by_currency"],
+            "properties": {"hour_start": TIME, **totals},
         },
         "MinuteTotal": {
             "type": "object",
-            "required": ["minute_start", "sum", "count"],
-            "properties": {"minute_start": TIME, "sum": MONEY, "count": {"type": "integer", "minimum": 0}},
+            "required": ["minute_start", "currency", "sum", "count", "by_currency"],
+            "properties": {"minute_start": TIME, **totals},
         },
         "Transaction": transaction,
         "TransactionPage": {
@@ -185,8 +236,56 @@ def document() -> dict[str, Any]:
         },
         "TopUser": {
             "type": "object",
-            "required": ["rank", "user_id", "sum"],
-            "properties": {"rank": {"type": "integer", "minimum": 1}, "user_id": {"type": "string"}, "sum": MONEY},
+            "required": ["rank", "user_id", "currency", "sum"],
+            "properties": {
+                "rank": {"type": "integer", "minimum": 1},
+                "user_id": {"type": "string"},
+                "currency": CURRENCY_CODE,
+                "sum": MONEY,
+            },
+        },
+        "LateRow": {
+            "type": "object",
+            "required": ["transaction_id", "user_id", "amount", "currency", "event_time", "publish_time", "run"],
+            "properties": {
+                "transaction_id": {"type": "string"},
+                "user_id": {"type": "string"},
+                "amount": MONEY,
+                "currency": {"type": "string"},
+                "event_time": TIME,
+                "publish_time": TIME,
+                "run": {"type": "integer", "minimum": 0, "description": "The job run that set it aside."},
+            },
+        },
+        "LatePage": {
+            "type": "object",
+            "required": ["from", "to", "late", "next_page_token"],
+            "properties": {
+                "from": TIME,
+                "to": TIME,
+                "late": {"type": "array", "items": _ref("LateRow")},
+                "next_page_token": {"type": "string", "nullable": True},
+            },
+        },
+        "Version": version,
+        "Conflict": {
+            "type": "object",
+            "required": ["run", "transaction_id", "reason", "counted", "copy"],
+            "properties": {
+                "run": {"type": "integer", "minimum": 0, "description": "The job run that found the copy."},
+                "transaction_id": {"type": "string"},
+                "reason": {"type": "string", "example": "conflicting_duplicate"},
+                "counted": _ref("Version"),
+                "copy": _ref("Version"),
+            },
+        },
+        "Conflicts": {
+            "type": "object",
+            "required": ["conflicts_total", "conflicts"],
+            "properties": {
+                "conflicts_total": {"type": "integer", "minimum": 0},
+                "conflicts": {"type": "array", "items": _ref("Conflict")},
+            },
         },
         "Users": {
             "type": "object",
@@ -236,6 +335,27 @@ def document() -> dict[str, Any]:
                     "properties": {"reachable": {"type": "boolean"}, "topic_exists": {"type": "boolean"}},
                 },
                 "last_job_run": {"type": "object", "nullable": True, "description": "The last job run, if any."},
+                "conflicts_total": {
+                    "type": "integer",
+                    "nullable": True,
+                    "description": "Conflicting copies found by every finished run.",
+                },
+                "recent_runs": {
+                    "type": "array",
+                    "nullable": True,
+                    "description": "The last runs, newest first: rows each set aside as late, rows set aside "
+                    "otherwise, and conflicting copies found.",
+                    "items": {
+                        "type": "object",
+                        "required": ["run", "late_rows", "set_aside", "conflicts"],
+                        "properties": {
+                            "run": {"type": "integer", "minimum": 1},
+                            "late_rows": {"type": "integer", "minimum": 0},
+                            "set_aside": {"type": "integer", "minimum": 0},
+                            "conflicts": {"type": "integer", "minimum": 0},
+                        },
+                    },
+                },
                 "spool_backlog": {"type": "integer", "nullable": True},
                 "dead_letter_count": {"type": "integer", "nullable": True},
             },
@@ -255,15 +375,50 @@ def document() -> dict[str, Any]:
             [
                 _int_param("hours", 3, 1, 168, "Whole hours: the current hour and the hours-1 before it."),
                 _int_param("n", 10, 1, 100, "How many users."),
+                CURRENCY_PARAM,
             ],
             _json({"type": "array", "items": _ref("TopUser")}, "Highest total first, ties by user id."),
             "Totals over whole hours of event time: the current (partial) hour and the hours-1 whole "
-            "hours before it, so hours=3 at 10:20 covers 08:00-10:20.",
+            "hours before it, so hours=3 at 10:20 covers 08:00-10:20. Ranked within one currency "
+            "(the `currency` parameter); spending in other currencies is not counted.",
         ),
         "/api/v1/stats/per-minute": _get(
             "All users' count and sum per minute",
-            [_int_param("minutes", 60, 1, 1440, "The current minute and the minutes-1 before it.")],
+            [_int_param("minutes", 60, 1, 1440, "The current minute and the minutes-1 before it."), CURRENCY_PARAM],
             _json({"type": "array", "items": _ref("MinuteTotal")}, "Oldest minute first, zero where none."),
+        ),
+        "/api/v1/late": _get(
+            "Transactions the job set aside as late, by publish time",
+            [
+                {
+                    **_time_param("from", "-7d", "31 days"),
+                    "description": f"{TIME_FORMS.replace('Event time', 'Publish time')} Inclusive; "
+                    "default -7d. The range may span at most 31 days.",
+                },
+                {
+                    **_time_param("to", "now", "31 days"),
+                    "description": f"{TIME_FORMS.replace('Event time', 'Publish time')} Exclusive; "
+                    "default now. The range may span at most 31 days.",
+                },
+                _int_param("limit", 100, 1, 500, "Rows per page."),
+                {
+                    "name": "page_token",
+                    "in": "query",
+                    "required": False,
+                    "description": "The next_page_token of the previous page, to continue after it.",
+                    "schema": {"type": "string"},
+                },
+            ],
+            _json(_ref("LatePage"), "One page, oldest publish time first; next_page_token is null on the last."),
+            "Rows published more than late_horizon_hours after their event time are not counted; the "
+            "job keeps each one here, with the run that set it aside.",
+        ),
+        "/api/v1/conflicts": _get(
+            "The latest conflicting copies of counted transactions",
+            [_int_param("limit", 10, 1, 100, "How many.")],
+            _json(_ref("Conflicts"), "Those found by the newest run first, and the total over every run."),
+            "A copy whose user, amount, currency or event time differs from the copy that was counted: "
+            "the counted one stays, both are kept here.",
         ),
         "/api/v1/users": _get(
             "User ids starting with a prefix, for the user picker",
@@ -320,7 +475,8 @@ def document() -> dict[str, Any]:
             "title": "Transaction analytics API",
             "version": "1.0.0",
             "description": "Per-user sums, hourly totals and transaction lists from Bigtable range "
-            "scans. Times are event times in UTC; money is a decimal string with two places.",
+            "scans. Times are event times in UTC; money is a decimal string with its currency's own "
+            "places, always beside its currency, and never added across currencies.",
         },
         "servers": [{"url": "/"}],
         "paths": paths,

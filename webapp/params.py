@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from common.message import USER_ID
+from common.money import is_currency
 from common.timeutil import TimeFormatError, format_rfc3339, parse_time, to_epoch_us
 from webapp.errors import BadParameter
 
@@ -79,6 +80,16 @@ def int_arg(args: Any, name: str, default: int, low: int, high: int) -> int:
     if not _DIGITS.fullmatch(raw) or not low <= int(raw) <= high:
         raise BadParameter(name, f"must be an integer from {low} to {high}, got {raw[:40]!r}")
     return int(raw)
+
+
+def currency(args: Any, default: str) -> str:
+    """The `currency` parameter: an ISO 4217 code CLDR knows (USD, EUR, JPY...), `default` when absent."""
+    raw = args.get("currency")
+    if raw is None or raw == "":
+        return default
+    if not is_currency(raw):
+        raise BadParameter("currency", f"must be an ISO 4217 currency code such as USD, EUR or JPY, got {raw[:20]!r}")
+    return str(raw)
 
 
 def user_prefix(args: Any) -> str:

@@ -1,6 +1,7 @@
 """What the API asks of Bigtable: exact sums, hourly totals, newest-first pages of transactions,
 top spenders, per-minute activity and the user directory. Keys come from common.rowkeys, cells
-from common.store; money stays integer cents and times epoch microseconds here.
+from common.store; money stays integer minor units, kept apart per currency (Totals), and times
+epoch microseconds here.
 
 Newest-first pages cannot use a reversed scan: the classic client offers none and the emulator
 answers UNIMPLEMENTED. So a page reads time windows backwards from its upper bound, each a forward
@@ -15,13 +16,14 @@ import base64
 import binascii
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from common import rowkeys, store
 from common.rowkeys import HOUR_US
 from common.store import StoredTransaction
+from common.timeutil import parse_rfc3339, to_epoch_us
 
 HOUR_S = 3600
 MINUTE_S = 60
@@ -30,6 +32,8 @@ INITIAL_WINDOW_US = 6 * HOUR_US  # a typical card holder spends a few times an h
 WINDOW_ROW_CAP = 2000  # one backward-window scan returns at most this many rows (fewer for small pages)
 MAX_WINDOW_US = 100 * 366 * 24 * HOUR_US
 _TOKEN = re.compile(r"([A-Za-z0-9_-]{4,400})\.([0-9]{1,18})")
+_KEY_TOKEN = re.compile(r"[A-Za-z0-9_-]{4,400}")
+CONFLICT_ROW_CAP = 1000  # one conflict scan returns at most this many rows
 
 
 class PageTokenError(ValueError):
@@ -38,13 +42,56 @@ class PageTokenError(ValueError):
 
 @dataclass(frozen=True)
 class Totals:
-    """A sum in integer cents and a transaction count."""
+    """Sums in integer minor units and transaction counts, kept apart per currency.
 
-    sum_cents: int = 0
-    count: int = 0
+    `parts` holds (currency, sum in minor units, count) sorted by currency, one entry per currency
+    present. Adding two Totals merges them currency by currency; no sum ever crosses currencies."""
+
+    parts: tuple[tuple[str, int, int], ...] = ()
+
+    @classmethod
+    def of(cls, currency: str, sum_minor: int, count: int) -> Totals:
+        """One currency's sum and count."""
+        return cls(((currency, int(sum_minor), int(count)),))
+
+    @classmethod
+    def from_counter_cells(cls, cells: dict[bytes, int]) -> Totals:
+        """A counter row's cells (`<CUR>:sum`, `<CUR>:count`) as Totals."""
+        return cls(tuple(sorted((cur, total, count) for cur, (total, count) in store.per_currency(cells).items())))
+
+    @classmethod
+    def merge(cls, many: Iterable[Totals]) -> Totals:
+        """The sum of many Totals, currency by currency."""
+        merged: dict[str, list[int]] = {}
+        for totals in many:
+            for cur, total, count in totals.parts:
+                pair = merged.setdefault(cur, [0, 0])
+                pair[0] += total
+                pair[1] += count
+        return cls(tuple(sorted((cur, pair[0], pair[1]) for cur, pair in merged.items())))
 
     def __add__(self, other: Totals) -> Totals:
-        return Totals(self.sum_cents + other.sum_cents, self.count + other.count)
+        if not other.parts:
+            return self
+        if not self.parts:
+            return other
+        return Totals.merge((self, other))
+
+    def currency(self, currency: str) -> tuple[int, int]:
+        """(sum in minor units, count) in one currency; (0, 0) when none."""
+        for cur, total, count in self.parts:
+            if cur == currency:
+                return total, count
+        return 0, 0
+
+    @property
+    def currencies(self) -> list[str]:
+        return [cur for cur, _, _ in self.parts]
+
+    @property
+    def count(self) -> int:
+        """Transactions in every currency (a count, never a sum of money)."""
+        return sum(count for _, _, count in self.parts)
 
 
 def _ceil(value: int, step: int) -> int:
@@ -64,7 +111,7 @@ def split_hours(start_us: int, end_us: int) -> tuple[tuple[int, int] | None, lis
 def _hour_rows(table: Any, user_id: str, first_us: int, end_us: int) -> list[tuple[int, Totals]]:
     low, high = rowkeys.hour_bucket_range(user_id, first_us // 1_000_000, end_us // 1_000_000)
     return [
-        (rowkeys.parse_hour_bucket_key(key)[1], Totals(cells.get(store.SUM, 0), cells.get(store.COUNT, 0)))
+        (rowkeys.parse_hour_bucket_key(key)[1], Totals.from_counter_cells(cells))
         for key, cells in store.read_counter_rows(table, store.HOUR, low, high)
     ]
 
@@ -74,23 +121,23 @@ def _edge_rows(table: Any, user_id: str, edges: list[tuple[int, int]]) -> list[t
     found = []
     for txn in store.read_transactions_in(table, ranges):
         _, event_us, _ = rowkeys.parse_transaction_key(txn.key)
-        found.append((rowkeys.hour_start_us(event_us) // 1_000_000, Totals(txn.amount_minor, 1)))
+        found.append((rowkeys.hour_start_us(event_us) // 1_000_000, Totals.of(txn.currency, txn.amount_minor, 1)))
     return found
 
 
 def whole_hour_total(table: Any, user_id: str, first_hour_us: int, end_hour_us: int) -> Totals:
     """The user's total over whole hours [first_hour_us, end_hour_us), from the dcfbhour counters."""
-    return sum((totals for _, totals in _hour_rows(table, user_id, first_hour_us, end_hour_us)), Totals())
+    return Totals.merge(totals for _, totals in _hour_rows(table, user_id, first_hour_us, end_hour_us))
 
 
 def hour_totals(table: Any, user_id: str, start_us: int, end_us: int) -> dict[int, Totals]:
     """Per hour start (epoch s), the user's total over [start_us, end_us). Whole hours come from
     the dcfbhour counters, the partial hours at either edge from the dcflist rows."""
     whole, edges = split_hours(start_us, end_us)
-    totals: dict[int, Totals] = defaultdict(Totals)
+    by_hour: dict[int, list[Totals]] = defaultdict(list)
     for hour, value in [*(_hour_rows(table, user_id, *whole) if whole else []), *_edge_rows(table, user_id, edges)]:
-        totals[hour] += value
-    return dict(totals)
+        by_hour[hour].append(value)
+    return {hour: Totals.merge(values) for hour, values in by_hour.items()}
 
 
 WholeHours = Callable[[Any, str, int, int], Totals]
@@ -103,7 +150,7 @@ def exact_sum(
     totals the whole hours (whole_hour_total, or a cache in front of it)."""
     whole, edges = split_hours(start_us, end_us)
     total = whole_hours(table, user_id, *whole) if whole else Totals()
-    return sum((value for _, value in _edge_rows(table, user_id, edges)), total)
+    return Totals.merge([total, *(value for _, value in _edge_rows(table, user_id, edges))])
 
 
 def hourly(table: Any, user_id: str, start_us: int, end_us: int) -> list[tuple[int, Totals]]:
@@ -191,32 +238,85 @@ def decode_page_token(token: str, user_id: str) -> Cursor:
     return Cursor(key, int(window))
 
 
-def top_users(table: Any, now_us: int, hours: int, n: int) -> list[tuple[str, int]]:
-    """The n users with the highest total over the current hour and the hours-1 before it,
-    highest first (ties by user id)."""
+def top_users(table: Any, now_us: int, hours: int, n: int, currency: str) -> list[tuple[str, int]]:
+    """The n users with the highest total in `currency` (minor units) over the current hour and
+    the hours-1 before it, highest first (ties by user id). Other currencies are not looked at."""
     current = rowkeys.hour_start_us(now_us) // 1_000_000
     start = current - (hours - 1) * HOUR_S
     totals: Counter[str] = Counter()
     for _, cells in store.read_counter_rows(
         table, store.TOP, rowkeys.top_hour_key(start), rowkeys.top_hour_key(current + HOUR_S)
     ):
-        for qualifier, cents in cells.items():
-            totals[qualifier.decode()] += cents
+        for qualifier, units in cells.items():
+            cur, user = store.parse_top_qualifier(qualifier)
+            if cur == currency:
+                totals[user] += units
     return sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:n]
 
 
 def per_minute(table: Any, now_us: int, minutes: int) -> list[tuple[int, Totals]]:
-    """All users' total per minute over the current minute and the minutes-1 before it, oldest
-    first, zero for minutes without data."""
+    """All users' totals per minute and currency over the current minute and the minutes-1 before
+    it, oldest first, empty Totals for minutes without data."""
     current = rowkeys.minute_start_us(now_us) // 1_000_000
     start = current - (minutes - 1) * MINUTE_S
     found = {
-        rowkeys.parse_minute_key(key): Totals(cells.get(store.SUM, 0), cells.get(store.COUNT, 0))
+        rowkeys.parse_minute_key(key): Totals.from_counter_cells(cells)
         for key, cells in store.read_counter_rows(
             table, store.MINUTE, rowkeys.minute_key(start), rowkeys.minute_key(current + MINUTE_S)
         )
     }
     return [(minute, found.get(minute, Totals())) for minute in range(start, current + MINUTE_S, MINUTE_S)]
+
+
+def late_page(
+    table: Any, start_us: int, end_us: int, limit: int, from_key: bytes | None = None
+) -> tuple[list[dict[str, Any]], bytes | None]:
+    """Up to `limit` rows the job set aside as late, published in [start_us, end_us), oldest
+    publish time first, starting at `from_key` when given (a key from a previous page). Returns
+    them (store.read_late's dicts) and the key the next page starts at, or None at the end."""
+    low, high = rowkeys.late_range(start_us, end_us)
+    if from_key is not None:
+        if not low <= from_key < high:
+            raise PageTokenError("belongs to another range")
+        low = from_key
+    rows = store.read_late(table, low, high, limit=limit + 1)
+    if len(rows) <= limit:
+        return rows, None
+    after = rows[limit]
+    return rows[:limit], rowkeys.late_key(to_epoch_us(parse_rfc3339(after["publish_time"])), after["transaction_id"])
+
+
+def encode_key_token(key: bytes) -> str:
+    """A row key as an opaque, URL-safe page token."""
+    return base64.urlsafe_b64encode(key).decode().rstrip("=")
+
+
+def decode_key_token(token: str) -> bytes:
+    """The row key inside a token from encode_key_token."""
+    if not _KEY_TOKEN.fullmatch(token):
+        raise PageTokenError("not a page token from this API")
+    try:
+        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (binascii.Error, ValueError):
+        raise PageTokenError("not a page token from this API") from None
+
+
+def latest_conflicts(table: Any, last_run: int, limit: int) -> list[dict[str, Any]]:
+    """Up to `limit` conflict rows (store.read_conflicts' dicts), those of the newest job run
+    first. Reads runs backwards in windows that widen while they hold few rows (a window that
+    fills CONFLICT_ROW_CAP is narrowed to its newer half), so a table with thousands of runs and
+    few conflicts costs a handful of reads and a run with millions of them one capped read."""
+    found: list[dict[str, Any]] = []
+    high, width = last_run + 1, 1
+    while high > 0 and len(found) < limit:
+        low = max(0, high - width)
+        rows = store.read_conflicts(table, *rowkeys.conflict_range(low, high), limit=CONFLICT_ROW_CAP)
+        if len(rows) >= CONFLICT_ROW_CAP and high - low > 1:
+            width = max(1, (high - low) // 2)
+            continue
+        found.extend(sorted(rows, key=lambda row: -int(row["run"])))
+        high, width = low, width * 4
+    return found[:limit]
 
 
 def user_ids(table: Any, prefix: str, limit: int) -> list[str]:
