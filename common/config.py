@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from common import money
 from common.timeutil import TimeFormatError, parse_duration, parse_time
 
 DEFAULT_PATHS = ("config.json", "config.sample.json")
@@ -35,6 +36,10 @@ class Config:
     amount_min: str = "20.00"
     amount_max: str = "100.00"
     currency: str = "USD"
+    # The emitter's {code: weight} ({}: all in `currency`) and {code: [min, max]}. Dicts cannot be
+    # hashed: left out of the hash, which the other keys still make.
+    currency_mix: dict[str, float] = field(default_factory=dict, hash=False)
+    currency_amounts: dict[str, list[str]] = field(default_factory=dict, hash=False)
     simulation_start: str = "-48h"
     simulation_end: str = "now"
     seed: int = 42
@@ -126,6 +131,7 @@ def validate(cfg: Config) -> Config:
         raise _fail("max_abs_amount", "a positive amount", cfg.max_abs_amount)
     if not isinstance(cfg.currency, str) or not re.fullmatch(r"[A-Z]{3}", cfg.currency):
         raise _fail("currency", 'a 3-letter ISO 4217 code such as "USD"', cfg.currency)
+    currency_ranges(cfg)
     for key in ("simulation_start", "simulation_end"):
         value = getattr(cfg, key)
         try:
@@ -139,6 +145,58 @@ def validate(cfg: Config) -> Config:
     if not isinstance(cfg.ingest_token, str):
         raise _fail("ingest_token", "a string (empty disables the token check)", cfg.ingest_token)
     return cfg
+
+
+_MIX_FORM = 'an object of ISO 4217 code -> weight > 0, such as {"USD": 0.8, "EUR": 0.15, "JPY": 0.05}'
+_AMOUNTS_FORM = 'an object of ISO 4217 code -> ["min", "max"], such as {"JPY": ["500", "20000"]}'
+
+
+def _in_currency(key: str, amount: Any, currency: str) -> int:
+    """A config amount as minor units of `currency`, or ConfigError naming `key`."""
+    try:
+        if isinstance(amount, str):
+            return money.to_minor(amount, currency)
+    except ValueError:
+        pass
+    places = money.exponent(currency)
+    raise ConfigError(f"config key '{key}' must be an amount in {currency} (at most {places} places), got {amount!r}")
+
+
+def currency_ranges(cfg: Config) -> dict[str, tuple[int, int]]:
+    """The emitter's currencies (`currency` when `currency_mix` is {}, else the mix's), each with its
+    amount range in minor units, both ends inclusive: its `currency_amounts` entry, else the same
+    number of minor units as amount_min..amount_max in `currency` (by default 2000..10000: 20.00..
+    100.00 USD or EUR, 2000..10000 JPY). Raises ConfigError naming the key."""
+    if not money.is_currency(cfg.currency):
+        raise _fail("currency", 'an ISO 4217 code such as "USD"', cfg.currency)
+    mix, amounts = cfg.currency_mix, cfg.currency_amounts
+    if not isinstance(mix, dict):
+        raise _fail("currency_mix", _MIX_FORM, mix)
+    for code, weight in mix.items():
+        if not money.is_currency(code):
+            raise _fail("currency_mix", 'keyed by ISO 4217 codes such as "EUR"', code)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight < float("inf"):
+            raise ConfigError(f"config key 'currency_mix' must give {code} a weight > 0, got {weight!r}")
+    if not isinstance(amounts, dict):
+        raise _fail("currency_amounts", _AMOUNTS_FORM, amounts)
+    spent = list(mix) or [cfg.currency]
+    default = (
+        _in_currency("amount_min", cfg.amount_min, cfg.currency),
+        _in_currency("amount_max", cfg.amount_max, cfg.currency),
+    )
+    ranges: dict[str, tuple[int, int]] = {}
+    for code, bounds in amounts.items():
+        if code not in spent:
+            raise ConfigError(
+                f"config key 'currency_amounts' names {str(code)[:20]!r}, not spent (spent: {', '.join(spent)})"
+            )
+        if not isinstance(bounds, list) or len(bounds) != 2:
+            raise _fail("currency_amounts", f'["min", "max"] for {code}', bounds)
+        low, high = (_in_currency("currency_amounts", bound, code) for bound in bounds)
+        if low > high:
+            raise _fail("currency_amounts", f"min <= max for {code}", bounds)
+        ranges[code] = (low, high)
+    return {code: ranges.get(code, default) for code in spent}
 
 
 def resolve_path(path: str | Path | None) -> Path:

@@ -154,6 +154,15 @@ def emit(
     )
 
 
+def describe_currencies(population: Population) -> str:
+    """The currencies spent: "USD", or the mix with each one's share, "EUR 15%, JPY 5%, USD 80%"."""
+    spends = population.spends()
+    if len(spends) == 1:
+        return spends[0].currency
+    total = sum(spend.weight for spend in spends)
+    return ", ".join(f"{spend.currency} {spend.weight / total:.0%}" for spend in spends)
+
+
 def _time_flag(flag: str, value: str | None, default: str, now: datetime) -> datetime:
     try:
         return parse_time(value or default, now)
@@ -224,7 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ledger = Ledger(args.ledger) if args.ledger else None
             publisher = TransactionPublisher(cfg, ledger=ledger, ensure_topic=False)
             mode = f"live, {time_scale:g}x" if end is None else f"{format_rfc3339(start)} .. {format_rfc3339(end)}"
-            log(f"emitter: {cfg.users} users, seed {cfg.seed}, {mode} -> {publisher.topic}")
+            currencies = describe_currencies(request.population)
+            log(f"emitter: {cfg.users} users, seed {cfg.seed}, in {currencies}, {mode} -> {publisher.topic}")
             result = emit(publisher, producer, stop, paced=end is None, progress=not args.quiet, give_up=give_up)
     finally:
         for sig, handler in previous.items():

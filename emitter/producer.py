@@ -25,8 +25,10 @@ from common.money import format_minor
 from common.timeutil import to_epoch_us
 from emitter.simulate import Population, simulate
 
+# transaction_id, user_id, amount (in its currency's places), currency, event_time (RFC 3339 UTC)
+LedgerRow = tuple[str, str, str, str, str]
 # (message body, message attributes, event time in epoch microseconds, ledger row)
-EncodedTransaction = tuple[bytes, dict[str, str], int, tuple[str, str, str, str]]
+EncodedTransaction = tuple[bytes, dict[str, str], int, LedgerRow]
 
 _DONE = "done"
 _ERROR = "error"
@@ -36,7 +38,8 @@ _BATCH = "batch"
 def encode_for_publish(txn: Transaction) -> EncodedTransaction:
     """Everything publishing and the ledger need from one transaction, as plain values."""
     attributes = txn.attributes()
-    ledger_row = (txn.transaction_id, txn.user_id, format_minor(txn.amount_minor, txn.currency), attributes["event_time"])
+    amount = format_minor(txn.amount_minor, txn.currency)
+    ledger_row = (txn.transaction_id, txn.user_id, amount, txn.currency, attributes["event_time"])
     return txn.encode(), attributes, to_epoch_us(txn.event_time), ledger_row
 
 

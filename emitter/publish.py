@@ -34,9 +34,9 @@ from common.cli import log
 from common.config import Config
 from common.message import Transaction
 from common.outage import Backoff, first_line
-from emitter.producer import EncodedTransaction, encode_for_publish
+from emitter.producer import EncodedTransaction, LedgerRow, encode_for_publish
 
-LEDGER_HEADER = ("transaction_id", "user_id", "amount", "event_time")
+LEDGER_HEADER = ("transaction_id", "user_id", "amount", "currency", "event_time")
 
 # Errors worth retrying: the service is busy, restarting or briefly unreachable.
 _TRANSIENT = gretry.if_exception_type(
@@ -97,7 +97,7 @@ class PublishCounts:
 
 
 class Ledger:
-    """The ground-truth CSV of published transactions: transaction_id,user_id,amount,event_time.
+    """The ground-truth CSV of published transactions: transaction_id,user_id,amount,currency,event_time.
 
     Rows are written as Pub/Sub confirms each message, so the file lists exactly the transactions
     that were published (in confirmation order, which is close to event order)."""
@@ -111,8 +111,9 @@ class Ledger:
         self._writer.writerow(LEDGER_HEADER)
         self._lock = threading.Lock()
 
-    def write(self, row: tuple[str, str, str, str]) -> None:
-        """One row: transaction_id, user_id, amount with two decimals, event_time RFC 3339 UTC."""
+    def write(self, row: LedgerRow) -> None:
+        """One row: transaction_id, user_id, amount with its currency's places, currency, event_time
+        RFC 3339 UTC."""
         with self._lock:
             if not self._handle.closed:  # an outcome arriving after close() gave up waiting
                 self._writer.writerow(row)

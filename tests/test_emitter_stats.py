@@ -9,13 +9,17 @@ import itertools
 import json
 import random
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 from scipy import stats
 
-from common.message import parse_message
+from common.config import Config, ConfigError, from_dict, load_config
+from common.message import Transaction, parse_message
 from emitter.producer import SimulationRequest, encode_for_publish, encoded_batches
-from emitter.simulate import MERCHANT_CATEGORIES, Population, draw_periods, simulate, user_ids
+from emitter.simulate import MERCHANT_CATEGORIES, CurrencySpend, Population, draw_periods, simulate, user_ids
 
+ROOT = Path(__file__).resolve().parent.parent
 START = datetime(2026, 1, 1, tzinfo=UTC)
 P_VALUE = 0.001
 
@@ -25,8 +29,8 @@ def population(**changes: object) -> Population:
         "users": 1,
         "mean_period_seconds": 600.0,
         "min_period_seconds": 600.0,  # min == mean: every user's mean period is exactly 600 s
-        "amount_min_cents": 2000,
-        "amount_max_cents": 10000,
+        "amount_min_minor": 2000,
+        "amount_max_minor": 10000,
         "currency": "USD",
         "seed": 7,
     }
@@ -63,7 +67,7 @@ def test_amounts_are_uniform_whole_cents_between_min_and_max() -> None:
 
 
 def test_amount_bounds_are_inclusive() -> None:
-    txns = list(itertools.islice(simulate(population(amount_min_cents=1, amount_max_cents=3), START, None), 300))
+    txns = list(itertools.islice(simulate(population(amount_min_minor=1, amount_max_minor=3), START, None), 300))
     assert {t.amount_minor for t in txns} == {1, 2, 3}
 
 
@@ -129,5 +133,117 @@ def test_encoded_message_and_ledger_row_agree_with_the_transaction() -> None:
     assert event_us == (txn.event_time - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
     row = next(csv.reader(io.StringIO(",".join(ledger_row))))
     assert row[0] == txn.transaction_id and row[1] == txn.user_id
-    assert row[2] == json.loads(body)["amount"]
-    assert row[3].endswith("Z") and datetime.fromisoformat(row[3]) == txn.event_time
+    assert row[2] == json.loads(body)["amount"] and row[3] == "USD"
+    assert row[4].endswith("Z") and datetime.fromisoformat(row[4]) == txn.event_time
+
+
+# --- the currency mix ----------------------------------------------------------------------------
+
+MIX = (
+    CurrencySpend("EUR", 0.15, 1000, 5000),
+    CurrencySpend("JPY", 0.05, 500, 20000),
+    CurrencySpend("USD", 0.8, 2000, 10000),
+)
+
+
+def test_the_observed_currency_mix_matches_the_weights() -> None:
+    txns = list(itertools.islice(simulate(population(users=20, mix=MIX), START, None), 20_000))
+    observed = [sum(1 for t in txns if t.currency == code) for code in ("EUR", "JPY", "USD")]
+    assert stats.chisquare(observed, [20_000 * w for w in (0.15, 0.05, 0.8)]).pvalue > P_VALUE
+    # The test can fail: other weights are rejected.
+    assert stats.chisquare(observed, [20_000 * w for w in (0.2, 0.05, 0.75)]).pvalue < P_VALUE
+    assert stats.chisquare(observed, [20_000 * w for w in (0.15, 0.1, 0.75)]).pvalue < P_VALUE
+
+
+def test_amounts_are_uniform_in_each_currencys_minor_units_over_its_range() -> None:
+    txns = list(itertools.islice(simulate(population(users=20, mix=MIX), START, None), 30_000))
+    for code, low, high in (("EUR", 1000, 5000), ("JPY", 500, 20000), ("USD", 2000, 10000)):
+        units = [t.amount_minor for t in txns if t.currency == code]
+        assert len(units) > 1000 and min(units) >= low and max(units) <= high
+        assert stats.kstest(units, "uniform", args=(low, high - low)).pvalue > P_VALUE
+        assert stats.kstest(units, "uniform", args=(low, (high - low) * 1.2)).pvalue < P_VALUE
+
+
+def test_inter_arrival_times_stay_exponential_with_a_mix() -> None:
+    txns = list(itertools.islice(simulate(population(mix=MIX), START, None), 5000))
+    gaps = [(b.event_time - a.event_time).total_seconds() for a, b in itertools.pairwise(txns)]
+    assert stats.kstest(gaps, "expon", args=(0, 600.0)).pvalue > P_VALUE
+    assert stats.kstest(gaps, "expon", args=(0, 690.0)).pvalue < P_VALUE
+
+
+def test_a_mix_is_drawn_the_same_for_the_same_seed() -> None:
+    first = list(itertools.islice(simulate(population(users=5, mix=MIX), START, None), 3000))
+    again = list(itertools.islice(simulate(population(users=5, mix=MIX), START, None), 3000))
+    assert first == again
+    assert [t.currency for t in first] != [t.currency for t in simulate_n(population(users=5, mix=MIX, seed=8), 3000)]
+
+
+def simulate_n(pop: Population, count: int) -> list[Transaction]:
+    return list(itertools.islice(simulate(pop, START, None), count))
+
+
+def config(**values: object) -> Config:
+    return from_dict({"currency": "USD", **values})
+
+
+def test_the_default_config_spends_only_in_currency() -> None:
+    assert Population.from_config(load_config(ROOT / "config.sample.json")).spends() == (
+        CurrencySpend("USD", 1.0, 2000, 10000),
+    )
+    cfg = config(currency="JPY", amount_min="500", amount_max="20000")
+    assert Population.from_config(cfg).spends() == (CurrencySpend("JPY", 1.0, 500, 20000),)
+    assert {t.currency for t in simulate_n(Population.from_config(cfg), 200)} == {"JPY"}
+
+
+def test_mix_ranges_come_from_currency_amounts_or_the_same_minor_units_as_currency() -> None:
+    cfg = config(
+        currency_mix={"USD": 8, "JPY": 1, "BHD": 0.5, "EUR": 1.5},
+        currency_amounts={"JPY": ["500", "20000"], "BHD": ["1.25", "9.999"]},
+    )
+    assert Population.from_config(cfg).spends() == (
+        CurrencySpend("BHD", 0.5, 1250, 9999),
+        CurrencySpend("EUR", 1.5, 2000, 10000),  # no entry: 20.00..100.00, as many minor units as USD's
+        CurrencySpend("JPY", 1.0, 500, 20000),
+        CurrencySpend("USD", 8.0, 2000, 10000),
+    )
+
+
+@pytest.mark.parametrize(
+    ("amount_minor", "currency", "written"),
+    [(1234, "USD", "12.34"), (1234, "JPY", "1234"), (1234, "BHD", "1.234"), (5, "EUR", "0.05")],
+)
+def test_the_ledger_row_writes_the_amount_in_its_currencys_places(
+    amount_minor: int, currency: str, written: str
+) -> None:
+    txn = Transaction("t1", "u0001", amount_minor, currency, START, "grocery")
+    _, _, _, row = encode_for_publish(txn)
+    assert row == ("t1", "u0001", written, currency, "2026-01-01T00:00:00Z")
+
+
+@pytest.mark.parametrize(
+    ("values", "key", "expected"),
+    [
+        ({"currency_mix": "USD"}, "currency_mix", "an object of ISO 4217 code -> weight > 0"),
+        ({"currency_mix": {"USD": 1, "XYZ": 1}}, "currency_mix", "ISO 4217 codes"),
+        ({"currency_mix": {"usd": 1}}, "currency_mix", "ISO 4217 codes"),
+        ({"currency_mix": {"EUR": 0}}, "currency_mix", "give EUR a weight > 0"),
+        ({"currency_mix": {"EUR": -1}}, "currency_mix", "give EUR a weight > 0"),
+        ({"currency_mix": {"EUR": True}}, "currency_mix", "give EUR a weight > 0"),
+        ({"currency_mix": {"EUR": "0.5"}}, "currency_mix", "give EUR a weight > 0"),
+        ({"currency_amounts": ["20", "30"]}, "currency_amounts", "an object of ISO 4217 code"),
+        ({"currency_amounts": {"GBP": ["1.00", "2.00"]}}, "currency_amounts", "names 'GBP', not spent (spent: USD)"),
+        ({"currency_mix": {"JPY": 1}, "currency_amounts": {"JPY": ["20.50", "100"]}}, "currency_amounts", "in JPY"),
+        ({"currency_mix": {"JPY": 1}, "currency_amounts": {"JPY": [500, 900]}}, "currency_amounts", "in JPY"),
+        ({"currency_mix": {"JPY": 1}, "currency_amounts": {"JPY": ["900", "500"]}}, "currency_amounts", "min <= max"),
+        ({"currency_mix": {"JPY": 1}, "currency_amounts": {"JPY": "500"}}, "currency_amounts", '["min", "max"]'),
+        ({"currency": "JPY", "amount_min": "20.50"}, "amount_min", "an amount in JPY (at most 0 places)"),
+        ({"currency": "ABC"}, "currency", "an ISO 4217 code"),
+    ],
+)
+def test_a_wrong_currency_setting_gets_one_line_naming_the_key(
+    values: dict[str, object], key: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        config(**values)
+    message = str(info.value)
+    assert message.startswith(f"config key '{key}'") and expected in message and "\n" not in message

@@ -67,7 +67,8 @@ def wait_for_start(process: subprocess.Popen[str], prefix: str, timeout: float =
 
 def read_ledger(path: Path) -> pd.DataFrame:
     ledger = pd.read_csv(path, dtype=str)
-    assert list(ledger.columns) == ["transaction_id", "user_id", "amount", "event_time"]
+    assert list(ledger.columns) == ["transaction_id", "user_id", "amount", "currency", "event_time"]
+    assert (ledger["currency"] == "USD").all()  # the config's single currency
     assert ledger["amount"].str.fullmatch(r"-?\d+\.\d\d").all()
     assert ledger["event_time"].str.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z").all()
     ledger["amount_minor"] = [int(Decimal(a) * 100) for a in ledger["amount"]]
@@ -90,6 +91,7 @@ def assert_spool_holds_ledger(spooled: pd.DataFrame, ledger: pd.DataFrame) -> No
     assert len(merged) == len(ledger)
     assert (merged["user_id_ledger"] == merged["user_id_spool"]).all()
     assert (merged["amount_minor_ledger"] == merged["amount_minor_spool"]).all()
+    assert (merged["currency_ledger"] == merged["currency_spool"]).all()
     assert (merged["event_time_ledger"] == merged["event_time_spool"]).all()
 
 

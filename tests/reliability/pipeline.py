@@ -188,15 +188,16 @@ def emit(config: Path, emission: Emission, ledger: Path, env: dict[str, str] | N
 
 
 def read_ledger(*paths: Path) -> pd.DataFrame:
-    """The emitter's ledger CSVs as spool-shaped rows, read by DuckDB (amounts to cents through
-    DECIMAL, never a float). Published at their event time: the windows used here are recent."""
+    """The emitter's ledger CSVs as spool-shaped rows, read by DuckDB. An amount is written with
+    exactly its currency's places ("12.34" USD, "1234" JPY), so its digits without the point are its
+    minor units, exact, never a float. Published at their event time: the windows used here are recent."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     frame = con.execute(
         """
         SELECT transaction_id, user_id,
-               CAST(CAST(amount AS DECIMAL(18, 2)) * 100 AS BIGINT) AS amount_minor,
-               'USD' AS currency, 'unknown' AS merchant_category,
+               CAST(replace(amount, '.', '') AS BIGINT) AS amount_minor,
+               currency, 'unknown' AS merchant_category,
                CAST(event_time AS TIMESTAMPTZ) AS event_time,
                CAST(event_time AS TIMESTAMPTZ) AS publish_time,
                transaction_id AS message_id
