@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from common import money
 from common.timeutil import TimeFormatError, parse_duration, parse_time
@@ -16,6 +17,7 @@ DEFAULT_PATHS = ("config.json", "config.sample.json")
 _ID = re.compile(r"^[A-Za-z][A-Za-z0-9_.~+%-]{2,254}$")
 _INSTANCE = re.compile(r"^[a-z][a-z0-9-]{4,31}$")
 _TABLE = re.compile(r"^[A-Za-z0-9_.-]{1,50}$")
+SECRET_KEYS = ("ingest_token", "read_token")
 
 
 class ConfigError(ValueError):
@@ -50,6 +52,9 @@ class Config:
     max_payload_bytes: int = 8192
     max_abs_amount: str = "1000000.00"
     ingest_token: str = ""
+    read_token: str = ""
+    allowed_origins: tuple[str, ...] = ()
+    post_rate_limit: str = "120 per minute"
     pubsub_emulator_host: str = "127.0.0.1:8085"
     bigtable_emulator_host: str = "127.0.0.1:8086"
     outage_backoff_max_seconds: float = 60.0
@@ -68,7 +73,18 @@ class Config:
         return int(Decimal(self.max_abs_amount).scaleb(2))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every key, secrets included (to write a config file); lists as lists."""
+        data = asdict(self)
+        data["allowed_origins"] = list(self.allowed_origins)
+        return data
+
+    def __repr__(self) -> str:
+        # The config travels in logs, tracebacks and pickles to Spark executors: never the secrets.
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            shown.append(f"{f.name}={'<hidden>' if f.name in SECRET_KEYS and value else repr(value)}")
+        return f"Config({', '.join(shown)})"
 
 
 def _fail(key: str, expected: str, value: Any) -> ConfigError:
@@ -142,9 +158,50 @@ def validate(cfg: Config) -> Config:
         value = getattr(cfg, key)
         if not isinstance(value, str) or (value and not re.fullmatch(r"[A-Za-z0-9_.\[\]:-]+:\d{1,5}", value)):
             raise _fail(key, 'host:port, or "" to use Google Cloud', value)
-    if not isinstance(cfg.ingest_token, str):
-        raise _fail("ingest_token", "a string (empty disables the token check)", cfg.ingest_token)
-    return cfg
+    for key in SECRET_KEYS:
+        value = getattr(cfg, key)
+        if not isinstance(value, str) or (value and not re.fullmatch(r"[\x21-\x7e]{16,512}", value)):
+            # The value itself is never echoed.
+            raise ConfigError(
+                f"config key '{key}' must be \"\" (no check) or 16-512 printable ASCII characters without spaces"
+            )
+    _check_rate("post_rate_limit", cfg.post_rate_limit)
+    return replace(cfg, allowed_origins=tuple(_origin(value) for value in _origin_list(cfg.allowed_origins)))
+
+
+def _check_rate(key: str, value: Any) -> None:
+    from limits import parse_many  # the grammar Flask-Limiter enforces it with
+
+    try:
+        if not isinstance(value, str) or not parse_many(value):
+            raise ValueError
+    except ValueError:
+        raise _fail(key, 'a rate such as "120 per minute" or "10/second"', value) from None
+
+
+def _origin_list(value: Any) -> list[Any]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise _fail("allowed_origins", 'a list of origins such as ["https://txn.example.com"]', value)
+    return list(value)
+
+
+def _origin(value: Any) -> str:
+    """'https://Host:443' -> 'https://host': the form a browser sends in an Origin header."""
+    expected = "an origin such as https://txn.example.com or http://10.0.0.5:5000 (no path)"
+    if not isinstance(value, str):
+        raise _fail("allowed_origins", expected, value)
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise _fail("allowed_origins", expected, value) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+        raise _fail("allowed_origins", expected, value)
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise _fail("allowed_origins", expected, value)
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    default = {"http": 80, "https": 443}[parts.scheme]
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
 
 
 _MIX_FORM = 'an object of ISO 4217 code -> weight > 0, such as {"USD": 0.8, "EUR": 0.15, "JPY": 0.05}'

@@ -20,7 +20,7 @@ from common.config import Config
 from webapp import create_app
 
 NOW = datetime(2026, 3, 15, 10, 20, 30, tzinfo=UTC)
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-ingest-token-0042"
 
 
 def body(**overrides: Any) -> bytes:

@@ -39,6 +39,7 @@ def create_app(
     from webapp.health import bp as health_bp
     from webapp.legacy import bp as legacy_bp
     from webapp.openapi import bp as openapi_bp
+    from webapp.security import install as install_security
     from webapp.services import Services
 
     cfg = _resolve_config(config)
@@ -51,6 +52,8 @@ def create_app(
     for blueprint in (api_bp, legacy_bp, health_bp, openapi_bp, dashboard_bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
+    # Who may ask what: webapp/security.py. The POST rate limit is counted before the checks.
+    install_security(app, cfg, rate_limited=[api_bp])
 
     @app.after_request
     def _security_headers(response: Response) -> Response:

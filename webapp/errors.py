@@ -25,7 +25,7 @@ class BadParameter(ValueError):
 
 
 class Unauthorized(PermissionError):
-    """A request without the configured bearer token."""
+    """A request without the configured bearer token (the message never holds a token)."""
 
 
 class BackendUnavailable(RuntimeError):
@@ -45,7 +45,10 @@ def _backend_message(exc: Exception) -> str:
             f"Bigtable table '{cfg.table_id}' (instance '{cfg.instance_id}') does not exist yet; "
             "run the ingest job first"
         )
-    return f"Bigtable unreachable ({describe_target(services().cfg)}): {exc.__class__.__name__}"
+    # The answer names no host or port (the log does): whoever asks learns only that it is down.
+    if isinstance(exc, (gexc.DeadlineExceeded, gexc.RetryError)):
+        return "Bigtable unreachable: no answer in time; try again shortly"
+    return f"Bigtable unreachable ({exc.__class__.__name__}); try again shortly"
 
 
 def register(app: Flask) -> None:
@@ -67,7 +70,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(gexc.GoogleAPIError)
     def _google_error(exc: gexc.GoogleAPIError) -> Any:
-        log.warning("backend call failed: %s", exc)
+        log.warning("backend call failed (%s): %s", describe_target(services().cfg), exc)
         return error_response(503, _backend_message(exc))
 
     @app.errorhandler(HTTPException)

@@ -77,11 +77,22 @@ PAGE_PARAMS = [
         "schema": {"type": "string"},
     },
 ]
+# Every answer may be a 403: a client off this machine while the server has no tokens, or a Host
+# header that names no allowed origin (webapp/security.py).
+FORBIDDEN = _json(
+    _ref("Error"),
+    "Refused: the Host header names no allowed origin, or the client is not on the server's machine "
+    "and the server has no tokens configured.",
+)
 ERRORS = {
     "400": _json(_ref("Error"), "A parameter is missing or wrong; `parameter` names it."),
-    "503": _json(_ref("Error"), "Bigtable is unreachable or the table does not exist yet."),
+    "401": _json(_ref("Error"), "Missing or wrong read token (only when the config sets read_token)."),
+    "403": FORBIDDEN,
+    "503": _json(_ref("Error"), "Bigtable is unreachable or the table does not exist yet (one line, no address)."),
     "default": _json(_ref("Error"), "Any other error (404, 405, 413)."),
 }
+# The data routes take the read token when the config sets one, and nothing otherwise.
+READ_SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {}]
 
 
 def _get(summary: str, parameters: list[dict[str, Any]], ok: dict[str, Any], description: str = "") -> Any:
@@ -90,6 +101,7 @@ def _get(summary: str, parameters: list[dict[str, Any]], ok: dict[str, Any], des
             "summary": summary,
             "description": description or summary,
             "parameters": parameters,
+            "security": READ_SECURITY,
             "responses": {"200": ok, **ERRORS},
         }
     }
@@ -323,6 +335,7 @@ def document() -> dict[str, Any]:
             ],
             "properties": {
                 "status": {"type": "string", "enum": ["ok", "degraded"]},
+                "reason": {"type": "string", "nullable": True, "description": "What is wrong, in one line."},
                 "checked_at": TIME,
                 "bigtable": {
                     "type": "object",
@@ -438,7 +451,11 @@ def document() -> dict[str, Any]:
                 "summary": "Submit one transaction (the receipts entry point)",
                 "description": "Validated exactly as the spooler validates Pub/Sub messages (the legacy "
                 "'user_id,amount,epoch_seconds' line is accepted too), then published to the topic. "
-                "Needs 'Authorization: Bearer <token>' when the config sets ingest_token.",
+                "Needs 'Authorization: Bearer <ingest_token>' when the config sets one, "
+                "'Content-Type: application/json', and an Origin (when sent) from the config's "
+                "allowed_origins or the page's own loopback address. An event time older than the "
+                "late horizon (late_horizon_hours) is refused with 422: the job would never count it. "
+                "Limited per client address (post_rate_limit).",
                 "security": [{"bearer": []}, {}],
                 "requestBody": {
                     "required": True,
@@ -448,7 +465,17 @@ def document() -> dict[str, Any]:
                     "202": _json(_ref("Accepted"), "Published."),
                     "400": _json(_ref("Error"), "The body was refused; `reason` is the parser's reason."),
                     "401": _json(_ref("Error"), "Missing or wrong bearer token."),
-                    "503": _json(_ref("Error"), "Pub/Sub is unreachable or the topic does not exist."),
+                    "403": _json(_ref("Error"), "Cross-origin POST, or a Host or client the server does not serve."),
+                    "415": _json(_ref("Error"), "The Content-Type is not application/json."),
+                    "422": _json(_ref("Error"), "The event time is beyond the late horizon; `reason` is 'late'."),
+                    "429": {
+                        **_json(_ref("Error"), "Too many POSTs from this address; wait Retry-After seconds."),
+                        "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
+                    },
+                    "503": _json(
+                        _ref("Error"),
+                        "Pub/Sub did not answer within a few seconds, or the topic does not exist (no address).",
+                    ),
                     "default": _json(_ref("Error"), "Any other error (413 for an oversized body)."),
                 },
             }
@@ -457,10 +484,13 @@ def document() -> dict[str, Any]:
             "get": {
                 "summary": "Pipeline health",
                 "description": "200 when Bigtable can serve the API, 503 otherwise; status 'degraded' when "
-                "Bigtable or Pub/Sub is unreachable.",
+                "Bigtable or Pub/Sub is unreachable, `reason` one line saying what is wrong. Needs no "
+                "token: it names no card holder, host or port.",
                 "parameters": [],
+                "security": [],
                 "responses": {
                     "200": _json(_ref("Health"), "Healthy enough to serve."),
+                    "403": FORBIDDEN,
                     "503": _json(_ref("Health"), "Bigtable unreachable or the table missing."),
                 },
             }
@@ -482,7 +512,14 @@ def document() -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The config's read_token on the GET data routes, its ingest_token on "
+                    "the POST; a route needs none while its token is not set.",
+                }
+            },
         },
     }
 
