@@ -4,7 +4,7 @@
     python -m bench --quick                small sizes (a couple of minutes); writes bench/out/
     python -m bench --stages api,job       only those stages (writes bench/out/ unless --out is given)
 
-Stages, in order: publish, spool, aggregate, job, incremental, e2e, drain, api. Each runs on the
+Stages, in order: publish, spool, hostile, aggregate, job, incremental, e2e, drain, api. Each runs on the
 local emulators with its own uuid-named topic, subscription, table and spool, removed afterwards.
 Exit codes: 0 every stage ran (whether or not it met its target), 1 a stage failed to run,
 2 a bad flag or config value, 3 an emulator cannot be reached.
@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench import pipeline, stages
+from bench import hostile, pipeline, stages
 from bench.results import Result, compare, write_all
 from common import clients
 from common.cli import ArgumentParser, UsageError, add_config_argument, log, run
@@ -30,6 +30,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 STAGES: dict[str, Callable[[stages.Bench], list[Result]]] = {
     "publish": stages.publish,
     "spool": stages.spool_stage,
+    "hostile": hostile.stage,
     "aggregate": stages.aggregate,
     "job": stages.job,
     "incremental": stages.incremental,
