@@ -32,10 +32,11 @@ def make_ledger(
     hours: int = 6,
     seed: int = 1,
     publish_lag: timedelta = timedelta(seconds=2),
+    currencies: tuple[str, ...] = ("USD",),
 ) -> pd.DataFrame:
     """`count` distinct transactions of USERS with event times over `hours` hours from BASE +
     first_hour, about one in ten a refund, some exactly on an hour edge, published `publish_lag`
-    after their event (plus up to a second)."""
+    after their event (plus up to a second), each in one of `currencies` (amounts in its minor units)."""
     rng = random.Random(f"{tag}-{seed}")
     start = BASE + timedelta(hours=first_hour)
     rows = []
@@ -54,7 +55,7 @@ def make_ledger(
                 "transaction_id": f"{tag}-{i:06d}",
                 "user_id": rng.choice(USERS),
                 "amount_minor": cents,
-                "currency": "USD",
+                "currency": currencies[i % len(currencies)],
                 "merchant_category": rng.choice(CATEGORIES),
                 "event_time": event,
                 "publish_time": published,
@@ -96,9 +97,9 @@ class Contents:
     """A table's data, by family, in plain values."""
 
     transactions: dict[tuple[str, int, str], tuple[int, str, str, str]] = field(default_factory=dict)
-    buckets: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
-    minutes: dict[int, tuple[int, int]] = field(default_factory=dict)
-    top: dict[tuple[int, str], int] = field(default_factory=dict)
+    buckets: dict[tuple[str, int, str], tuple[int, int]] = field(default_factory=dict)  # (user, hour, currency)
+    minutes: dict[tuple[int, str], tuple[int, int]] = field(default_factory=dict)  # (minute, currency)
+    top: dict[tuple[int, str, str], int] = field(default_factory=dict)  # (hour, currency, user)
     users: set[str] = field(default_factory=set)
 
 
@@ -115,17 +116,30 @@ def read_contents(table: Any) -> Contents:
                 cells[b"event_time"].decode(),
             )
         if store.HOUR in families:
-            cells = families[store.HOUR]
-            out.buckets[rowkeys.parse_hour_bucket_key(key)] = (int(cells[store.SUM]), int(cells[store.COUNT]))
+            user, hour = rowkeys.parse_hour_bucket_key(key)
+            for currency, (total, count) in _per_currency(families[store.HOUR]).items():
+                out.buckets[(user, hour, currency)] = (total, count)
         if store.MINUTE in families:
-            cells = families[store.MINUTE]
-            out.minutes[rowkeys.parse_minute_key(key)] = (int(cells[store.SUM]), int(cells[store.COUNT]))
+            minute = rowkeys.parse_minute_key(key)
+            for currency, (total, count) in _per_currency(families[store.MINUTE]).items():
+                out.minutes[(minute, currency)] = (total, count)
         if store.TOP in families:
             hour = rowkeys.parse_top_hour_key(key)
-            out.top.update({(hour, user.decode()): int(v) for user, v in families[store.TOP].items()})
+            for qualifier, value in families[store.TOP].items():
+                currency, _, user = qualifier.decode().partition(":")
+                out.top[(hour, currency, user)] = int(value)
         if store.USER in families:
             out.users.add(rowkeys.parse_user_directory_key(key))
     return out
+
+
+def _per_currency(cells: dict[bytes, bytes]) -> dict[str, tuple[int, int]]:
+    """Counter cells "<CUR>:sum" / "<CUR>:count" -> {currency: (sum, count)}, parsed here by hand."""
+    out: dict[str, list[int]] = {}
+    for qualifier, value in cells.items():
+        currency, _, what = qualifier.decode().partition(":")
+        out.setdefault(currency, [0, 0])[{"sum": 0, "count": 1}[what]] = int(value)
+    return {currency: (pair[0], pair[1]) for currency, pair in out.items()}
 
 
 def expected_contents(ledger: pd.DataFrame, late_horizon_hours: int) -> Contents:
@@ -146,13 +160,16 @@ def expected_contents(ledger: pd.DataFrame, late_horizon_hours: int) -> Contents
     query = "SELECT user_id, ev, transaction_id, amount_minor, currency, merchant_category, ev_text FROM kept"
     for user, ev, tid, cents, currency, category, text in con.execute(query).fetchall():
         out.transactions[(user, ev, tid)] = (cents, currency, category, text)
-    hourly = "SELECT user_id, ev // 3600000000 * 3600 AS h, sum(amount_minor)::BIGINT, count(*) FROM kept GROUP BY 1, 2"
-    for user, hour, total, count in con.execute(hourly).fetchall():
-        out.buckets[(user, hour)] = (total, count)
-        out.top[(hour, user)] = total
-    minutely = "SELECT ev // 60000000 * 60 AS m, sum(amount_minor)::BIGINT, count(*) FROM kept GROUP BY 1"
-    for minute, total, count in con.execute(minutely).fetchall():
-        out.minutes[minute] = (total, count)
+    hourly = (
+        "SELECT user_id, ev // 3600000000 * 3600 AS h, currency, sum(amount_minor)::BIGINT, count(*) "
+        "FROM kept GROUP BY 1, 2, 3"
+    )
+    for user, hour, currency, total, count in con.execute(hourly).fetchall():
+        out.buckets[(user, hour, currency)] = (total, count)
+        out.top[(hour, currency, user)] = total
+    minutely = "SELECT ev // 60000000 * 60 AS m, currency, sum(amount_minor)::BIGINT, count(*) FROM kept GROUP BY 1, 2"
+    for minute, currency, total, count in con.execute(minutely).fetchall():
+        out.minutes[(minute, currency)] = (total, count)
     out.users = {u for (u,) in con.execute("SELECT DISTINCT user_id FROM kept").fetchall()}
     return out
 

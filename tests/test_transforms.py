@@ -25,24 +25,28 @@ SPOOL = T.StructType(
     ]
 )
 EVENTS = T.StructType(
-    [f for f in SPOOL.fields if f.name in ("transaction_id", "user_id", "amount_minor", "event_time")]
+    [f for f in SPOOL.fields if f.name in ("transaction_id", "user_id", "amount_minor", "currency", "event_time")]
 )
 BUCKETS = T.StructType(
     [
         T.StructField("user_id", T.StringType()),
         T.StructField("hour_start", T.TimestampType()),
-        T.StructField("sum_cents", T.LongType()),
+        T.StructField("currency", T.StringType()),
+        T.StructField("sum_minor", T.LongType()),
         T.StructField("count", T.LongType()),
     ]
 )
+WITH_CONFLICTED = T.StructType([*SPOOL.fields, T.StructField("conflicted", T.BooleanType())])
 
 
 def at(hour: int, minute: int = 0, second: int = 0, micro: int = 0) -> datetime:
     return datetime(2026, 11, 20, hour, minute, second, micro, tzinfo=UTC)
 
 
-def spool_row(tid: str, user: str, cents: int, event: datetime, published: datetime, message: str) -> tuple:
-    return (tid, user, cents, "USD", "grocery", event, published, message)
+def spool_row(
+    tid: str, user: str, cents: int, event: datetime, published: datetime, message: str, currency: str = "USD"
+) -> tuple:
+    return (tid, user, cents, currency, "grocery", event, published, message)
 
 
 def assert_frames(actual: Any, expected: Any) -> None:
@@ -59,12 +63,78 @@ def test_dedupe_keeps_the_first_published_copy_then_the_smallest_message_id(spar
         spool_row("t3", "u1", -200, at(11), at(11, 1), "m-q"),
     ]
     expected = [
-        spool_row("t1", "u1", 500, at(9), at(9, 0, 1), "m-c"),
-        spool_row("t2", "u2", 700, at(10), at(10, 0, 3), "m-y"),
-        spool_row("t3", "u1", -200, at(11), at(11, 1), "m-q"),
+        (*spool_row("t1", "u1", 500, at(9), at(9, 0, 1), "m-c"), False),
+        (*spool_row("t2", "u2", 700, at(10), at(10, 0, 3), "m-y"), False),
+        (*spool_row("t3", "u1", -200, at(11), at(11, 1), "m-q"), False),
     ]
     actual = spark.createDataFrame(rows, SPOOL).transform(tf.dedupe_transactions)
-    assert_frames(actual, spark.createDataFrame(expected, SPOOL))
+    assert_frames(actual, spark.createDataFrame(expected, WITH_CONFLICTED))
+
+
+def test_copies_of_an_id_that_differ_in_user_amount_currency_or_time_are_flagged_and_listed(spark: Any) -> None:
+    rows = [
+        spool_row("same", "u1", 500, at(9), at(9, 0, 1), "m1"),
+        spool_row("same", "u1", 500, at(9), at(9, 0, 2), "m2"),  # a true duplicate
+        spool_row("user", "u1", 500, at(9), at(9, 0, 1), "m3"),
+        spool_row("user", "u2", 500, at(9), at(9, 0, 2), "m4"),
+        spool_row("amount", "u1", 500, at(9), at(9, 0, 5), "m5"),
+        spool_row("amount", "u1", 501, at(9), at(9, 0, 1), "m6"),  # published first: kept
+        spool_row("currency", "u1", 500, at(9), at(9, 0, 1), "m7"),
+        spool_row("currency", "u1", 500, at(9), at(9, 0, 2), "m8", currency="EUR"),
+        spool_row("time", "u1", 500, at(9), at(9, 0, 1), "m9"),
+        spool_row("time", "u1", 500, at(9, 0, 31), at(9, 0, 32), "m10"),
+        spool_row("category", "u1", 500, at(9), at(9, 0, 1), "m11"),
+    ]
+    category_copy = list(spool_row("category", "u1", 500, at(9), at(9, 0, 2), "m12"))
+    category_copy[4] = "fuel"  # the category is not part of a transaction's identity
+    frame = spark.createDataFrame([*rows, tuple(category_copy)], SPOOL)
+    firsts = frame.transform(tf.dedupe_transactions)
+    flags = {r["transaction_id"]: (r["message_id"], r["conflicted"]) for r in firsts.collect()}
+    assert flags == {
+        "same": ("m1", False),
+        "user": ("m3", True),
+        "amount": ("m6", True),
+        "currency": ("m7", True),
+        "time": ("m9", True),
+        "category": ("m11", False),
+    }
+    pairs = {
+        (r["transaction_id"], r["kept_message_id"], r["copy_message_id"])
+        for r in tf.conflicting_copies(frame, firsts).collect()
+    }
+    assert pairs == {("user", "m3", "m4"), ("amount", "m6", "m5"), ("currency", "m7", "m8"), ("time", "m9", "m10")}
+
+
+def test_amounts_of_old_spool_files_in_hundredths_are_rescaled_to_each_currencys_minor_units(spark: Any) -> None:
+    schema = T.StructType(
+        [
+            T.StructField("transaction_id", T.StringType()),
+            T.StructField("currency", T.StringType()),
+            T.StructField("amount_minor", T.LongType()),
+            T.StructField("amount_cents", T.LongType()),
+        ]
+    )
+    rows = [
+        ("new", "JPY", 1000, None),  # a new file's row: already in minor units
+        ("usd", "USD", None, 1234),
+        ("bhd", "BHD", None, 1234),  # 12.34 BHD = 12340 fils
+        ("jpy", "JPY", None, 100000),  # 1000.00 JPY = 1000 yen
+        ("jpy-odd", "JPY", None, 1050),  # 10.50 JPY: no such amount
+        ("unknown", "XQZ", None, 100),
+        ("refund", "JPY", None, -500),
+    ]
+    exponents = {"USD": 2, "BHD": 3, "JPY": 0}
+    actual = spark.createDataFrame(rows, schema).transform(tf.rescale_legacy_amounts, exponents)
+    assert actual.columns == ["transaction_id", "currency", "amount_minor"]
+    assert {r[0]: r[2] for r in actual.collect()} == {
+        "new": 1000,
+        "usd": 1234,
+        "bhd": 12340,
+        "jpy": 1000,
+        "jpy-odd": None,
+        "unknown": None,
+        "refund": -5,
+    }
 
 
 def test_late_flag_is_publish_lag_beyond_the_horizon_per_record(spark: Any) -> None:
@@ -83,33 +153,41 @@ def test_late_flag_is_publish_lag_beyond_the_horizon_per_record(spark: Any) -> N
 
 def test_on_time_keeps_unflagged_rows_without_the_flag(spark: Any) -> None:
     schema = T.StructType([*EVENTS.fields, T.StructField("late", T.BooleanType())])
-    rows = [("t1", "u1", 100, at(9), False), ("t2", "u1", 200, at(9), True)]
+    rows = [("t1", "u1", 100, "USD", at(9), False), ("t2", "u1", 200, "USD", at(9), True)]
     actual = spark.createDataFrame(rows, schema).transform(tf.on_time)
-    assert_frames(actual, spark.createDataFrame([("t1", "u1", 100, at(9))], EVENTS))
+    assert_frames(actual, spark.createDataFrame([("t1", "u1", 100, "USD", at(9))], EVENTS))
 
 
 def test_with_hour_start_rounds_down_to_the_utc_hour(spark: Any) -> None:
-    rows = [("t1", "u1", 100, at(9, 59, 59, 999_999)), ("t2", "u1", 100, at(10)), ("t3", "u1", 1, at(10, 30))]
+    rows = [
+        ("t1", "u1", 100, "USD", at(9, 59, 59, 999_999)),
+        ("t2", "u1", 100, "USD", at(10)),
+        ("t3", "u1", 1, "USD", at(10, 30)),
+    ]
     schema = T.StructType([*EVENTS.fields, T.StructField("hour_start", T.TimestampType())])
     expected = [(*rows[0], at(9)), (*rows[1], at(10)), (*rows[2], at(10))]
     actual = spark.createDataFrame(rows, EVENTS).transform(tf.with_hour_start)
     assert_frames(actual, spark.createDataFrame(expected, schema))
 
 
-def test_hourly_buckets_split_at_hour_edges_and_net_refunds(spark: Any) -> None:
+def test_hourly_buckets_split_at_hour_edges_and_currencies_and_net_refunds(spark: Any) -> None:
     rows = [
-        ("t1", "u1", 1999, at(9, 59, 59, 999_999)),  # last microsecond of 09:00
-        ("t2", "u1", 1, at(10)),  # first microsecond of 10:00
-        ("t3", "u1", 2500, at(10, 45)),
-        ("t4", "u1", -500, at(10, 50)),  # a refund nets out of the sum but still counts
-        ("t5", "u10", 700, at(10, 5)),  # u10 is not u1
-        ("t6", "u2", -300, at(23, 59)),
+        ("t1", "u1", 1999, "USD", at(9, 59, 59, 999_999)),  # last microsecond of 09:00
+        ("t2", "u1", 1, "USD", at(10)),  # first microsecond of 10:00
+        ("t3", "u1", 2500, "USD", at(10, 45)),
+        ("t4", "u1", -500, "USD", at(10, 50)),  # a refund nets out of the sum but still counts
+        ("t5", "u10", 700, "USD", at(10, 5)),  # u10 is not u1
+        ("t6", "u2", -300, "USD", at(23, 59)),
+        ("t7", "u1", 1000, "JPY", at(10, 10)),  # never added to u1's dollars
+        ("t8", "u1", 5, "EUR", at(10, 11)),
     ]
     expected = [
-        ("u1", at(9), 1999, 1),
-        ("u1", at(10), 2001, 3),
-        ("u10", at(10), 700, 1),
-        ("u2", at(23), -300, 1),
+        ("u1", at(9), "USD", 1999, 1),
+        ("u1", at(10), "USD", 2001, 3),
+        ("u1", at(10), "JPY", 1000, 1),
+        ("u1", at(10), "EUR", 5, 1),
+        ("u10", at(10), "USD", 700, 1),
+        ("u2", at(23), "USD", -300, 1),
     ]
     actual = spark.createDataFrame(rows, EVENTS).transform(tf.hourly_buckets)
     assert_frames(actual, spark.createDataFrame(expected, BUCKETS))
@@ -117,41 +195,58 @@ def test_hourly_buckets_split_at_hour_edges_and_net_refunds(spark: Any) -> None:
 
 def test_minute_stats_add_up_all_users_per_minute(spark: Any) -> None:
     rows = [
-        ("t1", "u1", 100, at(9, 0, 0)),
-        ("t2", "u2", 250, at(9, 0, 59, 999_999)),
-        ("t3", "u1", -50, at(9, 1, 0)),
-        ("t4", "u3", 1000, at(9, 59, 30)),
+        ("t1", "u1", 100, "USD", at(9, 0, 0)),
+        ("t2", "u2", 250, "USD", at(9, 0, 59, 999_999)),
+        ("t3", "u1", -50, "USD", at(9, 1, 0)),
+        ("t4", "u3", 1000, "USD", at(9, 59, 30)),
+        ("t5", "u3", 1000, "JPY", at(9, 59, 31)),
     ]
     schema = T.StructType(
         [
             T.StructField("minute_start", T.TimestampType()),
-            T.StructField("sum_cents", T.LongType()),
+            T.StructField("currency", T.StringType()),
+            T.StructField("sum_minor", T.LongType()),
             T.StructField("count", T.LongType()),
         ]
     )
-    expected = [(at(9, 0), 350, 2), (at(9, 1), -50, 1), (at(9, 59), 1000, 1)]
+    expected = [
+        (at(9, 0), "USD", 350, 2),
+        (at(9, 1), "USD", -50, 1),
+        (at(9, 59), "USD", 1000, 1),
+        (at(9, 59), "JPY", 1000, 1),
+    ]
     actual = spark.createDataFrame(rows, EVENTS).transform(tf.minute_stats)
     assert_frames(actual, spark.createDataFrame(expected, schema))
 
 
 def test_top_spender_index_is_one_row_per_hour_with_every_users_sum(spark: Any) -> None:
     buckets = [
-        ("u2", at(9), 300, 1),
-        ("u1", at(9), 5000, 4),
-        ("u3", at(9), -100, 1),
-        ("u1", at(10), 42, 1),
+        ("u2", at(9), "USD", 300, 1),
+        ("u1", at(9), "USD", 5000, 4),
+        ("u3", at(9), "USD", -100, 1),
+        ("u1", at(9), "JPY", 700, 1),
+        ("u1", at(10), "USD", 42, 1),
     ]
-    spender = T.StructType([T.StructField("user_id", T.StringType()), T.StructField("sum_cents", T.LongType())])
+    spender = T.StructType(
+        [
+            T.StructField("currency", T.StringType()),
+            T.StructField("user_id", T.StringType()),
+            T.StructField("sum_minor", T.LongType()),
+        ]
+    )
     schema = T.StructType(
         [T.StructField("hour_start", T.TimestampType()), T.StructField("spenders", T.ArrayType(spender))]
     )
-    expected = [(at(9), [("u1", 5000), ("u2", 300), ("u3", -100)]), (at(10), [("u1", 42)])]
+    expected = [
+        (at(9), [("JPY", "u1", 700), ("USD", "u1", 5000), ("USD", "u2", 300), ("USD", "u3", -100)]),
+        (at(10), [("USD", "u1", 42)]),
+    ]
     actual = spark.createDataFrame(buckets, BUCKETS).transform(tf.top_spender_index)
     assert_frames(actual, spark.createDataFrame(expected, schema))
 
 
 def test_distinct_users_lists_each_user_once(spark: Any) -> None:
-    rows = [("t1", "u1", 1, at(9)), ("t2", "u1", 2, at(10)), ("t3", "u10", 3, at(9))]
+    rows = [("t1", "u1", 1, "USD", at(9)), ("t2", "u1", 2, "USD", at(10)), ("t3", "u10", 3, "USD", at(9))]
     schema = T.StructType([T.StructField("user_id", T.StringType())])
     actual = spark.createDataFrame(rows, EVENTS).transform(tf.distinct_users)
     assert_frames(actual, spark.createDataFrame([("u1",), ("u10",)], schema))
