@@ -113,7 +113,7 @@ def test_no_token_or_a_wrong_one_is_401_and_publishes_nothing(client: FlaskClien
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
-        (body(amount="12.345"), "sub_cent_amount"),
+        (body(amount="12.345"), "too_many_decimals"),
         (body(amount="NaN"), "non_finite_amount"),
         (body(amount="2000000.00"), "absurd_amount"),
         (body(amount=None), "missing_field"),
@@ -178,3 +178,172 @@ def test_an_oversized_request_is_cut_off(client: FlaskClient) -> None:
     response = post(client, b"x" * 100_000)
     assert response.status_code == 413
     assert "error" in response.get_json()
+
+
+# --- what a web page could make a browser send, and what would never be counted -------------------
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain",  # the types a page may POST cross-site without a preflight ...
+        "text/plain; charset=utf-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/jsonp",  # ... and near misses
+        "text/json",
+        "",
+    ],
+)
+def test_a_body_not_declared_json_is_415_and_publishes_nothing(
+    client: FlaskClient, secured: Config, content_type: str
+) -> None:
+    response = client.post(
+        "/api/v1/transactions",
+        data=body(transaction_id="not-json"),
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": content_type},
+    )
+    assert response.status_code == 415
+    assert response.get_json()["parameter"] == "Content-Type"
+    assert "application/json" in response.get_json()["error"]
+    assert pull(secured, 1, wait_s=2) == []
+
+
+def test_json_with_a_charset_is_accepted(client: FlaskClient, secured: Config) -> None:
+    response = client.post(
+        "/api/v1/transactions",
+        data=body(),
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json; charset=utf-8"},
+    )
+    assert response.status_code == 202
+    assert len(pull(secured, 1)) == 1
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://evil.example",
+        "http://evil.example",
+        "null",  # sandboxed frames and file: pages
+        "http://localhost:8080",  # another program on this machine, not this server's own page
+        "http://127.0.0.1",
+        "https://localhost",
+        "http://localhost.evil.example",
+        "http://localhost/path",
+        "garbage",
+    ],
+)
+def test_a_cross_origin_post_is_403_and_publishes_nothing(client: FlaskClient, secured: Config, origin: str) -> None:
+    response = client.post(
+        "/api/v1/transactions",
+        data=body(transaction_id="cross-origin"),
+        headers={"Authorization": f"Bearer {TOKEN}", "Origin": origin},
+        content_type="application/json",
+    )
+    assert response.status_code == 403
+    assert "Origin" in response.get_json()["error"]
+    assert pull(secured, 1, wait_s=2) == []
+
+
+def test_the_issues_request_is_refused_even_without_a_token(emulators: dict[str, str], tmp_path: Path) -> None:
+    # No ingest_token: a text/plain POST from another site's page used to be published (202).
+    cfg = make_config(tmp_path)
+    clients.ensure_subscription(cfg)
+    try:
+        client = create_app(cfg, clock=lambda: NOW).test_client()
+        response = client.post(
+            "/api/v1/transactions",
+            data=body(),
+            headers={"Origin": "https://evil.example", "Content-Type": "text/plain"},
+        )
+        assert response.status_code == 403
+        assert pull(cfg, 1, wait_s=2) == []
+    finally:
+        cleanup_resources(cfg)
+
+
+def test_the_pages_own_origin_and_configured_origins_may_post(emulators: dict[str, str], tmp_path: Path) -> None:
+    cfg = make_config(
+        tmp_path, ingest_token=TOKEN, read_token="r" * 24, allowed_origins=["https://Txn.Example.com:443"]
+    )
+    clients.ensure_subscription(cfg)
+    try:
+        client = create_app(cfg, clock=lambda: NOW).test_client()
+        cases = [
+            ("localhost:5000", "http://localhost:5000", "own-origin"),
+            ("127.0.0.1:8123", "http://127.0.0.1:8123", "own-origin-ip"),
+            ("[::1]:5000", "http://[::1]:5000", "own-origin-v6"),
+            ("txn.example.com", "https://txn.example.com", "configured"),
+            ("txn.example.com:443", "https://TXN.example.com", "configured-upper"),
+            ("txn.example.com", None, "no-origin"),  # curl and other programs send none
+        ]
+        for host, origin, transaction_id in cases:
+            headers = {"Authorization": f"Bearer {TOKEN}", "Host": host, **({"Origin": origin} if origin else {})}
+            response = client.post(
+                "/api/v1/transactions",
+                data=body(transaction_id=transaction_id),
+                headers=headers,
+                content_type="application/json",
+            )
+            assert response.status_code == 202, (host, origin, response.get_json())
+        published = sorted(json.loads(m.data)["transaction_id"] for m in pull(cfg, len(cases)))
+        assert published == sorted(case[2] for case in cases)
+    finally:
+        cleanup_resources(cfg)
+
+
+def test_an_event_beyond_the_late_horizon_is_422_and_publishes_nothing(client: FlaskClient, secured: Config) -> None:
+    # late_horizon_hours is 72 by default: the job would set aside anything published later than
+    # 72 h after its event time, and this POST is published now (NOW = 2026-03-15T10:20:30Z).
+    late = post(client, body(transaction_id="late", event_time="2026-03-12T10:20:29Z"))
+    assert late.status_code == 422
+    assert late.get_json()["reason"] == "late"
+    assert late.get_json()["parameter"] == "body"
+    assert "72 h" in late.get_json()["error"]
+    csv_epoch = int(datetime(2026, 3, 1, tzinfo=UTC).timestamp())
+    assert post(client, f"bob,1.00,{csv_epoch}".encode()).status_code == 422
+    # One minute inside the horizon is counted, so it is accepted.
+    assert post(client, body(transaction_id="in-time", event_time="2026-03-12T10:21:30Z")).status_code == 202
+    assert [json.loads(m.data)["transaction_id"] for m in pull(secured, 3, wait_s=3)] == ["in-time"]
+
+
+def test_the_late_horizon_follows_the_config(emulators: dict[str, str], tmp_path: Path) -> None:
+    cfg = make_config(tmp_path, late_horizon_hours=1)
+    clients.ensure_topic(cfg)
+    try:
+        client = create_app(cfg, clock=lambda: NOW).test_client()
+        assert post(client, body(event_time="2026-03-15T09:20:29Z"), token=None).status_code == 422
+        assert post(client, body(event_time="2026-03-15T09:20:31Z"), token=None).status_code == 202
+    finally:
+        cleanup_resources(cfg)
+
+
+def test_a_burst_over_the_rate_limit_is_429_with_retry_after(emulators: dict[str, str], tmp_path: Path) -> None:
+    cfg = make_config(tmp_path, ingest_token=TOKEN, read_token="r" * 24, post_rate_limit="5 per minute")
+    clients.ensure_subscription(cfg)
+    try:
+        client = create_app(cfg, clock=lambda: NOW).test_client()
+        statuses = []
+        for i in range(8):
+            response = post(client, body(transaction_id=f"burst-{i}"))
+            statuses.append(response.status_code)
+            if response.status_code == 429:
+                assert 1 <= int(response.headers["Retry-After"]) <= 61
+                assert "5 per minute" in response.get_json()["error"]
+        assert statuses == [202] * 5 + [429] * 3
+        # Counted per client address: another client still gets through, and reads are not limited.
+        other = client.post(
+            "/api/v1/transactions",
+            data=body(transaction_id="other-client"),
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            content_type="application/json",
+            environ_base={"REMOTE_ADDR": "198.51.100.7"},
+        )
+        assert other.status_code == 202
+        assert all(
+            client.get("/health").status_code in (200, 503) for _ in range(10)
+        )  # /health has no table here: 503, never 429
+        published = sorted(json.loads(m.data)["transaction_id"] for m in pull(cfg, 7))
+        assert published == sorted([f"burst-{i}" for i in range(5)] + ["other-client"])
+    finally:
+        cleanup_resources(cfg)

@@ -111,8 +111,9 @@ class Gate:
         split = _split_host(host_header)
         return split is not None and (is_loopback(split[0]) or split in self.hosts)
 
-    def origin_allowed(self, origin: str, host_header: str) -> bool:
-        """An allowed origin, or the request's own origin on a loopback host (the local dashboard)."""
+    def origin_allowed(self, origin: str, host_header: str, scheme: str) -> bool:
+        """An allowed origin, or the request's own origin (`scheme`://`host_header`) on a loopback
+        host (the local dashboard)."""
         try:
             parts = urlsplit(origin)
             port = parts.port
@@ -125,7 +126,12 @@ class Gate:
         if normal in self.origins:
             return True
         same = _split_host(host_header)
-        return same is not None and is_loopback(parts.hostname) and same == (parts.hostname.lower(), port)
+        return (
+            same is not None
+            and parts.scheme == scheme
+            and is_loopback(parts.hostname)
+            and same == (parts.hostname.lower(), port)
+        )
 
     def check(self) -> None:
         """Raise Forbidden or Unauthorized for the current request, or return to let it through."""
@@ -137,7 +143,11 @@ class Gate:
         if not self.host_allowed(request.host):
             raise Forbidden("the Host header names no allowed origin (config allowed_origins)")
         origin = request.headers.get("Origin")
-        if request.method == "POST" and origin is not None and not self.origin_allowed(origin, request.host):
+        if (
+            request.method == "POST"
+            and origin is not None
+            and not self.origin_allowed(origin, request.host, request.scheme)
+        ):
             raise Forbidden("cross-origin POST refused: Origin is not in the config's allowed_origins")
         if request.blueprint not in DATA_BLUEPRINTS:
             return
