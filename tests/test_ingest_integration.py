@@ -13,7 +13,6 @@ import sys
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
@@ -65,13 +64,19 @@ def wait_for_start(process: subprocess.Popen[str], prefix: str, timeout: float =
     raise AssertionError(f"{prefix} did not start within {timeout} s")
 
 
+# ISO 4217 minor-unit digits of the currencies these tests spend, written out here.
+PLACES = {"USD": 2, "EUR": 2, "JPY": 0, "BHD": 3}
+
+
 def read_ledger(path: Path) -> pd.DataFrame:
-    ledger = pd.read_csv(path, dtype=str)
+    ledger = pd.read_csv(path, dtype=str, keep_default_na=False)
     assert list(ledger.columns) == ["transaction_id", "user_id", "amount", "currency", "event_time"]
-    assert (ledger["currency"] == "USD").all()  # the config's single currency
-    assert ledger["amount"].str.fullmatch(r"-?\d+\.\d\d").all()
+    for currency, amounts in ledger.groupby("currency")["amount"]:
+        places = PLACES[str(currency)]
+        assert amounts.str.fullmatch(r"-?\d+" + (rf"\.\d{{{places}}}" if places else "")).all(), currency
     assert ledger["event_time"].str.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z").all()
-    ledger["amount_minor"] = [int(Decimal(a) * 100) for a in ledger["amount"]]
+    # Written with exactly its currency's places, an amount's digits are its minor units.
+    ledger["amount_minor"] = [int(a.replace(".", "")) for a in ledger["amount"]]
     ledger["event_time"] = pd.to_datetime(ledger["event_time"], utc=True, format="ISO8601")
     return ledger
 
@@ -178,6 +183,23 @@ def test_malformed_messages_are_dead_lettered_with_their_reason_and_good_ones_sp
         case = int(json.loads(row["attributes"])["case"])
         assert bytes(row["payload"]) == bad_items[case][0]
     assert set(dead["message_id"]) <= set(message_ids)
+
+
+def test_a_currency_mix_reaches_the_spool_in_each_currencys_minor_units(cfg: Config, tmp_path: Path) -> None:
+    mix = {"USD": 0.6, "EUR": 0.2, "JPY": 0.1, "BHD": 0.1}
+    config = write_config(cfg, tmp_path, currency_mix=mix, currency_amounts={"JPY": ["100", "50000"]})
+    ledger_path = tmp_path / "ledger.csv"
+    run(command("emitter", config, "--users", "20", "--start", "-10d", "--limit", "3000", "--ledger", str(ledger_path)))
+    spooled = run(command("jobs.spooler", config, "--until-idle", "2", "--quiet"))
+    assert "spooled 3000 transactions, dead-lettered 0" in spooled.stderr.splitlines()[-1]
+
+    ledger = read_ledger(ledger_path)
+    assert ledger["currency"].value_counts().to_dict().keys() == mix.keys()
+    assert_spool_holds_ledger(read_spool(cfg.spool_dir), ledger)
+    jpy = ledger.loc[ledger["currency"] == "JPY", "amount_minor"]
+    assert jpy.between(100, 50000).all() and jpy.max() > 10_000  # its own range, in whole yen
+    bhd = ledger.loc[ledger["currency"] == "BHD", "amount_minor"]
+    assert bhd.between(2000, 10000).all()  # no entry: as many minor units (fils) as USD's 20.00..100.00
 
 
 def test_spooler_killed_mid_run_loses_nothing_after_a_restart(cfg: Config, tmp_path: Path) -> None:
