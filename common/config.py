@@ -59,6 +59,7 @@ class Config:
     bigtable_emulator_host: str = "127.0.0.1:8086"
     outage_backoff_max_seconds: float = 60.0
     outage_report_seconds: float = 60.0
+    job_lease_seconds: float = 60.0
 
     @property
     def amount_min_cents(self) -> int:
@@ -129,6 +130,7 @@ def validate(cfg: Config) -> Config:
         "spool_roll_seconds",
         "outage_backoff_max_seconds",
         "outage_report_seconds",
+        "job_lease_seconds",
     ):
         value = getattr(cfg, key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:

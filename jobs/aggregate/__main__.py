@@ -95,7 +95,7 @@ class Runner:
         from jobs.aggregate.state import JobStateError
 
         try:
-            with run_lock(self.cfg, wait=wait):
+            with run_lock(self.cfg, wait=wait, say=log):
                 if self.spark is None:
                     self.spark = get_spark(self.master, extra_conf=self.conf)
                 job.run_once(self.spark, self.cfg, rebuild=rebuild, say=log)

@@ -1,4 +1,5 @@
-"""One run at a time: an flock(2) lock file, which the kernel releases even on SIGKILL."""
+"""One run at a time: an flock(2) lock file on this host, which the kernel releases even on
+SIGKILL, and the job's lease in the table (lease.py) across hosts."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ import contextlib
 import fcntl
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from common import spool
+from common import clients, spool
 from common.config import Config
+from jobs.aggregate import lease
 
 LOCK_NAME = "_aggregate.lock"  # a leading '_' keeps it out of every spool listing
 
@@ -28,8 +30,21 @@ def lock_path(cfg: Config) -> Path:
 
 
 @contextlib.contextmanager
-def run_lock(cfg: Config, wait: bool = False) -> Iterator[Path]:
-    """Hold the job's lock for the block. Raises RunLocked at once when it is taken, unless `wait`."""
+def run_lock(cfg: Config, wait: bool = False, say: Callable[[str], None] = lambda line: None) -> Iterator[Path]:
+    """Hold this host's lock file, then the job's lease in the table, for the block. Raises
+    RunLocked at once when either is taken, unless `wait`."""
+    with _host_lock(cfg, wait) as path:
+        table = clients.ensure_table(cfg)
+        try:
+            with lease.held(lease.TableLease(table, cfg.job_lease_seconds), wait=wait, say=say):
+                yield path
+        except lease.LeaseHeld as exc:
+            raise RunLocked(f"{exc}; it will pick up new files too, or pass --wait to run after it") from None
+
+
+@contextlib.contextmanager
+def _host_lock(cfg: Config, wait: bool = False) -> Iterator[Path]:
+    """Hold the job's lock file for the block. Raises RunLocked at once when it is taken, unless `wait`."""
     path = lock_path(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -1,0 +1,159 @@
+"""One run at a time across hosts: a lease in the table itself, claimed with CheckAndMutateRow.
+
+The flock in lock.py guards one host. Job processes on different hosts (each with its own lock
+file, even its own copy of the spool) share only the table, so the table holds the claim: the
+~job row's dcfmeta:lease cell is "<holder>|<expiry, epoch µs>". A process claims it with one
+conditional write whose predicate is the exact value it read, so of two processes that read the
+same value only one write applies. The holder renews the lease every third of its length while it
+runs and clears it when done; a holder that dies stops renewing, and once the expiry has passed
+the next process takes the lease over (and resumes the run it left pending).
+
+Expiry is judged by the reader's clock: hosts' clocks must agree to well within the lease length
+(job_lease_seconds, 60 s by default).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from google.cloud.bigtable import row_filters
+
+from common import rowkeys, store
+
+LEASE = b"lease"
+_SAFE = re.compile(r"[^A-Za-z0-9.-]")
+
+
+class LeaseHeld(RuntimeError):
+    """Another process holds the job's lease."""
+
+
+def new_holder() -> str:
+    """A name for this process: host, pid and a random tag."""
+    return f"{_SAFE.sub('-', socket.gethostname())[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def parse_lease(value: bytes) -> tuple[str, int]:
+    """A lease cell -> (holder, expiry in epoch µs); ("", 0) when empty or unreadable."""
+    holder, _, expiry = value.decode(errors="replace").rpartition("|")
+    try:
+        return holder, int(expiry)
+    except ValueError:
+        return "", 0
+
+
+def _exactly(value: bytes | None) -> row_filters.RowFilter:
+    """A predicate matching the ~job row's lease cell when it holds exactly `value` (any value: None)."""
+    parts: list[row_filters.RowFilter] = [
+        row_filters.FamilyNameRegexFilter(store.META),
+        row_filters.ColumnQualifierRegexFilter(re.escape(LEASE.decode()).encode()),
+        row_filters.CellsColumnLimitFilter(1),
+    ]
+    if value is not None:
+        parts.append(row_filters.ValueRegexFilter(re.escape(value.decode()).encode()))
+    return row_filters.RowFilterChain(filters=parts)
+
+
+class TableLease:
+    """The job's lease in one table, for one holder."""
+
+    def __init__(
+        self, table: Any, seconds: float, holder: str | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.table, self.seconds, self.clock = table, float(seconds), clock
+        self.holder = holder or new_holder()
+        self.value: bytes | None = None  # the cell as we last wrote it, while we hold the lease
+        self.lost = threading.Event()
+
+    def _now_us(self) -> int:
+        return int(self.clock() * 1_000_000)
+
+    def _swap(self, current: bytes | None, new: bytes) -> bool:
+        """Write `new` if the lease cell still holds `current` (None: no cell at all)."""
+        row = self.table.conditional_row(rowkeys.JOB_KEY, filter_=_exactly(current))
+        row.set_cell(store.META, LEASE, new, state=current is not None)
+        matched = bool(row.commit())
+        return matched if current is not None else not matched
+
+    def current(self) -> tuple[bytes | None, str, int]:
+        """(the cell as stored or None, its holder, its expiry in epoch µs)."""
+        cells = store.read_row_cells(self.table, rowkeys.JOB_KEY, store.META)
+        value = cells.get(LEASE)
+        return (value, *parse_lease(value or b""))
+
+    def try_claim(self) -> tuple[str, int] | None:
+        """Claim the lease; None when claimed, else (holder, expiry in epoch µs) of whoever has it."""
+        value, holder, expiry = self.current()
+        if value and holder and holder != self.holder and expiry > self._now_us():
+            return holder, expiry
+        new = f"{self.holder}|{self._now_us() + int(self.seconds * 1_000_000)}".encode()
+        if self._swap(value, new):
+            self.value = new
+            self.lost.clear()
+            return None
+        _, holder, expiry = self.current()  # someone else won the race
+        return holder, expiry
+
+    def renew(self) -> bool:
+        """Push the expiry on; False (and `lost` set) when the lease is no longer ours."""
+        if self.value is None:
+            return False
+        new = f"{self.holder}|{self._now_us() + int(self.seconds * 1_000_000)}".encode()
+        if self._swap(self.value, new):
+            self.value = new
+            return True
+        self.value = None
+        self.lost.set()
+        return False
+
+    def release(self) -> None:
+        """Clear the lease if it is still ours."""
+        if self.value is not None:
+            with contextlib.suppress(Exception):
+                self._swap(self.value, b"")
+            self.value = None
+
+
+@contextlib.contextmanager
+def held(lease: TableLease, wait: bool = False, say: Callable[[str], None] = lambda line: None) -> Iterator[TableLease]:
+    """Hold the lease for the block, renewed in the background. Raises LeaseHeld at once when
+    another process has it, unless `wait`, which retries until it is free or expires."""
+    told = False
+    while (other := lease.try_claim()) is not None:
+        holder, expiry = other
+        left = max(0.0, expiry / 1_000_000 - lease.clock())
+        if not wait:
+            raise LeaseHeld(
+                f"another aggregation run ({holder}) holds the job's lease in the table for {left:.0f} s more"
+            )
+        if not told:
+            say(f"aggregate: waiting for the run of {holder} (its lease expires in {left:.0f} s unless renewed)")
+            told = True
+        time.sleep(min(max(lease.seconds / 6, 0.2), 2.0, left + 0.05))
+    stop = threading.Event()
+
+    def heartbeat() -> None:
+        while not stop.wait(lease.seconds / 3):
+            try:
+                if not lease.renew():
+                    say(f"aggregate: lost the job's lease ({lease.holder}); another process took it over")
+                    return
+            except Exception as exc:  # Bigtable unreachable: try again at the next beat
+                say(f"aggregate: could not renew the job's lease: {str(exc).splitlines()[0][:200]}")
+
+    thread = threading.Thread(target=heartbeat, name="lease-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield lease
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        lease.release()
