@@ -106,3 +106,48 @@ def test_sigkill_during_the_bigtable_writes_then_a_new_run_is_exact(cfg: Config,
     assert_contents(read_contents(table), expected)
     status = state.read_job_status(table)
     assert status is not None and status["last_run"] == 1 and status["pending"] is None
+
+
+def test_two_hosts_with_their_own_spool_copies_and_locks_never_run_at_once_on_one_table(
+    cfg: Config, tmp_path: Path
+) -> None:
+    """Host A and host B share only the table: B's lock file is beside its own copy of the spool."""
+    import dataclasses
+    import shutil
+
+    ledger = make_ledger("hosts", 400, hours=6)
+    write_spool(cfg, ledger, files=2)
+    host_a = dataclasses.replace(cfg, job_lease_seconds=6.0)
+    copy = tmp_path / "host-b-spool"
+    shutil.copytree(cfg.spool_dir, copy)
+    host_b = dataclasses.replace(host_a, spool_dir=str(copy))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    config_a, config_b = config_file(host_a, tmp_path / "a"), config_file(host_b, tmp_path / "b")
+    table = clients.ensure_table(cfg)
+
+    proc = start_job(config_a, *SLOW, pause=0.3)
+    deadline = time.monotonic() + 180
+    while rows_of(table, store.LIST) == 0:
+        assert proc.poll() is None and time.monotonic() < deadline, "host A never started writing"
+        time.sleep(0.1)
+    other = subprocess.run(
+        [sys.executable, "-m", "jobs.aggregate", "--config", str(config_b)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert other.returncode == 75, other.stderr[-2000:]
+    assert "holds the job's lease" in other.stderr
+    os.killpg(proc.pid, signal.SIGKILL)  # host A dies mid-run, holding the lease
+    proc.wait(timeout=30)
+
+    started = time.monotonic()
+    taken = subprocess.run(
+        [sys.executable, "-m", "jobs.aggregate", "--config", str(config_b), "--wait"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert taken.returncode == 0, taken.stderr[-2000:]
+    assert "waiting for the run of" in taken.stderr and "resuming run 1" in taken.stderr
+    assert time.monotonic() - started >= 1.0
+    assert_contents(read_contents(table), expected_contents(ledger, cfg.late_horizon_hours))

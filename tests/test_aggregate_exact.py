@@ -4,6 +4,8 @@ the events were split across runs, duplicated, reordered or late."""
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -116,27 +118,22 @@ def test_rerun_and_rebuild_leave_the_table_identical(spark: Any, cfg: Config) ->
     assert state.read_job_status(table)["last_run"] == 1  # type: ignore[index]
 
 
-def test_a_run_reads_only_new_files_and_looks_up_only_rows_in_existing_buckets(spark: Any, cfg: Config) -> None:
+def test_a_run_reads_only_new_files_and_looks_up_only_its_own_ids(spark: Any, cfg: Config) -> None:
     run(spark, cfg)  # an empty spool is not an error
     history = make_ledger("history", 1000, first_hour=0, hours=10)
     write_spool(cfg, history, files=4)
     assert run(spark, cfg).looked_up == 0  # an empty table: nothing to look up
 
-    fresh = make_ledger("fresh", 120, first_hour=20, hours=2)  # hours no earlier run touched
+    fresh = make_ledger("fresh", 120, first_hour=20, hours=2)
     write_spool(cfg, fresh, files=1)
     summary = run(spark, cfg)
-    assert (summary.files, summary.rows, summary.looked_up, summary.rows_written) == (1, 120, 0, 120)
+    # One id index read per new id, whatever the history holds: the cost follows the new data.
+    assert (summary.files, summary.rows, summary.looked_up, summary.rows_written) == (1, 120, 120, 120)
 
-    overlapping = make_ledger("overlap", 150, first_hour=8, hours=4)  # hours 8-9 exist, 10-11 do not
-    write_spool(cfg, overlapping, files=1)
+    overlapping = make_ledger("overlap", 150, first_hour=8, hours=4)
+    write_spool(cfg, pd.concat([overlapping, history.iloc[:30]]), files=1)
     summary = run(spark, cfg)
-    before = pd.concat([history, fresh])
-    existing = set(zip(before["user_id"], before["event_time"].dt.floor("h"), strict=True))
-    in_existing = sum(
-        (u, t) in existing for u, t in zip(overlapping["user_id"], overlapping["event_time"].dt.floor("h"), strict=True)
-    )
-    assert 0 < in_existing < 150
-    assert (summary.files, summary.rows, summary.looked_up, summary.already_counted) == (1, 150, in_existing, 0)
+    assert (summary.files, summary.rows, summary.looked_up, summary.already_counted) == (1, 180, 180, 30)
     everything = pd.concat([history, fresh, overlapping])
     assert_contents(read_contents(clients.bigtable_table(cfg)), expected_contents(everything, cfg.late_horizon_hours))
 
@@ -188,23 +185,59 @@ def _delete(table: Any, key: bytes) -> Any:
     return row
 
 
-def test_only_spool_directories_from_a_day_before_the_last_listing_are_listed_again(cfg: Config) -> None:
+def _age(path: Path, days: float) -> None:
+    """Set a folder's modification time `days` back, as if nothing had been added to it since."""
+    stamp = time.time() - days * 86400
+    os.utime(path, (stamp, stamp))
+
+
+def test_a_file_that_lands_late_in_an_old_folder_is_shown_and_counted_by_the_next_run(spark: Any, cfg: Config) -> None:
+    today = datetime.now(UTC)
+    old_day = today - timedelta(days=5)
+    older = make_ledger("older", 40, hours=2)
+    frame = pa.Table.from_pandas(older, schema=spool.TRANSACTION_SCHEMA, preserve_index=False)
+    first = spool.write_atomic(frame, spool.new_file_path(cfg.spool_dir, spool.TRANSACTIONS, old_day))
+    _age(first.parent, 5)
+    later = make_ledger("later", 60, first_hour=4, hours=2)
+    write_spool(cfg, later, files=2)
     table = clients.ensure_table(cfg)
-    ledger = make_ledger("window", 10)
-    frame = pa.Table.from_pandas(ledger, schema=spool.TRANSACTION_SCHEMA, preserve_index=False)
+    assert state.spool_backlog(cfg, table) == 3
+    run(spark, cfg)  # processes everything and closes the five-day-old folder
+    assert state.closed_folders(table) == {first.parent.name: int(first.parent.stat().st_mtime_ns // 1_000_000)}
+    assert state.spool_backlog(cfg, table) == 0
+    assert run(spark, cfg).run_id == 0  # nothing new
+
+    late = make_ledger("late", 25, first_hour=1, hours=1)
+    late_frame = pa.Table.from_pandas(late, schema=spool.TRANSACTION_SCHEMA, preserve_index=False)
+    placed = spool.write_atomic(late_frame, spool.new_file_path(cfg.spool_dir, spool.TRANSACTIONS, old_day))
+    assert placed.parent == first.parent
+    assert state.spool_backlog(cfg, table) == 1  # /health's backlog shows it until a run takes it
+    summary = run(spark, cfg)
+    assert (summary.files, summary.rows_written) == (1, 25)
+    assert state.spool_backlog(cfg, table) == 0
+    everything = pd.concat([older, later, late])
+    assert_contents(read_contents(table), expected_contents(everything, cfg.late_horizon_hours))
+
+
+def test_a_closed_folder_whose_modification_time_is_unchanged_is_not_listed_again(cfg: Config) -> None:
+    table = clients.ensure_table(cfg)
+    frame = pa.Table.from_pandas(make_ledger("closed", 5), schema=spool.TRANSACTION_SCHEMA, preserve_index=False)
     old = spool.write_atomic(
         frame, spool.new_file_path(cfg.spool_dir, spool.TRANSACTIONS, datetime(2026, 1, 1, tzinfo=UTC))
     )
-    recent = spool.write_atomic(
-        frame, spool.new_file_path(cfg.spool_dir, spool.TRANSACTIONS, datetime(2026, 3, 2, tzinfo=UTC))
-    )
+    recent = spool.write_atomic(frame, spool.new_file_path(cfg.spool_dir, spool.TRANSACTIONS))
     spool.write_atomic(frame, old.with_name("_partial.parquet"))  # not a complete file
-    assert state.spool_backlog(cfg, table) == 2
-
-    run = state.begin_run(table, None, [], datetime(2026, 3, 2, 0, 30, tzinfo=UTC))
-    state.finish_run(table, run, {}, datetime(2026, 3, 2, 0, 31, tzinfo=UTC))
-    status = state.read_job_status(table)
-    assert status is not None and status["scan_from"] == "2026-03-01"
-    # dt=2026-01-01 is closed: a run no longer lists it (a hand-copied file there needs --rebuild).
-    assert state.list_spool_files(cfg.spool_dir, status["scan_from"]) == [recent.relative_to(cfg.spool_dir).as_posix()]
-    assert state.spool_backlog(cfg, table) == 1
+    _age(old.parent, 30)
+    mtime = int(old.parent.stat().st_mtime_ns // 1_000_000)
+    files, folders = state.list_spool_files(cfg.spool_dir)
+    assert files == sorted(p.relative_to(cfg.spool_dir).as_posix() for p in (old, recent))
+    now_ms = int(time.time() * 1000)
+    # Every file processed: only the folder older than the margin closes; today's stays open.
+    assert state.folders_to_close(folders, files, set(files), now_ms) == {old.parent.name: mtime}
+    assert state.folders_to_close(folders, files, {files[1]}, now_ms) == {}
+    state.close_folders(table, {old.parent.name: mtime})
+    # Closed with its current modification time: skipped, so listing costs nothing for it.
+    assert state.list_spool_files(cfg.spool_dir, state.closed_folders(table))[0] == [files[1]]
+    # A file renamed into it changes the folder's time: listed again.
+    spool.write_atomic(frame, spool.new_file_path(cfg.spool_dir, spool.TRANSACTIONS, datetime(2026, 1, 1, tzinfo=UTC)))
+    assert len(state.list_spool_files(cfg.spool_dir, state.closed_folders(table))[0]) == 3
