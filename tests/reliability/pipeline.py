@@ -26,7 +26,7 @@ import duckdb
 import pandas as pd
 from aggregate_support import Contents, assert_contents, expected_contents, read_contents, to_frame
 
-from common import spool
+from common import clients, spool
 from common.config import Config
 from jobs.aggregate import state
 from reliability.tally import TALLY
@@ -250,8 +250,14 @@ def iso(value: datetime | int) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def money(cents: int) -> str:
-    return str((Decimal(cents) / 100).quantize(Decimal("0.01")))
+# Hand-written ISO 4217 exponents of the currencies the suite emits, for the expected strings.
+PLACES = {"USD": 2, "EUR": 2, "JPY": 0, "BHD": 3}
+
+
+def money(minor: int, currency: str = "USD") -> str:
+    """Minor units as the API must write them: the currency's own number of places."""
+    places = PLACES[currency]
+    return str((Decimal(minor).scaleb(-places)).quantize(Decimal(1).scaleb(-places)))
 
 
 def random_ranges(ledger: pd.DataFrame, count: int, seed: int) -> pd.DataFrame:
@@ -288,20 +294,24 @@ def random_ranges(ledger: pd.DataFrame, count: int, seed: int) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["id", "user_id", "start_us", "end_us"])
 
 
-def expected_sums(ledger: pd.DataFrame, ranges: pd.DataFrame) -> dict[int, tuple[int, int]]:
-    """Per range id: (sum in cents, count) of the ledger's transactions in it, by a DuckDB join."""
+def expected_sums(ledger: pd.DataFrame, ranges: pd.DataFrame) -> dict[int, dict[str, tuple[int, int]]]:
+    """Per range id and currency: (sum in minor units, count) of the ledger's transactions in it,
+    by a DuckDB join; a range without any transaction maps to {}."""
     con = duckdb.connect()
     con.register("ledger", ledger)
     con.register("ranges", ranges)
     rows = con.execute(
         """
-        SELECT r.id, COALESCE(SUM(l.amount_minor), 0)::BIGINT, COUNT(l.transaction_id)
-        FROM ranges r LEFT JOIN ledger l
+        SELECT r.id, l.currency, SUM(l.amount_minor)::BIGINT, COUNT(*)
+        FROM ranges r JOIN ledger l
           ON l.user_id = r.user_id AND epoch_us(l.event_time) >= r.start_us AND epoch_us(l.event_time) < r.end_us
-        GROUP BY r.id
+        GROUP BY r.id, l.currency
         """
     ).fetchall()
-    return {int(i): (int(total), int(count)) for i, total, count in rows}
+    out: dict[int, dict[str, tuple[int, int]]] = {int(i): {} for i in ranges["id"]}
+    for i, currency, total, count in rows:
+        out[int(i)][currency] = (int(total), int(count))
+    return out
 
 
 def check_sums(cfg: Config, ledger: pd.DataFrame, count: int, seed: int) -> int:
@@ -312,21 +322,53 @@ def check_sums(cfg: Config, ledger: pd.DataFrame, count: int, seed: int) -> int:
     ranges = random_ranges(ledger, count, seed)
     expected = expected_sums(ledger, ranges)
     client = create_app(cfg).test_client()
+    currencies = sorted({c for per in expected.values() for c in per} | {cfg.currency})
     wrong = []
     for index, user, start, end in ranges.itertuples(index=False):
-        window = {"from": iso(int(start)), "to": iso(int(end))}
+        currency = currencies[index % len(currencies)]
+        window = {"from": iso(int(start)), "to": iso(int(end)), "currency": currency}
         if index % 2:
             response = client.get(f"/api/v1/users/{user}/sum", query_string=window)
         else:
             response = client.get("/sum", query_string={"user_id": user, **window})
         assert response.status_code == 200, response.get_data(as_text=True)
         body = response.get_json()
-        total, n = expected[index]
-        if (body["sum"], body["count"]) != (money(total), n):
-            wrong.append((user, window, body["sum"], body["count"], money(total), n))
+        want = expected[index]
+        total, n = want.get(currency, (0, 0))
+        by_currency = [{"currency": c, "sum": money(t, c), "count": k} for c, (t, k) in sorted(want.items())]
+        if (body["currency"], body["sum"], body["count"], body["by_currency"]) != (
+            currency,
+            money(total, currency),
+            n,
+            by_currency,
+        ):
+            wrong.append((user, window, body, money(total, currency), n, by_currency))
     TALLY.checked("random /sum ranges", len(ranges), len(wrong))
     assert wrong == []
     return len(ranges)
+
+
+def publish_copies(cfg: Config, rows: pd.DataFrame) -> int:
+    """Publish spool-shaped rows as transaction messages (copies of ids the ledger holds, with other
+    content), through the project's own message encoding. Returns how many were confirmed."""
+    from common.message import Transaction
+
+    publisher = clients.publisher_client(cfg)
+    futures = [
+        publisher.publish(
+            clients.topic_path(cfg),
+            Transaction(
+                r.transaction_id,
+                r.user_id,
+                int(r.amount_minor),
+                r.currency,
+                r.event_time.to_pydatetime(),
+                "unknown",
+            ).encode(),
+        )
+        for r in rows.itertuples(index=False)
+    ]
+    return sum(1 for future in futures if future.result(timeout=60))
 
 
 def spool_rows(spool_dir: str) -> pd.DataFrame:
