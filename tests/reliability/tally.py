@@ -23,6 +23,7 @@ class Tally:
     discrepancies: Counter[str] = field(default_factory=Counter)
     survived: Counter[str] = field(default_factory=Counter)  # outages every process lived through
     disk_faults: Counter[str] = field(default_factory=Counter)
+    refused: Counter[str] = field(default_factory=Counter)  # requests the API refused (401/403/415/422/429)
 
     def fault(self, kind: str, count: int = 1) -> None:
         self.faults[kind] += count
@@ -32,6 +33,9 @@ class Tally:
 
     def disk_fault(self, kind: str, count: int = 1) -> None:
         self.disk_faults[kind] += count
+
+    def refused_request(self, kind: str, count: int = 1) -> None:
+        self.refused[kind] += count
 
     def tried_malformed(self, kind: str, count: int = 1) -> None:
         self.malformed[kind] += count
@@ -44,7 +48,15 @@ class Tally:
         self.discrepancies[kind] += differing
 
     def empty(self) -> bool:
-        return not (self.faults or self.malformed or self.fuzz or self.compared or self.survived or self.disk_faults)
+        return not (
+            self.faults
+            or self.malformed
+            or self.fuzz
+            or self.compared
+            or self.survived
+            or self.disk_faults
+            or self.refused
+        )
 
     def as_dict(self) -> dict[str, Any]:
         def block(counter: Counter[str]) -> dict[str, Any]:
@@ -55,6 +67,7 @@ class Tally:
             "outages_survived": block(self.survived),
             "disk_faults_injected": block(self.disk_faults),
             "malformed_inputs_tried": block(self.malformed),
+            "requests_refused": block(self.refused),
             "fuzz_cases_run": block(self.fuzz),
             "values_compared": block(self.compared),
             "discrepancies_found": block(self.discrepancies),
@@ -68,6 +81,7 @@ class Tally:
             ("outages survived", self.survived),
             ("disk faults injected", self.disk_faults),
             ("malformed inputs tried", self.malformed),
+            ("requests refused (API)", self.refused),
             ("fuzz cases run", self.fuzz),
             ("values compared with the ledger", self.compared),
             ("discrepancies found", self.discrepancies),

@@ -1,15 +1,19 @@
 """Hostile requests to the Flask app over a seeded Bigtable table: markup and junk in every user id
 and query parameter never come back as a 5xx or as HTML; the receipts entry point refuses every
-request without the right token and publishes exactly the bodies it accepts; and a schemathesis
-fuzz of the OpenAPI document (positive and negative cases; more under --heavy) finds no 5xx.
-tests/test_api_openapi.py, tests/test_dashboard.py and tests/test_api_ingest.py cover the document,
-the page and the common token cases; this adds the hostile and the generated ones."""
+request without the right token, from another origin or not declared JSON, and publishes exactly
+the bodies it accepts; a read token refuses every data route to a missing or wrong one; a burst
+over the POST rate limit is cut off; and a schemathesis fuzz of the OpenAPI document (positive and
+negative cases; more under --heavy) finds no 5xx. tests/test_api_openapi.py,
+tests/test_dashboard.py, tests/test_api_ingest.py and tests/test_api_security.py cover the
+document, the page and the common cases; this adds the hostile and the generated ones. The tally
+counts the requests refused."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -33,6 +37,8 @@ from reliability.tally import TALLY
 from webapp import create_app
 
 TOKEN = "t0ken-for-the-hostile-tests"
+READ_TOKEN = "read-t0ken-for-the-hostile-tests"
+JSON = "application/json"
 NOW = datetime.now(UTC).replace(microsecond=0)
 USERS = ["u1", "u10", "a.b-c_d"]
 HOSTILE = [
@@ -77,7 +83,8 @@ PARAMETERS = ["from", "to", "n", "limit", "hours", "minutes", "prefix", "page_to
 
 @pytest.fixture(scope="module")
 def seeded(emulators: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
-    cfg = make_config(tmp_path_factory.mktemp("hostile-api"), ingest_token=TOKEN)
+    # The fuzz posts far more than a client may: the limit has its own test below.
+    cfg = make_config(tmp_path_factory.mktemp("hostile-api"), ingest_token=TOKEN, post_rate_limit="1000000 per minute")
     # The fuzz is only worth something when the routes have data to read.
     assert seed_table(clients.ensure_table(cfg), synthetic_ledger(USERS, NOW - timedelta(days=2), NOW, 3)) > 100
     clients.ensure_subscription(cfg)
@@ -156,7 +163,10 @@ def test_a_user_id_with_markup_never_reaches_the_store_or_the_user_list(client: 
             "event_time": NOW.strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         response = client.post(
-            "/api/v1/transactions", data=json.dumps(message), headers={"Authorization": f"Bearer {TOKEN}"}
+            "/api/v1/transactions",
+            data=json.dumps(message),
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            content_type=JSON,
         )
         body = assert_json_never_html(response)
         assert response.status_code == 400 and isinstance(body, dict) and body["reason"] == "bad_user_id"
@@ -205,9 +215,14 @@ def test_without_the_right_token_nothing_is_published(
     TALLY.tried_malformed("requests without the right token")
     message = {"transaction_id": "forged", "user_id": "u1", "amount": "9.99", "event_time": "2026-01-01T00:00:00Z"}
     response = client.post(
-        "/api/v1/transactions", data=json.dumps(message), headers=headers, query_string={"token": TOKEN}
+        "/api/v1/transactions",
+        data=json.dumps(message),
+        headers=headers,
+        query_string={"token": TOKEN},
+        content_type=JSON,
     )
     assert response.status_code == 401
+    TALLY.refused_request("POST without the right token (401)")
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert_json_never_html(response)
     assert drain(seeded, wait_s=1.0) == []
@@ -238,9 +253,11 @@ def test_the_entry_point_publishes_exactly_the_bodies_it_accepts(
         TALLY.fuzzed("POST bodies (hypothesis)")
         transaction_id = f"fz-{number}"
         data = junk if raw else json.dumps({**valid, "transaction_id": transaction_id, **changes}).encode()
-        response = client.post("/api/v1/transactions", data=data, headers={"Authorization": f"Bearer {TOKEN}"})
+        response = client.post(
+            "/api/v1/transactions", data=data, headers={"Authorization": f"Bearer {TOKEN}"}, content_type=JSON
+        )
         body = assert_json_never_html(response)
-        assert response.status_code in (202, 400)
+        assert response.status_code in (202, 400, 422)
         if response.status_code == 202:
             assert isinstance(body, dict)
             accepted.append(body["message_id"])
@@ -251,6 +268,130 @@ def test_the_entry_point_publishes_exactly_the_bodies_it_accepts(
     published = drain(seeded)
     assert sorted(m.message_id for m in published) == sorted(accepted)
     assert accepted  # the strategy reaches valid bodies too
+
+
+CROSS_ORIGIN = [
+    "https://evil.example",
+    "http://evil.example",
+    "null",
+    "http://localhost:1",
+    "http://localhost.evil.example",
+    "http://127.0.0.1.evil.example",
+    "https://localhost",
+    "http://[::1]",
+    "file://",
+    "javascript:alert(1)",
+    "http://localhost%0d%0aX-Injected: 1",
+    "x" * 5000,
+]
+NOT_JSON = [
+    "text/plain",
+    "text/plain;charset=UTF-8",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data; boundary=----x",
+    "text/html",
+    "application/xml",
+    "application/json-patch+json",
+    "json",
+    "",
+]
+
+
+def test_cross_origin_and_non_json_posts_publish_nothing(client: FlaskClient, seeded: Config) -> None:
+    valid = {
+        "transaction_id": "csrf",
+        "user_id": "u1",
+        "amount": "9.99",
+        "event_time": (NOW - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    authorized = {"Authorization": f"Bearer {TOKEN}"}
+    for origin in CROSS_ORIGIN:
+        TALLY.tried_malformed("cross-origin POSTs")
+        response = client.post(
+            "/api/v1/transactions", data=json.dumps(valid), headers={**authorized, "Origin": origin}, content_type=JSON
+        )
+        assert response.status_code == 403, origin
+        assert_json_never_html(response)
+        TALLY.refused_request("cross-origin POST (403)")
+    for content_type in NOT_JSON:
+        TALLY.tried_malformed("POSTs not declared JSON")
+        response = client.post(
+            "/api/v1/transactions", data=json.dumps(valid), headers={**authorized, "Content-Type": content_type}
+        )
+        assert response.status_code == 415, content_type
+        assert_json_never_html(response)
+        TALLY.refused_request("POST not declared JSON (415)")
+    for host in ("evil.example", "localhost.evil.example", "203.0.113.9:5000"):
+        TALLY.tried_malformed("foreign Host headers")
+        response = client.post(
+            "/api/v1/transactions", data=json.dumps(valid), headers={**authorized, "Host": host}, content_type=JSON
+        )
+        assert response.status_code == 403, host
+        assert_json_never_html(response)
+        TALLY.refused_request("foreign Host header (403)")
+    assert drain(seeded) == []
+
+
+READ_ATTEMPTS = [
+    {},
+    {"Authorization": ""},
+    {"Authorization": "Bearer"},
+    {"Authorization": "Bearer "},
+    {"Authorization": f"Bearer {READ_TOKEN[:-1]}"},
+    {"Authorization": f"Bearer {READ_TOKEN}x"},
+    {"Authorization": f"Bearer x{READ_TOKEN}"},
+    {"Authorization": f"Bearer {READ_TOKEN.upper()}"},
+    {"Authorization": f"Bearer {READ_TOKEN} {READ_TOKEN}"},
+    {"Authorization": f"Basic {READ_TOKEN}"},
+    {"Authorization": f"Bearer{READ_TOKEN}"},
+    {"Authorization": f"Bearer {TOKEN}"},
+    {"Authorization": "Bearer " + "A" * 8000},
+    {"Authorization": "Bearer read-t0ken-for-the-hostile-testß"},
+    {"X-Authorization": f"Bearer {READ_TOKEN}"},
+    {"Cookie": f"token={READ_TOKEN}"},
+]
+
+
+def test_a_missing_or_wrong_read_token_is_refused_on_every_data_route(seeded: Config) -> None:
+    guarded = create_app(replace(seeded, read_token=READ_TOKEN)).test_client()
+    routes = [route for route in ALL_GET_ROUTES if route != "/health"]
+    for route in routes:
+        for headers in READ_ATTEMPTS:
+            TALLY.tried_malformed("missing or wrong read tokens")
+            response = guarded.get(route, headers=headers, query_string={"user_id": "u1", "token": READ_TOKEN})
+            assert response.status_code == 401, (route, headers)
+            assert response.headers["WWW-Authenticate"].startswith("Bearer")
+            body = assert_json_never_html(response)
+            assert isinstance(body, dict) and "u1" not in json.dumps(body)
+            TALLY.refused_request("missing or wrong read token (401)")
+        served = guarded.get(route, headers={"Authorization": f"Bearer {READ_TOKEN}"}, query_string={"user_id": "u1"})
+        assert served.status_code == 200, route
+    # /health names no card holder, so it stays readable without the token.
+    assert "u1" not in guarded.get("/health").get_data(as_text=True)
+
+
+def test_a_burst_over_the_post_limit_is_cut_off(seeded: Config) -> None:
+    limited = create_app(replace(seeded, post_rate_limit="10 per minute")).test_client()
+    message = {
+        "user_id": "u1",
+        "amount": "1.00",
+        "event_time": (NOW - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    statuses = []
+    for i in range(40):
+        response = limited.post(
+            "/api/v1/transactions",
+            data=json.dumps({**message, "transaction_id": f"burst-{i}"}),
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            content_type=JSON,
+        )
+        statuses.append(response.status_code)
+        assert_json_never_html(response)
+        if response.status_code == 429:
+            assert 1 <= int(response.headers["Retry-After"]) <= 61
+            TALLY.refused_request("POST over the rate limit (429)")
+    assert statuses == [202] * 10 + [429] * 30
+    assert len(drain(seeded)) == 10
 
 
 def fuzz_operation(operation: Any, mode: GenerationMode, examples: int) -> None:
