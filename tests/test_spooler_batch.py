@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 
 from common import spool
 from common.message import MessageError, Transaction
-from jobs.spooler.batch import SpoolBatch
+from jobs.spooler.batch import InternTable, SpoolBatch
 
 WRITTEN = datetime(2026, 11, 21, 9, 30, tzinfo=UTC)
 
@@ -73,3 +73,27 @@ def test_a_batch_without_dead_letters_writes_one_file(tmp_path: Path) -> None:
     assert len(batch.write(str(tmp_path), WRITTEN)) == 1
     assert spool.list_files(str(tmp_path), spool.DEAD_LETTER) == []
     assert SpoolBatch().write(str(tmp_path), WRITTEN) == []
+
+
+def test_a_batch_counts_the_bytes_it_holds() -> None:
+    batch = SpoolBatch()
+    batch.add_transaction(Transaction("t", "u", 1, "USD", WRITTEN, "x"), 0, "m", "a", payload_bytes=180)
+    error = MessageError("oversize", "payload is 9000 bytes")
+    held = batch.add_dead_letter(error, b"x" * 9000, {"k": "v"}, 0, "m2", "a2")
+    # payload + '{"k": "v"}' + the detail, counted by hand
+    assert held == 9000 + 10 + 21
+    assert (batch.bytes, batch.dead_letter_bytes) == (180 + 9031, 9031)
+
+
+def test_the_intern_table_keeps_one_object_per_value_and_stays_bounded() -> None:
+    table = InternTable(limit=3)
+    first = table("".join(["u", "1"]))
+    assert table("".join(["u", "1"])) is first  # an equal string built apart gives back the first
+    for i in range(100):
+        assert table(f"user-{i}") == f"user-{i}"
+        assert len(table) <= 3
+    batch = SpoolBatch(table)
+    for i in range(10):
+        batch.add_transaction(Transaction(f"t{i}", f"v{i}", 1, "EUR", WRITTEN, "food"), 0, "m", "a")
+    assert len(table) <= 3
+    assert batch.transactions["user_id"] == [f"v{i}" for i in range(10)]

@@ -1,9 +1,10 @@
 """One spool batch: the rows of the next transaction file and dead-letter file, and the ack ids
 owed for them. Pure data; no Pub/Sub and no threads.
 
-Rows are kept as columns of plain values (ids, integer cents, times), never as message objects:
-a client Message costs about 2 KB, a row a few hundred bytes, and a batch may hold tens of
-thousands of them.
+Rows are kept as columns of plain values (ids, integer minor units, times), never as message
+objects: a client Message costs about 2 KB, a row a few hundred bytes, and a batch may hold tens of
+thousands of them. A batch counts the bytes it holds (payloads, and the dead letters' attributes and
+details), so the spooler can bound its memory in bytes as well as in messages.
 """
 
 from __future__ import annotations
@@ -22,18 +23,41 @@ from common.message import MessageError, Transaction
 
 _TX_COLUMNS = spool.TRANSACTION_SCHEMA.names
 _DL_COLUMNS = spool.DEAD_LETTER_SCHEMA.names
+MAX_INTERNED = 20_000  # distinct strings kept by an InternTable (each at most 64 characters)
+
+
+class InternTable:
+    """One string object per distinct value (users, currencies and categories repeat), at most
+    `limit` of them: when full it starts again empty, so a stream of ever-new user ids cannot grow
+    it. Not thread-safe: the spooler calls it under its lock."""
+
+    def __init__(self, limit: int = MAX_INTERNED) -> None:
+        self.limit = limit
+        self._table: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def __call__(self, value: str) -> str:
+        found = self._table.get(value)
+        if found is None:
+            if len(self._table) >= self.limit:
+                self._table.clear()
+            self._table[value] = found = value
+        return found
 
 
 class SpoolBatch:
     """Rows for one transaction file and one dead-letter file, plus one ack id per row."""
 
-    def __init__(self, interned: dict[str, str] | None = None) -> None:
+    def __init__(self, interned: InternTable | None = None) -> None:
         self.transactions: dict[str, list[Any]] = {name: [] for name in _TX_COLUMNS}
         self.dead_letters: dict[str, list[Any]] = {name: [] for name in _DL_COLUMNS}
         self.acks: list[str] = []  # the Pub/Sub ack id of every row, in no particular order
+        self.bytes = 0  # payload bytes of every row, plus the dead letters' attributes and details
+        self.dead_letter_bytes = 0  # the part of `bytes` in dead letters
         self.started = self.leased = time.monotonic()
-        # Users, currencies and categories repeat: keep one string object for each.
-        self._interned = interned if interned is not None else {}
+        self._intern = interned if interned is not None else InternTable()
 
     def __len__(self) -> int:
         return len(self.acks)
@@ -61,18 +85,21 @@ class SpoolBatch:
     def renew_lease(self) -> None:
         self.leased = time.monotonic()
 
-    def add_transaction(self, txn: Transaction, publish_us: int, message_id: str, ack_id: str) -> None:
-        intern = self._interned.setdefault
+    def add_transaction(
+        self, txn: Transaction, publish_us: int, message_id: str, ack_id: str, payload_bytes: int = 0
+    ) -> None:
+        intern = self._intern
         cols = self.transactions
         cols["transaction_id"].append(txn.transaction_id)
-        cols["user_id"].append(intern(txn.user_id, txn.user_id))
+        cols["user_id"].append(intern(txn.user_id))
         cols["amount_minor"].append(txn.amount_minor)
-        cols["currency"].append(intern(txn.currency, txn.currency))
-        cols["merchant_category"].append(intern(txn.merchant_category, txn.merchant_category))
+        cols["currency"].append(intern(txn.currency))
+        cols["merchant_category"].append(intern(txn.merchant_category))
         cols["event_time"].append(txn.event_time)  # an aware datetime; Arrow converts it in C
         cols["publish_time"].append(publish_us)
         cols["message_id"].append(message_id)
         self.acks.append(ack_id)
+        self.bytes += payload_bytes
 
     def add_dead_letter(
         self,
@@ -82,15 +109,21 @@ class SpoolBatch:
         publish_us: int,
         message_id: str,
         ack_id: str,
-    ) -> None:
+    ) -> int:
+        """Add one dead-letter row; return the bytes it holds (payload, attributes, detail)."""
         cols = self.dead_letters
+        attributes_json = json.dumps(dict(attributes), sort_keys=True)
         cols["message_id"].append(message_id)
         cols["publish_time"].append(publish_us)
         cols["reason"].append(error.reason)
         cols["detail"].append(error.detail)
         cols["payload"].append(payload)
-        cols["attributes"].append(json.dumps(dict(attributes), sort_keys=True))
+        cols["attributes"].append(attributes_json)
         self.acks.append(ack_id)
+        size = len(payload) + len(attributes_json) + len(error.detail)
+        self.bytes += size
+        self.dead_letter_bytes += size
+        return size
 
     def transaction_table(self) -> pa.Table:
         return pa.Table.from_pydict(self.transactions, schema=spool.TRANSACTION_SCHEMA)

@@ -7,8 +7,15 @@ it holds `spool_roll_messages` rows or is `spool_roll_seconds` old; the main thr
 before the rename leaves them unacked, and Pub/Sub delivers them again.
 
 Flow control: pullers stop pulling while 1.5 x spool_roll_messages messages are held unacked, so a
-full batch fits while the next one fills during the write, and memory stays flat on any backlog.
-Held messages whose ack deadline draws near get it extended.
+full batch fits while the next one fills during the write, and memory stays flat on any backlog. It
+counts bytes too: pullers also stop while MAX_HELD_BYTES of payloads (and dead letters' attributes)
+are held in batches not yet written, the open batch is closed when it holds half of that or when its
+dead letters hold MAX_DEAD_LETTER_BYTES, and a pull asks for no more messages than fit in the room left
+at the size of the largest message of the puller's previous pull. Held messages whose ack deadline
+draws near get it extended.
+
+Messages are parsed before the lock is taken, so neither the writer nor the other pullers wait on a
+parse; parse_message costs about the same on any input (see common/message.py).
 
 Outages: a pull that fails because Pub/Sub cannot be reached (or does not answer within
 PULL_TIMEOUT_SECONDS) is tried again after a capped exponential backoff, for as long as it takes,
@@ -44,9 +51,9 @@ from google.cloud.pubsub_v1 import types
 from common import clients, spool
 from common.cli import log
 from common.config import Config, ConfigError
-from common.message import MessageError, parse_message
+from common.message import MessageError, Transaction, parse_message
 from common.outage import Backoff, describe_os_error, first_line, is_outage
-from jobs.spooler.batch import SpoolBatch
+from jobs.spooler.batch import InternTable, SpoolBatch
 
 DEFAULT_PULLERS = 4
 MAX_PER_PULL = 1000
@@ -57,6 +64,9 @@ ACK_THREADS = 4
 # messages to the dead request until their ack deadline. Also bounds how long a stop waits.
 PULL_TIMEOUT_SECONDS = 10.0
 ACK_DEADLINE_SECONDS = 60  # for subscriptions the spooler creates
+MAX_HELD_BYTES = 64 << 20  # bytes held in batches not yet written (flow control)
+MAX_DEAD_LETTER_BYTES = 16 << 20  # a batch is closed when its dead letters hold this many bytes
+PUBSUB_MAX_MESSAGE_BYTES = 10 << 20  # the largest message Pub/Sub takes: the size assumed at first
 _TRANSIENT = gretry.if_exception_type(
     gexc.Aborted, gexc.InternalServerError, gexc.ServiceUnavailable, gexc.Unknown, gexc.ResourceExhausted
 )
@@ -73,6 +83,7 @@ class SpoolerStats:
     files: int = 0
     acked: int = 0
     ack_failures: int = 0
+    peak_held_bytes: int = 0  # the most bytes held in batches not yet written
     reasons: collections.Counter[str] = field(default_factory=collections.Counter)
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
@@ -109,8 +120,12 @@ class Spooler:
         self._on_progress = on_progress
         self._roll = cfg.spool_roll_messages
         self._lock = threading.Condition()
-        self._interned: dict[str, str] = {}
+        self._interned = InternTable()
         self._batch = SpoolBatch(self._interned)
+        self.max_held_bytes = MAX_HELD_BYTES
+        self.max_dead_letter_bytes = MAX_DEAD_LETTER_BYTES
+        self._held_bytes = 0  # in batches not yet written
+        self._max_abs_amount = Decimal(cfg.max_abs_amount)  # major units, in every currency
         self._full: collections.deque[SpoolBatch] = collections.deque()
         self._outstanding = 0  # pulled, not yet acked
         self._wake = threading.Event()
@@ -141,18 +156,22 @@ class Spooler:
 
     def _pull_loop(self, subscriber: Any, path: str) -> None:
         retry = gretry.Retry(predicate=_TRANSIENT, initial=0.2, maximum=2.0, multiplier=2.0, timeout=5.0)
+        largest = PUBSUB_MAX_MESSAGE_BYTES  # of this puller's previous pull
         try:
             while not self._stop.is_set():
                 with self._lock:
-                    while self._outstanding >= self.max_outstanding and not self._stop.is_set():
+                    while (
+                        self._outstanding >= self.max_outstanding or self._held_bytes >= self.max_held_bytes
+                    ) and not self._stop.is_set():
                         self._lock.wait(0.5)
                     room = self.max_outstanding - self._outstanding
+                    room_bytes = self.max_held_bytes - self._held_bytes
                 if self._stop.is_set():
                     return
                 try:
                     response = subscriber.pull(
                         subscription=path,
-                        max_messages=min(MAX_PER_PULL, room),
+                        max_messages=max(1, min(MAX_PER_PULL, room, room_bytes // largest)),
                         retry=retry,
                         timeout=PULL_TIMEOUT_SECONDS,
                     )
@@ -169,42 +188,52 @@ class Spooler:
                     self.pubsub_backoff.succeeded()
                 received = types.PullResponse.pb(response).received_messages
                 if received:
-                    self._accept(received)
+                    largest = max(1, self._accept(received))
         except Exception as exc:  # reported by run(), which stops
             self._errors.append(exc)
             self._wake.set()
 
-    def _accept(self, received: Any) -> None:
-        """Validate pulled messages and add them to the open batch, closing it when it is full.
-        Parsing happens under the lock: it holds the GIL anyway, and one pass is cheaper."""
-        max_bytes, max_abs = self.cfg.max_payload_bytes, Decimal(self.cfg.max_abs_amount)  # major units
+    def _accept(self, received: Any) -> int:
+        """Validate pulled messages and add them to the open batch, closing it when it is full (in
+        messages, or in held bytes). Returns the size of the largest payload."""
+        max_bytes, max_abs = self.cfg.max_payload_bytes, self._max_abs_amount
         now = datetime.now(UTC)  # one clock reading per pull for the "absurd event time" check
+        parsed: list[tuple[bytes, Transaction | MessageError]] = []
+        for item in received:  # outside the lock
+            data = item.message.data
+            try:
+                parsed.append((data, parse_message(data, now, max_bytes, max_abs)))
+            except MessageError as exc:
+                parsed.append((data, exc))
+            except Exception as exc:  # a parser bug must not wedge the message: set it aside, visibly
+                parsed.append((data, MessageError("parser_error", f"{exc.__class__.__name__}: {str(exc)[:200]}")))
         with self._lock:
             self._last_message = time.monotonic()
             self._outstanding += len(received)
             self.stats.received += len(received)
-            for item in received:
+            for item, (data, result) in zip(received, parsed, strict=True):
                 message = item.message
                 stamp = message.publish_time
                 publish_us = stamp.seconds * 1_000_000 + stamp.nanos // 1000
                 batch = self._batch
-                error: MessageError | None = None
-                try:
-                    txn = parse_message(message.data, now, max_bytes, max_abs)
-                except MessageError as exc:
-                    error = exc
-                except Exception as exc:  # a parser bug must not wedge the message: set it aside, visibly
-                    error = MessageError("parser_error", f"{exc.__class__.__name__}: {str(exc)[:200]}")
-                else:
-                    batch.add_transaction(txn, publish_us, message.message_id, item.ack_id)
-                if error is not None:
-                    batch.add_dead_letter(
-                        error, message.data, message.attributes, publish_us, message.message_id, item.ack_id
+                if isinstance(result, MessageError):
+                    size = batch.add_dead_letter(
+                        result, data, message.attributes, publish_us, message.message_id, item.ack_id
                     )
-                if len(batch) >= self._roll:
+                else:
+                    size = len(data)
+                    batch.add_transaction(result, publish_us, message.message_id, item.ack_id, size)
+                self._held_bytes += size
+                if (
+                    len(batch) >= self._roll
+                    or batch.dead_letter_bytes >= self.max_dead_letter_bytes
+                    or batch.bytes >= self.max_held_bytes // 2  # so that a full hold is always being written
+                ):
                     self._full.append(batch)
                     self._batch = SpoolBatch(self._interned)
                     self._wake.set()
+            self.stats.peak_held_bytes = max(self.stats.peak_held_bytes, self._held_bytes)
+        return max(len(data) for data, _ in parsed)
 
     # ---- main thread ----
 
@@ -242,6 +271,8 @@ class Spooler:
                 self.stats.dead_lettered += batch.dead_letter_count
                 self.stats.files += len(written)
                 self.stats.reasons.update(reasons)
+                self._held_bytes -= batch.bytes  # its rows go with it: room for the pullers
+                self._lock.notify_all()
             # Durable now: only from here may Pub/Sub forget these messages. The acks go out in
             # parallel, off this thread, which moves on to the next batch.
             for start in range(0, len(batch.acks), ACK_CHUNK):

@@ -11,9 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
+from bench.hostile import CORPUS
 from common import clients, spool
 from common.config import Config
 from common.message import Transaction
+from jobs.spooler.spooler import Spooler
 from reliability.pipeline import command, run, spool_rows, write_config
 from reliability.tally import TALLY
 
@@ -93,11 +95,14 @@ MALFORMED: list[tuple[str, bytes, str]] = [
     ("amount NaN text", body(amount="NaN"), "non_finite_amount"),
     ("amount NaN literal", raw('"amount": NaN'), "non_finite_amount"),
     ("amount -Infinity literal", raw('"amount": -Infinity'), "non_finite_amount"),
-    ("amount of a tenth of a cent", body(amount="1.001"), "sub_cent_amount"),
-    ("amount as a JSON number with three places", raw('"amount": 12.345'), "sub_cent_amount"),
+    ("amount of a tenth of a cent", body(amount="1.001"), "too_many_decimals"),
+    ("amount as a JSON number with three places", raw('"amount": 12.345'), "too_many_decimals"),
+    ("amount in yen with decimals", body(amount="10.5", currency="JPY"), "too_many_decimals"),
+    ("amount in dinars with four places", body(amount="1.2345", currency="BHD"), "too_many_decimals"),
     ("amount over the limit", body(amount="1000000.01"), "absurd_amount"),
     ("amount far over the limit", body(amount="-99999999999999.99"), "absurd_amount"),
-    ("amount twice, the last one bad", raw('"amount": "1.00", "amount": "1.001"'), "sub_cent_amount"),
+    ("amount twice, the last one bad", raw('"amount": "1.00", "amount": "1.001"'), "duplicate_key"),
+    ("amount twice, both good", raw('"amount": "1.00", "amount": "1.00"'), "duplicate_key"),
     # event time
     ("event time missing", body(event_time=...), "missing_field"),
     ("event time epoch number", body(event_time=1763712000), "bad_type"),
@@ -113,6 +118,8 @@ MALFORMED: list[tuple[str, bytes, str]] = [
     ("currency lower case", body(currency="usd"), "bad_currency"),
     ("currency of two letters", body(currency="US"), "bad_currency"),
     ("currency a number", body(currency=840), "bad_currency"),
+    ("currency not in ISO 4217", body(currency="ZZZ"), "unknown_currency"),
+    ("an unknown field", body(note="hello"), "unknown_field"),
     ("category with markup", body(merchant_category="<b>x</b>"), "bad_merchant_category"),
     ("category empty", body(merchant_category=""), "bad_merchant_category"),
     ("category of 65 characters", body(merchant_category="c" * 65), "bad_merchant_category"),
@@ -120,7 +127,8 @@ MALFORMED: list[tuple[str, bytes, str]] = [
     ("CSV with four fields", b"u1,1.00,1763712000,extra", "bad_json"),
     ("CSV with empty fields", b",,", "bad_user_id"),
     ("CSV with a bad user", b"u#1,1.00,1763712000", "bad_user_id"),
-    ("CSV with a tenth of a cent", b"u1,1.001,1763712000", "sub_cent_amount"),
+    ("CSV with a tenth of a cent", b"u1,1.001,1763712000", "too_many_decimals"),
+    ("CSV with an exponent bomb for a time", b"u1,1.00,1e999990", "bad_event_time"),
     ("CSV with infinity", b"u1,inf,1763712000", "non_finite_amount"),
     ("CSV with a non-numeric time", b"u1,12.50,notatime", "bad_event_time"),
     ("CSV with NaN seconds", b"u1,12.50,nan", "bad_event_time"),
@@ -196,3 +204,58 @@ def test_every_kind_of_malformed_message_is_dead_lettered_with_its_reason_and_go
             "fuel",
         )
         assert row["event_time"] == pd.Timestamp(txn.event_time)
+
+
+def dead_letter_rows(cfg: Config) -> pd.DataFrame:
+    files = spool.list_files(cfg.spool_dir, spool.DEAD_LETTER)
+    return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+
+
+def test_the_hostile_corpus_through_pubsub_is_dead_lettered_with_each_reason(cfg: Config, tmp_path: Path) -> None:
+    clients.ensure_subscription(cfg)
+    publisher = clients.publisher_client(cfg)
+    topic = clients.topic_path(cfg)
+    futures = [publisher.publish(topic, payload, case=str(index)) for index, (_, payload, _) in enumerate(CORPUS)]
+    for future in futures:
+        future.result(timeout=60)
+
+    config = write_config(cfg, tmp_path, spool_roll_messages=20)
+    summary = run(command("jobs.spooler", config, "--until-idle", "2", "--quiet")).stderr.strip().splitlines()[-1]
+    assert f"spooled 0 transactions, dead-lettered {len(CORPUS)}" in summary
+
+    dead = dead_letter_rows(cfg)
+    TALLY.tried_malformed("hostile corpus through Pub/Sub to the spooler", len(dead))
+    got = {int(json.loads(row.attributes)["case"]): (row.reason, bytes(row.payload)) for row in dead.itertuples()}
+    assert got == {index: (reason, payload) for index, (_, payload, reason) in enumerate(CORPUS)}
+
+
+def test_memory_is_bounded_in_bytes_whatever_arrives(cfg: Config) -> None:
+    """Oversize bodies of 200 KB, each kept whole as a dead letter: held bytes stay under the limit
+    (plus what one pull brings before the size of its messages is known), dead-letter files are cut
+    at their byte limit, and the interning table stays bounded under ever-new user ids."""
+    clients.ensure_subscription(cfg)
+    publisher = clients.publisher_client(cfg)
+    topic = clients.topic_path(cfg)
+    big = 200_000
+    futures = [publisher.publish(topic, bytes([65 + i % 26]) * big, case=str(i)) for i in range(40)]
+    good = [
+        Transaction(f"fresh-{i}", f"user-{i}", 100 + i, "USD", NOW - timedelta(minutes=1), "fuel") for i in range(300)
+    ]
+    futures += [publisher.publish(topic, txn.encode(), **txn.attributes()) for txn in good]
+    for future in futures:
+        future.result(timeout=60)
+
+    limit, dead_limit = 1_000_000, 500_000
+    spooler = Spooler(cfg, pullers=1, until_idle=2)
+    spooler.max_held_bytes, spooler.max_dead_letter_bytes = limit, dead_limit
+    spooler._interned.limit = 50
+    stats = spooler.run(poll_seconds=0.05)
+
+    assert (stats.spooled, stats.dead_lettered, stats.reasons["oversize"]) == (300, 40, 40)
+    assert stats.peak_held_bytes <= limit + 2 * (big + 200)  # one message over, and one pull's worth
+    dead = dead_letter_rows(cfg)
+    per_file = [pq.read_metadata(f).num_rows for f in spool.list_files(cfg.spool_dir, spool.DEAD_LETTER)]
+    assert sum(per_file) == 40 and max(per_file) <= dead_limit // big + 1
+    assert sorted(dead["payload"].map(len)) == [big] * 40
+    assert len(spooler._interned) <= 50
+    assert set(spool_rows(cfg.spool_dir)["user_id"]) == {txn.user_id for txn in good}
