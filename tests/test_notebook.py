@@ -57,27 +57,28 @@ def _tagged(notebook: nbformat.NotebookNode, tag: str) -> nbformat.NotebookNode:
     return next(cell for cell in notebook.cells if tag in cell.metadata.get("tags", []))
 
 
-def _ledger_by_user(ledger: Path) -> dict[str, tuple[int, int]]:
-    """(sum in cents, count) per user, computed by DuckDB from the CSV with exact decimals."""
+def _ledger_by_user(ledger: Path) -> dict[tuple[str, str], tuple[int, int]]:
+    """(sum in cents, count) per user and currency, computed by DuckDB from the CSV with exact
+    decimals (the notebook's default config spends in USD only)."""
     rows = duckdb.execute(
         f"""
-        SELECT user_id, CAST(SUM(CAST(amount AS DECIMAL(18, 2)) * 100) AS BIGINT), COUNT(*)
-        FROM read_csv('{ledger}', header = true, columns = {{'transaction_id': 'VARCHAR', 'user_id': 'VARCHAR',
-                      'amount': 'VARCHAR', 'event_time': 'VARCHAR'}})
-        GROUP BY user_id
+        SELECT user_id, currency, CAST(SUM(CAST(amount AS DECIMAL(18, 2)) * 100) AS BIGINT), COUNT(*)
+        FROM read_csv('{ledger}', header = true, all_varchar = true)
+        GROUP BY user_id, currency
         """
     ).fetchall()
-    return {user: (int(cents), int(count)) for user, cents, count in rows}
+    return {(user, currency): (int(cents), int(count)) for user, currency, cents, count in rows}
 
 
-def _bigtable_by_user(cfg: Config) -> dict[str, tuple[int, int]]:
-    """(sum in cents, count) per user from the hourly buckets the job wrote."""
+def _bigtable_by_user(cfg: Config) -> dict[tuple[str, str], tuple[int, int]]:
+    """(sum in minor units, count) per user and currency from the hourly buckets the job wrote."""
     table = clients.bigtable_table(cfg)
-    totals: dict[str, tuple[int, int]] = {}
+    totals: dict[tuple[str, str], tuple[int, int]] = {}
     for key, cells in store.read_counter_rows(table, store.HOUR, b"", b"~"):
         user, _ = rowkeys.parse_hour_bucket_key(key)
-        cents, count = totals.get(user, (0, 0))
-        totals[user] = (cents + cells[store.SUM], count + cells[store.COUNT])
+        for currency, (total, count) in store.per_currency(cells).items():
+            before = totals.get((user, currency), (0, 0))
+            totals[(user, currency)] = (before[0] + total, before[1] + count)
     return totals
 
 
