@@ -216,7 +216,8 @@ def _refuse_amount(text: str, currency: str, bound: int) -> int:
     fraction = (fraction or "").rstrip("0")
     places = money.exponent(currency)
     if len(fraction) > places:
-        detail = f"'amount' {text[:40]!r} has more than {places} decimal places, the most {currency} has"
+        most = f"at most {places} decimal places" if places else "no decimal places"
+        detail = f"'amount' {text[:40]!r} has more decimals than {currency} allows ({most})"
         raise MessageError("too_many_decimals", detail)
     whole = whole.lstrip("0") or "0"
     if len(whole) > 18:  # past money.to_minor's range, and past any bound

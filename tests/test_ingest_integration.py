@@ -141,7 +141,7 @@ def test_malformed_messages_are_dead_lettered_with_their_reason_and_good_ones_sp
         json.dumps({**valid, "user_id": "u#1"}).encode(): "bad_user_id",
         json.dumps({**valid, "amount": "NaN"}).encode(): "non_finite_amount",
         json.dumps({**valid, "amount": "99999999.00"}).encode(): "absurd_amount",
-        json.dumps({**valid, "amount": "1.234"}).encode(): "sub_cent_amount",
+        json.dumps({**valid, "amount": "1.234"}).encode(): "too_many_decimals",
         json.dumps({**valid, "amount": True}).encode(): "bad_type",
         json.dumps({k: v for k, v in valid.items() if k != "event_time"}).encode(): "missing_field",
         json.dumps({**valid, "event_time": "2026-11-21 08:00"}).encode(): "bad_event_time",
