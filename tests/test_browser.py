@@ -24,6 +24,7 @@ from playwright.sync_api import Page, sync_playwright
 
 from bench.api_load import LedgerRow, seed_table, synthetic_ledger
 from common import clients
+from common.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -231,3 +232,103 @@ def test_a_user_id_with_markup_stays_text(server: str, browser_page: tuple[Page,
     assert "user_id" in (page.locator("#message").text_content() or "")
     assert page.evaluate("() => window.__pwned") is None
     assert page.evaluate("() => document.querySelectorAll('img').length") == 0
+
+
+# --- a server with a read token -------------------------------------------------------------------
+
+READ_TOKEN = "dashboard-read-t0ken-0123456789"
+
+
+def _serve(cfg: Config, tmp: Path) -> Iterator[tuple[str, Path]]:
+    """./run_server.sh with `cfg` on a free port; yields its base URL and its log file."""
+    config_path = tmp / "config.json"
+    config_path.write_text(json.dumps(cfg.to_dict()))
+    port = _free_port()
+    env = {**os.environ, "PORT": str(port), "CONFIG": str(config_path), "WORKERS": "1", "THREADS": "4"}
+    log_path = tmp / "server.log"
+    log = log_path.open("wb")
+    process = subprocess.Popen(
+        [str(ROOT / "run_server.sh")], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if requests.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not come up: {log_path.read_text()[-2000:]}")
+            time.sleep(0.3)
+        yield base, log_path
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def guarded_server(
+    emulators: dict[str, str], tmp_path_factory: pytest.TempPathFactory, ledger: list[LedgerRow]
+) -> Iterator[tuple[str, Path]]:
+    tmp = tmp_path_factory.mktemp("browser-guarded")
+    cfg = make_config(tmp, read_token=READ_TOKEN, ingest_token="dashboard-ingest-t0ken-0123456789")
+    seed_table(clients.ensure_table(cfg), [r for r in ledger if r.user_id == "alice"])
+    clients.ensure_topic(cfg)
+    try:
+        yield from _serve(cfg, tmp)
+    finally:
+        cleanup_resources(cfg)
+
+
+def test_the_dashboard_asks_for_the_read_token_once_per_session(
+    guarded_server: tuple[str, Path], browser_page: tuple[Page, list[str]]
+) -> None:
+    base, log_path = guarded_server
+    browser = browser_page[0].context.browser
+    assert browser is not None
+    context = browser.new_context(viewport={"width": 1280, "height": 1400})
+    urls: list[str] = []
+    context.on("request", lambda request: urls.append(request.url))
+    try:
+        page = context.new_page()
+        page.goto(f"{base}/?user=alice&range=24h")
+        # Refused without the token: the page asks for it and shows the reason.
+        page.wait_for_function("() => !document.getElementById('token-form').hidden")
+        page.wait_for_function("() => document.getElementById('user-panel').dataset.state === 'error'")
+        assert "Bearer" in (page.locator("#message").text_content() or "")
+        # A wrong one is refused and asked for again.
+        page.locator("#token-input").fill("not-the-token-0123456789")
+        page.locator("#token-form button[type=submit]").click()
+        page.wait_for_function("() => !document.getElementById('token-form').hidden")
+        page.wait_for_function("() => document.getElementById('user-panel').dataset.state === 'error'")
+        # The right one opens the data.
+        page.locator("#token-input").fill(READ_TOKEN)
+        page.locator("#token-form button[type=submit]").click()
+        span = _wait_ready(page, "alice", 24 * 3600)
+        assert page.locator("#token-form").is_hidden()
+        auth = {"Authorization": f"Bearer {READ_TOKEN}"}
+        total = requests.get(f"{base}/api/v1/users/alice/sum", params=span, headers=auth, timeout=10).json()
+        assert page.locator("#kpi-count").text_content() == str(total["count"]) != "0"
+        page.wait_for_function("() => document.querySelectorAll('#top-table tbody tr').length > 0")
+        # Kept for the session: a reload asks nothing.
+        page.reload()
+        _wait_ready(page, "alice", 24 * 3600)
+        assert page.locator("#token-form").is_hidden()
+    finally:
+        context.close()
+    # A new session asks again.
+    fresh = browser.new_context()
+    try:
+        page = fresh.new_page()
+        page.goto(f"{base}/?user=alice&range=1h")
+        page.wait_for_function("() => !document.getElementById('token-form').hidden")
+    finally:
+        fresh.close()
+    # The token travelled in a header only: never in a URL, so never in the server's access log.
+    assert urls and not any(READ_TOKEN in url for url in urls)
+    assert any("/api/v1/users/alice/sum" in url for url in urls)
+    log = log_path.read_text()
+    assert "/api/v1/users/alice/sum" in log and READ_TOKEN not in log

@@ -60,12 +60,43 @@
     box.className = isError ? "error" : "";
   }
 
+  // The read token, when the server asks for one: typed once, kept for this tab's session only,
+  // sent as a header to this server alone (never in a URL, so never in a log or the history).
+  const TOKEN_KEY = "txn-read-token";
+  let pageToken = ""; // where sessionStorage is refused, the token lasts as long as the page
+
+  function readToken() {
+    try {
+      return window.sessionStorage.getItem(TOKEN_KEY) || pageToken;
+    } catch (err) {
+      return pageToken;
+    }
+  }
+
+  function askForToken() {
+    pageToken = "";
+    try {
+      window.sessionStorage.removeItem(TOKEN_KEY);
+    } catch (err) {
+      // storage refused: pageToken alone held it
+    }
+    const form = $("token-form");
+    if (form.hidden) {
+      form.hidden = false;
+      $("token-input").focus();
+    }
+  }
+
   async function getJson(path, params) {
     const url = new URL(path, window.location.origin);
     for (const [key, value] of Object.entries(params || {})) {
       if (value !== null && value !== undefined && value !== "") url.searchParams.set(key, value);
     }
-    const response = await fetch(url, { headers: { Accept: "application/json" } });
+    const headers = { Accept: "application/json" };
+    const token = readToken();
+    if (token) headers.Authorization = `Bearer ${token}`;
+    const response = await fetch(url, { headers, credentials: "omit" });
+    if (response.status === 401) askForToken();
     let body = null;
     try {
       body = await response.json();
@@ -389,6 +420,22 @@
       loadUser();
     });
     $("top-hours").addEventListener("change", () => loadTop().catch((err) => showMessage(err.message, true)));
+    $("token-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const token = $("token-input").value.trim();
+      if (!token) return;
+      pageToken = token;
+      try {
+        window.sessionStorage.setItem(TOKEN_KEY, token);
+      } catch (err) {
+        // kept in pageToken until the page is left
+      }
+      $("token-input").value = "";
+      $("token-form").hidden = true;
+      showMessage("");
+      suggest($("user-input").value.trim());
+      refresh();
+    });
     $("auto-refresh").addEventListener("change", schedule);
 
     suggest("");
