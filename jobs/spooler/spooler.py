@@ -198,21 +198,22 @@ class Spooler:
         messages, or in held bytes). Returns the size of the largest payload."""
         max_bytes, max_abs = self.cfg.max_payload_bytes, self._max_abs_amount
         now = datetime.now(UTC)  # one clock reading per pull for the "absurd event time" check
-        parsed: list[tuple[bytes, Transaction | MessageError]] = []
+        parsed: list[tuple[Any, bytes, Transaction | MessageError]] = []
         for item in received:  # outside the lock
-            data = item.message.data
+            message = item.message
+            data = message.data
             try:
-                parsed.append((data, parse_message(data, now, max_bytes, max_abs)))
+                parsed.append((message, data, parse_message(data, now, max_bytes, max_abs)))
             except MessageError as exc:
-                parsed.append((data, exc))
+                parsed.append((message, data, exc))
             except Exception as exc:  # a parser bug must not wedge the message: set it aside, visibly
-                parsed.append((data, MessageError("parser_error", f"{exc.__class__.__name__}: {str(exc)[:200]}")))
+                error = MessageError("parser_error", f"{exc.__class__.__name__}: {str(exc)[:200]}")
+                parsed.append((message, data, error))
         with self._lock:
             self._last_message = time.monotonic()
             self._outstanding += len(received)
             self.stats.received += len(received)
-            for item, (data, result) in zip(received, parsed, strict=True):
-                message = item.message
+            for item, (message, data, result) in zip(received, parsed, strict=True):
                 stamp = message.publish_time
                 publish_us = stamp.seconds * 1_000_000 + stamp.nanos // 1000
                 batch = self._batch
@@ -233,7 +234,7 @@ class Spooler:
                     self._batch = SpoolBatch(self._interned)
                     self._wake.set()
             self.stats.peak_held_bytes = max(self.stats.peak_held_bytes, self._held_bytes)
-        return max(len(data) for data, _ in parsed)
+        return max(len(data) for _, data, _ in parsed)
 
     # ---- main thread ----
 
