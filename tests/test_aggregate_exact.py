@@ -16,7 +16,7 @@ import pytest
 from aggregate_support import assert_contents, duplicates_of, expected_contents, make_ledger, read_contents, write_spool
 from conftest import cleanup_resources, make_config
 
-from common import clients, spool, store
+from common import clients, rowkeys, spool, store
 from common.config import Config
 from jobs.aggregate import job, state
 from jobs.aggregate.extract import SpoolSchemaError
@@ -97,6 +97,12 @@ def test_duplicates_reordering_and_late_events_are_counted_exactly(spark: Any, c
     assert all(p.exists() for p in paths)  # late rows stay in the spool
     status = state.read_job_status(clients.bigtable_table(cfg))
     assert status is not None and status["last_summary"]["late_rows"] == 50
+    # Each late row is recorded for the API's late list, with its own values.
+    late = store.read_late(clients.bigtable_table(cfg), *rowkeys.late_range(0, 10**16 - 1))
+    assert {(r["transaction_id"], r["user_id"], r["amount_minor"], r["run"]) for r in late} == {
+        (t, u, a, 2)
+        for t, u, a in zip(beyond["transaction_id"], beyond["user_id"], beyond["amount_minor"], strict=True)
+    }
 
 
 def test_rerun_and_rebuild_leave_the_table_identical(spark: Any, cfg: Config) -> None:

@@ -294,7 +294,10 @@ def run_once(spark: SparkSession, cfg: Config, rebuild: bool = False, say: Calla
     )
 
     failures = []
-    if summary.conflicted_ids:
+    if summary.late_rows:
+        late = flagged.where(F.col("late") & F.col("amount_minor").isNotNull())
+        failures = _collect_results(late.mapInArrow(load.write_late(cfg, run.run_id), load.RESULT_SCHEMA))[1]
+    if summary.conflicted_ids and not failures:
         with spark_progress(spark, "record conflicts"):
             failures = record_conflicts(cfg, run.run_id, raw, flagged, summary)
     failures = failures or _load(spark, cfg, run.run_id, remaining, summary, say)

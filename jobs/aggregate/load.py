@@ -181,6 +181,28 @@ def write_transactions(cfg: Config, run_id: int) -> ArrowFn:
     return run
 
 
+def write_late(cfg: Config, run_id: int) -> ArrowFn:
+    """Transactions set aside as late (the spool columns) -> ~late rows, listed by the API."""
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        table = _table(cfg)
+        for batch in batches:
+            rows = [
+                (rowkeys.late_key(version.publish_us, tid), store.late_cells(version, event, published, run_id))
+                for tid, version, event, published in zip(
+                    batch.column("transaction_id").to_pylist(),
+                    _version(batch),
+                    format_rfc3339_column(batch.column("event_time")),
+                    format_rfc3339_column(batch.column("publish_time")),
+                    strict=True,
+                )
+            ]
+            failures = store.write_cell_rows(table, rows)
+            yield _result(store.META, len(rows) - len(failures), 0, failures)
+
+    return run
+
+
 def _apply(cfg: Config, run_id: int, family: str, deltas_of: Callable[[pa.RecordBatch], dict]) -> ArrowFn:
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         table = _table(cfg)
