@@ -218,7 +218,8 @@ def _in_currency(key: str, amount: Any, currency: str) -> int:
     except ValueError:
         pass
     places = money.exponent(currency)
-    raise ConfigError(f"config key '{key}' must be an amount in {currency} (at most {places} places), got {amount!r}")
+    shown = repr(amount)[:40]  # a bounded echo of whatever was there
+    raise ConfigError(f"config key '{key}' must be an amount in {currency} (at most {places} places), got {shown}")
 
 
 def currency_ranges(cfg: Config) -> dict[str, tuple[int, int]]:
@@ -235,7 +236,7 @@ def currency_ranges(cfg: Config) -> dict[str, tuple[int, int]]:
         if not money.is_currency(code):
             raise _fail("currency_mix", 'keyed by ISO 4217 codes such as "EUR"', code)
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight < float("inf"):
-            raise ConfigError(f"config key 'currency_mix' must give {code} a weight > 0, got {weight!r}")
+            raise ConfigError(f"config key 'currency_mix' must give {code} a weight > 0, got {repr(weight)[:40]}")
     if not isinstance(amounts, dict):
         raise _fail("currency_amounts", _AMOUNTS_FORM, amounts)
     spent = list(mix) or [cfg.currency]
@@ -250,10 +251,10 @@ def currency_ranges(cfg: Config) -> dict[str, tuple[int, int]]:
                 f"config key 'currency_amounts' names {str(code)[:20]!r}, not spent (spent: {', '.join(spent)})"
             )
         if not isinstance(bounds, list) or len(bounds) != 2:
-            raise _fail("currency_amounts", f'["min", "max"] for {code}', bounds)
+            raise _fail("currency_amounts", f'["min", "max"] for {code}', repr(bounds)[:80])
         low, high = (_in_currency("currency_amounts", bound, code) for bound in bounds)
         if low > high:
-            raise _fail("currency_amounts", f"min <= max for {code}", bounds)
+            raise _fail("currency_amounts", f"min <= max for {code}", repr(bounds)[:80])
         ranges[code] = (low, high)
     return {code: ranges.get(code, default) for code in spent}
 
