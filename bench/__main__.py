@@ -3,8 +3,10 @@
     python -m bench                        the full sizes; writes bench/results.json, RESULTS.md, ratios.png
     python -m bench --quick                small sizes (a couple of minutes); writes bench/out/
     python -m bench --stages api,job       only those stages (writes bench/out/ unless --out is given)
+    python -m bench --stages soak [--soak-minutes 30] [--soak-outage-minutes 10]
 
-Stages, in order: publish, spool, hostile, aggregate, job, incremental, e2e, drain, api. Each runs on the
+Stages, in order: publish, spool, hostile, aggregate, job, incremental, e2e, drain, api; and soak (the live
+pipeline through long outages, 30 minutes), which runs only when named in --stages. Each runs on the
 local emulators with its own uuid-named topic, subscription, table and spool, removed afterwards.
 Exit codes: 0 every stage ran (whether or not it met its target), 1 a stage failed to run,
 2 a bad flag or config value, 3 an emulator cannot be reached.
@@ -20,7 +22,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench import hostile, pipeline, stages
+from bench import hostile, pipeline, soak, stages
 from bench.results import Result, compare, write_all
 from common import clients
 from common.cli import ArgumentParser, UsageError, add_config_argument, log, run
@@ -37,13 +39,15 @@ STAGES: dict[str, Callable[[stages.Bench], list[Result]]] = {
     "e2e": pipeline.end_to_end,
     "drain": pipeline.drain,
     "api": stages.api,
+    "soak": soak.soak,
 }
+ON_REQUEST = {"soak"}  # too long for every run: only when named in --stages
 
 
 def parse_stages(text: str | None) -> list[str]:
     """--stages a,b -> the names in run order; raises UsageError naming an unknown one."""
     if not text:
-        return list(STAGES)
+        return [name for name in STAGES if name not in ON_REQUEST]
     wanted = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in wanted if name not in STAGES]
     if unknown or not wanted:
@@ -56,6 +60,10 @@ def build_parser() -> ArgumentParser:
     add_config_argument(parser)
     parser.add_argument("--quick", action="store_true", help="small sizes: a run of a couple of minutes")
     parser.add_argument("--stages", metavar="A,B", help=f"only these stages ({', '.join(STAGES)})")
+    parser.add_argument("--soak-minutes", type=float, default=30.0, metavar="M", help="the soak stage's length")
+    parser.add_argument(
+        "--soak-outage-minutes", type=float, default=10.0, metavar="M", help="each soak outage's length"
+    )
     parser.add_argument(
         "--out", metavar="DIR", help="where results go (default: bench/ for a full run of every stage, else bench/out/)"
     )
@@ -71,7 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     full = not args.quick and not args.stages
     out = Path(args.out) if args.out else (BENCH_DIR if full else BENCH_DIR / "out")
     work = Path(tempfile.mkdtemp(prefix="bench-"))
-    bench = stages.Bench(base, sizes, work, log)
+    bench = stages.Bench(
+        base, sizes, work, log, soak_minutes=args.soak_minutes, soak_outage_minutes=args.soak_outage_minutes
+    )
     results: list[Result] = []
     failed: list[str] = []
     started = time.perf_counter()

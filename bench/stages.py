@@ -74,6 +74,8 @@ class Bench:
     history: History | None = None
     cleanups: list[Callable[[], None]] = field(default_factory=list)
     logs: Path = ROOT / "bench" / "out" / "logs"  # the commands' output, kept after the run
+    soak_minutes: float = 30.0  # the soak stage's length and the length of each of its two outages
+    soak_outage_minutes: float = 10.0
 
     def scratch_config(self, name: str, **overrides: Any) -> Config:
         """The base config with a fresh topic, subscription, table and spool directory."""

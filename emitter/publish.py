@@ -70,6 +70,9 @@ class PublishSettings:
     batch_max_latency_seconds: float = 0.05
     max_in_flight_messages: int = 20_000
     max_in_flight_bytes: int = 40_000_000
+    # While Pub/Sub is unreachable fewer may wait unconfirmed: the rest wait, not yet generated, in
+    # the producer (memory stays flat through an outage of any length).
+    outage_in_flight_messages: int = 1000
     retry_timeout_seconds: float = 30.0
     backoff_max_seconds: float = 60.0
     report_seconds: float = 60.0
@@ -205,9 +208,11 @@ class TransactionPublisher:
         return True
 
     def _wait_for_room(self, stop: threading.Event | None) -> bool:
-        limit = self.settings.max_in_flight_messages
+        s = self.settings
         with self._done:
-            while self._submitted - self._published - self._failed >= limit:
+            while self._submitted - self._published - self._failed >= (
+                s.outage_in_flight_messages if self.backoff.down else s.max_in_flight_messages
+            ):
                 if stop is not None and stop.is_set():
                     return False
                 self._done.wait(0.25)
