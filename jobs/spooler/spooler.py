@@ -131,6 +131,7 @@ class Spooler:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._last_message = time.monotonic()
+        self._last_answer = self._last_message  # the last time a pull got an answer, empty or not
         self._errors: list[BaseException] = []
         self._ack_pool = ThreadPoolExecutor(ACK_THREADS, thread_name_prefix="spooler-ack")
         cap, every = cfg.outage_backoff_max_seconds, cfg.outage_report_seconds
@@ -184,6 +185,7 @@ class Spooler:
                         self._last_message = time.monotonic()
                     self._stop.wait(wait)
                     continue
+                self._last_answer = time.monotonic()
                 if self.pubsub_backoff.down:
                     self.pubsub_backoff.succeeded()
                 received = types.PullResponse.pb(response).received_messages
@@ -324,7 +326,7 @@ class Spooler:
             threading.Thread(target=self._pull_loop, args=(subscriber, path), name=f"spooler-pull-{i}", daemon=True)
             for i in range(self.pullers)
         ]
-        self.stats.started = self._last_message = time.monotonic()
+        self.stats.started = self._last_message = self._last_answer = time.monotonic()
         for thread in threads:
             thread.start()
         try:
@@ -338,7 +340,8 @@ class Spooler:
                 self._extend_leases(subscriber, path, ack_deadline)
                 if self._on_progress:
                     self._on_progress(self.stats)
-                if self.until_idle is not None and time.monotonic() - self._last_message >= self.until_idle:
+                # Idle time is counted up to the last answer: a pull still retrying adds none.
+                if self.until_idle is not None and self._last_answer - self._last_message >= self.until_idle:
                     break
             # Let the pullers finish the pull in flight, then write and ack everything held.
             self._stop.set()

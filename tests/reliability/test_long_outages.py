@@ -198,3 +198,28 @@ def test_a_simulation_stopped_during_an_outage_names_what_is_unconfirmed_and_the
     assert set(spooled["transaction_id"]) == set(second["transaction_id"])  # resent ones are duplicates only
     assert len(spooled) >= events
     TALLY.outage_survived("Pub/Sub refused, emitter stopped and rerun")
+
+
+def test_until_idle_counts_only_time_in_which_pubsub_answers(cfg: Config, tmp_path: Path) -> None:
+    config = write_config(cfg, tmp_path, outage_backoff_max_seconds=1.0, outage_report_seconds=5.0)
+    clients.ensure_subscription(cfg)
+    with OutageProxy(SHARED_PUBSUB_PORT) as pubsub:
+        spooler = Background(
+            command("jobs.spooler", config, "--until-idle", "3", "--quiet"),
+            tmp_path / "spooler.log",
+            env=service_env(pubsub=pubsub.address),
+        )
+        with spooler:
+            wait_for(lambda: pubsub.connections >= 1, "the spooler to connect", 60, spooler)
+            time.sleep(2)  # past its start-up checks, pulling
+            pubsub.refuse()
+            TALLY.fault("Pub/Sub refused under an idle spooler")
+            time.sleep(10)
+            assert spooler.running(), spooler.output()  # 10 s without an answer is not idle time
+            pubsub.restore()
+            restored = time.monotonic()
+            assert spooler.wait(timeout=60) == 0, spooler.output()
+            took = time.monotonic() - restored
+    assert took >= 3, took  # a whole idle period once Pub/Sub answers again
+    assert _lines(spooler, "spooler: Pub/Sub unreachable") and _lines(spooler, "spooler: Pub/Sub back after")
+    TALLY.outage_survived("Pub/Sub refused, spooler --until-idle")
