@@ -37,6 +37,11 @@ class RowKeyError(ValueError):
     """A row key that does not follow the schema."""
 
 
+def prefix_range(prefix: bytes) -> tuple[bytes, bytes]:
+    """[start, end) of every key that starts with `prefix` (which must not end in 0xff)."""
+    return prefix, prefix[:-1] + bytes([prefix[-1] + 1])
+
+
 def _user(user_id: str) -> str:
     if not isinstance(user_id, str) or not USER_ID.fullmatch(user_id):
         raise RowKeyError(f"user_id must match [A-Za-z0-9_.-]{{1,64}}, got {user_id!r}")
@@ -141,8 +146,7 @@ def user_directory_range(prefix: str = "") -> tuple[bytes, bytes]:
     """[start, end) of the directory rows whose user id starts with `prefix` ("" = every user)."""
     if prefix and not USER_ID.fullmatch(prefix):
         raise RowKeyError(f"user id prefix must match [A-Za-z0-9_.-]{{0,64}}, got {prefix!r}")
-    start = user_directory_prefix(prefix)
-    return start, start[:-1] + bytes([start[-1] + 1])
+    return prefix_range(user_directory_prefix(prefix))
 
 
 def parse_user_directory_key(key: bytes) -> str:
@@ -201,8 +205,7 @@ def parse_id_index_key(key: bytes) -> str:
 
 def id_index_range() -> tuple[bytes, bytes]:
     """[start, end) of every id index row."""
-    start = ID_PREFIX.encode()
-    return start, start[:-1] + bytes([start[-1] + 1])
+    return prefix_range(ID_PREFIX.encode())
 
 
 CONFLICT_PREFIX = f"{GLOBAL}conflict{SEP}"
@@ -236,8 +239,7 @@ def parse_spool_dir_key(key: bytes) -> str:
 
 
 def spool_dir_range() -> tuple[bytes, bytes]:
-    start = DIR_PREFIX.encode()
-    return start, start[:-1] + bytes([start[-1] + 1])
+    return prefix_range(DIR_PREFIX.encode())
 
 
 LATE_PREFIX = f"{GLOBAL}late{SEP}"
