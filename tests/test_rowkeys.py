@@ -74,3 +74,29 @@ def test_global_rows_sort_after_every_user_row() -> None:
 def test_hour_bucket_key_refuses_a_time_inside_the_hour() -> None:
     with pytest.raises(rowkeys.RowKeyError, match="whole hour"):
         rowkeys.hour_bucket_key("u1", 3601)
+
+
+def test_the_id_index_key_depends_on_the_id_alone_and_parses_back() -> None:
+    key = rowkeys.id_index_key("tx-42")
+    assert key == rowkeys.id_index_key("tx-42")
+    assert key.startswith(b"~id#") and key.endswith(b"#tx-42") and len(key) == len(b"~id#") + 4 + 1 + len(b"tx-42")
+    assert rowkeys.parse_id_index_key(key) == "tx-42"
+    low, high = rowkeys.id_index_range()
+    assert all(low <= rowkeys.id_index_key(f"t{i}") < high for i in range(200))
+    # The hash prefix spreads a sequence of ids over the key space instead of one tablet.
+    assert len({rowkeys.id_index_key(f"t{i}")[4:6] for i in range(200)}) > 50
+    with pytest.raises(rowkeys.RowKeyError):
+        rowkeys.id_index_key("bad id")
+
+
+def test_late_rows_sort_by_publish_time_and_ranges_select_them() -> None:
+    keys = [rowkeys.late_key(us, "t") for us in (5, 1_000_000, 10**15)]
+    assert keys == sorted(keys)
+    low, high = rowkeys.late_range(1_000_000, 10**15)
+    assert [low <= k < high for k in keys] == [False, True, False]
+
+
+def test_conflict_rows_of_a_run_fall_in_its_range() -> None:
+    key = rowkeys.conflict_key(7, "tx-1", "m-9")
+    assert rowkeys.conflict_range(7, 8)[0] <= key < rowkeys.conflict_range(7, 8)[1]
+    assert not rowkeys.conflict_range(8, 9)[0] <= key < rowkeys.conflict_range(8, 9)[1]
