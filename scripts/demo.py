@@ -221,15 +221,27 @@ def wait_for_health(url: str, seconds: float, children: Children) -> bool:
     return False
 
 
+# Card holders spend in several currencies, so the dashboard shows each one they used; a base
+# config with a currency_mix of its own keeps it.
+DEMO_MIX = {"USD": 0.8, "EUR": 0.15, "JPY": 0.05}
+DEMO_AMOUNTS = {"EUR": ["15.00", "90.00"], "JPY": ["500", "15000"]}
+
+
 def demo_config(base: Config, run_dir: Path, users: int, seed: int | None) -> dict[str, object]:
-    """The base config with the demo's spool, population size and seed, on the local emulators."""
-    return base.to_dict() | {
-        "spool_dir": str(run_dir / "spool"),
-        "users": users,
-        "seed": base.seed if seed is None else seed,
-        "pubsub_emulator_host": base.pubsub_emulator_host or "127.0.0.1:8085",
-        "bigtable_emulator_host": base.bigtable_emulator_host or "127.0.0.1:8086",
-    }
+    """The base config with the demo's spool, population size, seed and currency mix, on the local
+    emulators."""
+    mix = {"currency_mix": DEMO_MIX, "currency_amounts": DEMO_AMOUNTS} if not base.currency_mix else {}
+    return (
+        base.to_dict()
+        | mix
+        | {
+            "spool_dir": str(run_dir / "spool"),
+            "users": users,
+            "seed": base.seed if seed is None else seed,
+            "pubsub_emulator_host": base.pubsub_emulator_host or "127.0.0.1:8085",
+            "bigtable_emulator_host": base.bigtable_emulator_host or "127.0.0.1:8086",
+        }
+    )
 
 
 def reset_services(cfg: Config, run_dir: Path) -> None:

@@ -131,17 +131,18 @@ class DemoRun:
                 proc.kill()
 
 
-def ledger_sums(path: Path) -> tuple[dict[str, tuple[Decimal, int]], datetime, datetime]:
-    """Per user (sum, count) of the ledger CSV, and its first and last event time."""
-    sums: dict[str, Decimal] = defaultdict(Decimal)
-    counts: dict[str, int] = defaultdict(int)
+def ledger_sums(path: Path) -> tuple[dict[tuple[str, str], tuple[Decimal, int]], datetime, datetime]:
+    """Per user and currency (sum, count) of the ledger CSV, and its first and last event time."""
+    sums: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    counts: dict[tuple[str, str], int] = defaultdict(int)
     times = []
     with path.open(newline="") as handle:
         for row in csv.DictReader(handle):
-            sums[row["user_id"]] += Decimal(row["amount"])
-            counts[row["user_id"]] += 1
+            key = (row["user_id"], row["currency"])
+            sums[key] += Decimal(row["amount"])
+            counts[key] += 1
             times.append(datetime.fromisoformat(row["event_time"].replace("Z", "+00:00")))
-    return {user: (sums[user], counts[user]) for user in sums}, min(times), max(times)
+    return {key: (sums[key], counts[key]) for key in sums}, min(times), max(times)
 
 
 def _iso(value: datetime) -> str:
@@ -163,14 +164,17 @@ def check_live_pipeline(demo: DemoRun, port: int, run_dir: Path, cfg: Config) ->
     assert body["last_job_run"]["last_run"] == 1  # the step-5 run, on a table the demo emptied first
 
     expected, first, last = ledger_sums(run_dir / "ledger.csv")
-    assert 1 <= len(expected) <= 5
+    users = {user for user, _ in expected}
+    assert 1 <= len(users) <= 5
     # The live emitter's transactions come later than the history's last one, so they fall outside.
     window = {"from": _iso(first), "to": _iso(last + timedelta(microseconds=1))}
-    for user, (total, count) in expected.items():
-        answer = requests.get(f"{base}/api/v1/users/{user}/sum", params=window, timeout=10).json()
-        assert (Decimal(answer["sum"]), answer["count"]) == (total, count), user
+    for (user, currency), (total, count) in expected.items():
+        answer = requests.get(
+            f"{base}/api/v1/users/{user}/sum", params={**window, "currency": currency}, timeout=10
+        ).json()
+        assert (answer["currency"], Decimal(answer["sum"]), answer["count"]) == (currency, total, count), user
     listed = requests.get(f"{base}/api/v1/users", params={"limit": 10}, timeout=10).json()["users"]
-    assert set(listed) == set(expected)
+    assert set(listed) == users
 
 
 @pytest.fixture
