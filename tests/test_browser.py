@@ -62,6 +62,15 @@ def ledger() -> list[LedgerRow]:
         LedgerRow(f"alice-now-{i}", "alice", 1234 + i, _us(end - timedelta(minutes=i)), "USD", "food & drink")
         for i in range(3)
     ]
+    # alice also spends yen and dinars, bob yen: each currency shown on its own.
+    rows += [
+        LedgerRow(f"alice-jpy-{i}", "alice", 500 + 37 * i, _us(end - timedelta(hours=i, minutes=5)), "JPY")
+        for i in range(12)
+    ]
+    rows += [
+        LedgerRow(f"alice-bhd-{i}", "alice", 1234 + i, _us(end - timedelta(hours=3 * i + 1)), "BHD") for i in range(4)
+    ]
+    rows += [LedgerRow(f"bob-jpy-{i}", "bob", 9000 + i, _us(end - timedelta(minutes=20 + i)), "JPY") for i in range(2)]
     return rows
 
 
@@ -146,6 +155,7 @@ def test_picking_a_user_and_a_range_shows_the_apis_numbers(
     server: str, browser_page: tuple[Page, list[str]], ledger: list[LedgerRow]
 ) -> None:
     page, foreign = browser_page
+    ledger = [r for r in ledger if r.currency == "USD"]  # the cards start in the default currency
     page.goto(f"{server}/")
     page.locator("#user-input").fill("ali")
     page.wait_for_function(
@@ -222,6 +232,56 @@ def test_picking_a_user_and_a_range_shows_the_apis_numbers(
     _wait_ready(page, "alice", 24 * 3600, page_index=0)
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
     assert foreign == []  # the page needed nothing from the internet
+
+
+def test_every_currency_is_shown_on_its_own(
+    server: str, browser_page: tuple[Page, list[str]], ledger: list[LedgerRow]
+) -> None:
+    page, _ = browser_page
+    page.goto(f"{server}/?user=alice&range=24h")
+    span = _wait_ready(page, "alice", 24 * 3600)
+    api = f"{server}/api/v1/users/alice"
+    total = requests.get(f"{api}/sum", params=span, timeout=10).json()
+    start, end = _us(_parse(span["from"])), _us(_parse(span["to"]))
+    counts: dict[str, int] = {}
+    for row in ledger:
+        if row.user_id == "alice" and start <= row.event_us < end:
+            counts[row.currency] = counts.get(row.currency, 0) + 1
+    assert [(c["currency"], c["count"]) for c in total["by_currency"]] == sorted(counts.items())
+    assert sorted(counts) == ["BHD", "JPY", "USD"]
+    # One card per currency, each with the API's exact sum; the big cards in the default currency.
+    cards = page.locator("#currency-cards .currency-card").evaluate_all(
+        "cards => cards.map(c => [c.dataset.currency, c.querySelector('.currency-sum').textContent])"
+    )
+    assert cards == [[c["currency"], c["sum"]] for c in total["by_currency"]]
+    assert page.locator("#kpi-currency").text_content() == "USD"
+    # Choosing yen: the cards and the chart show yen, in whole yen.
+    page.locator("#currency-cards .currency-card[data-currency='JPY']").click()
+    page.wait_for_function(
+        "() => { const p = document.getElementById('user-panel').dataset;"
+        " return p.state === 'ready' && p.currency === 'JPY'; }"
+    )
+    yen = requests.get(f"{api}/sum", params={**span, "currency": "JPY"}, timeout=10).json()
+    yen_rows = [r for r in ledger if r.user_id == "alice" and r.currency == "JPY" and start <= r.event_us < end]
+    assert yen["sum"] == str(sum(r.amount_minor for r in yen_rows)) and "." not in yen["sum"]
+    assert page.locator("#kpi-sum").text_content() == yen["sum"]
+    assert page.locator("#kpi-count").text_content() == str(len(yen_rows))
+    assert page.locator("#currency-select").input_value() == "JPY"
+    hourly = requests.get(f"{api}/hourly", params={**span, "currency": "JPY"}, timeout=10).json()
+    chart = page.evaluate("() => Chart.getChart('hourly-chart').data.datasets[0].data")
+    assert [Decimal(str(v)) for v in chart] == [Decimal(h["sum"]) for h in hourly]
+    # Top spenders rank within the chosen currency.
+    page.locator("#top-currency").select_option("JPY")
+    top = requests.get(f"{server}/api/v1/top-users", params={"hours": 3, "n": 10, "currency": "JPY"}, timeout=10).json()
+    assert [t["user_id"] for t in top] == ["bob", "alice"]
+    page.wait_for_function(
+        "(ids) => [...document.querySelectorAll('#top-table tbody tr td:nth-child(2)')].map(td => td.textContent)"
+        ".join() === ids",
+        arg=",".join(t["user_id"] for t in top),
+    )
+    shown = page.locator("#top-table tbody tr td:nth-child(3)").all_text_contents()
+    assert shown == [t["sum"] for t in top]
+    assert page.locator("#conflict-count").text_content() == "0"
 
 
 def test_a_user_id_with_markup_stays_text(server: str, browser_page: tuple[Page, list[str]]) -> None:

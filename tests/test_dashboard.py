@@ -41,6 +41,12 @@ def test_the_page_has_every_panel(client: FlaskClient) -> None:
         "auto-refresh",
         "custom-from",
         "custom-to",
+        "currency-select",
+        "currency-cards",
+        "kpi-currency",
+        "top-currency",
+        "conflict-count",
+        "conflict-table",
     ):
         assert f'id="{element_id}"' in html, element_id
     assert [m for m in re.findall(r'data-range="([^"]+)"', html)] == ["1h", "6h", "24h", "7d", "custom"]

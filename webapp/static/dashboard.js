@@ -16,6 +16,9 @@
     page: 0,
     from: "",
     to: "",
+    currency: "", // the currency of the cards and the hourly chart ("" = the server's default)
+    topCurrency: "", // the currency top spenders are ranked in
+    seenCurrencies: new Set(), // every currency any answer has shown, for the selectors
   };
   const charts = {};
   let timer = null;
@@ -29,25 +32,65 @@
     return date.toISOString().replace(/\.\d{3}Z$/, "Z");
   }
 
-  function cents(money) {
-    // "-12.34" -> -1234, exactly (no float arithmetic on money).
-    const match = /^(-?)(\d+)\.(\d{2})$/.exec(money);
-    if (!match) return NaN;
-    const value = Number(match[2]) * 100 + Number(match[3]);
-    return match[1] ? -value : value;
+  function parseMoney(money) {
+    // A decimal string as the API writes it, in the currency's own places: "-12.34" -> {units:
+    // -1234n, places: 2}, "1000" (JPY) -> {units: 1000n, places: 0}. Exact: BigInt, no float.
+    const match = /^(-?)(\d+)(?:\.(\d+))?$/.exec(money);
+    if (!match) return null;
+    const places = match[3] ? match[3].length : 0;
+    const units = BigInt(match[2] + (match[3] || ""));
+    return { units: match[1] ? -units : units, places };
   }
 
-  function formatCents(value) {
-    const sign = value < 0 ? "-" : "";
-    const abs = Math.abs(value);
-    return `${sign}${Math.floor(abs / 100)}.${String(abs % 100).padStart(2, "0")}`;
+  function formatMoney(units, places) {
+    const sign = units < 0n ? "-" : "";
+    const digits = (units < 0n ? -units : units).toString().padStart(places + 1, "0");
+    return places ? `${sign}${digits.slice(0, -places)}.${digits.slice(-places)}` : `${sign}${digits}`;
   }
 
-  function averageCents(total, count) {
-    // Rounded half away from zero, in integer cents.
-    if (!count) return null;
-    const sign = total < 0 ? -1 : 1;
-    return sign * Math.floor((2 * Math.abs(total) + count) / (2 * count));
+  function averageMoney(sum, count) {
+    // The average in the currency's own places, rounded half away from zero, in integer units.
+    const total = parseMoney(sum);
+    if (!count || !total) return "–";
+    const n = BigInt(count);
+    const abs = total.units < 0n ? -total.units : total.units;
+    const rounded = (2n * abs + n) / (2n * n);
+    return formatMoney(total.units < 0n ? -rounded : rounded, total.places);
+  }
+
+  function moneyNumber(money) {
+    // For drawing only (a chart axis); every figure shown as text stays the API's exact string.
+    const value = parseMoney(money);
+    return value ? Number(value.units) / 10 ** value.places : 0;
+  }
+
+  function noteCurrencies(list) {
+    let added = false;
+    for (const item of list || []) {
+      if (!state.seenCurrencies.has(item.currency)) {
+        state.seenCurrencies.add(item.currency);
+        added = true;
+      }
+    }
+    if (added) fillCurrencySelect("top-currency", state.topCurrency);
+  }
+
+  function fillCurrencySelect(id, chosen, only) {
+    // The options of a currency selector: `only` when given, else every currency seen so far.
+    const select = $(id);
+    const codes = [...(only || state.seenCurrencies)].sort();
+    if (chosen && !codes.includes(chosen)) codes.push(chosen);
+    const current = [...select.options].map((o) => o.value);
+    if (current.join() !== codes.join()) {
+      clearChildren(select);
+      for (const code of codes) {
+        const option = document.createElement("option");
+        option.value = code;
+        option.textContent = code;
+        select.appendChild(option);
+      }
+    }
+    select.value = chosen;
   }
 
   function setText(id, text) {
@@ -131,6 +174,7 @@
     if (existing) {
       existing.data.labels = labels;
       existing.data.datasets[0].data = values;
+      existing.data.datasets[0].label = label;
       existing.update("none");
       return;
     }
@@ -173,6 +217,7 @@
     const params = new URLSearchParams();
     if (state.user) params.set("user", state.user);
     params.set("range", state.range);
+    if (state.currency) params.set("currency", state.currency);
     if (state.range === "custom") {
       params.set("from", state.customFrom);
       params.set("to", state.customTo);
@@ -187,11 +232,46 @@
   }
 
   function renderSum(sum) {
-    const total = cents(sum.sum);
+    // The big cards: the chosen currency. Below them, one card per currency the holder used.
+    state.currency = sum.currency;
+    setText("kpi-currency", sum.currency);
     setText("kpi-sum", sum.sum);
     setText("kpi-count", String(sum.count));
-    const avg = averageCents(total, sum.count);
-    setText("kpi-avg", avg === null ? "–" : formatCents(avg));
+    setText("kpi-avg", averageMoney(sum.sum, sum.count));
+    const codes = sum.by_currency.map((c) => c.currency);
+    fillCurrencySelect("currency-select", sum.currency, codes.length ? codes : [sum.currency]);
+    noteCurrencies(sum.by_currency);
+    const box = $("currency-cards");
+    clearChildren(box);
+    for (const item of sum.by_currency) {
+      const card = document.createElement("button");
+      card.type = "button";
+      card.className = item.currency === sum.currency ? "currency-card chosen" : "currency-card";
+      card.dataset.currency = item.currency;
+      card.setAttribute("aria-pressed", item.currency === sum.currency ? "true" : "false");
+      const head = card.appendChild(document.createElement("span"));
+      head.className = "currency-code";
+      head.textContent = item.currency;
+      const total = card.appendChild(document.createElement("span"));
+      total.className = "currency-sum";
+      total.textContent = item.sum;
+      const detail = card.appendChild(document.createElement("span"));
+      detail.className = "currency-detail";
+      detail.textContent = `${item.count} transactions, average ${averageMoney(item.sum, item.count)}`;
+      card.addEventListener("click", () => chooseCurrency(item.currency));
+      box.appendChild(card);
+    }
+    if (!sum.by_currency.length) {
+      const none = box.appendChild(document.createElement("span"));
+      none.className = "empty";
+      none.textContent = "No transactions in this range.";
+    }
+  }
+
+  function chooseCurrency(code) {
+    state.currency = code;
+    saveToUrl();
+    loadUser();
   }
 
   function renderTransactions(page) {
@@ -233,24 +313,27 @@
     setText("range-label", `${range.from} → ${range.to}`);
     panel.dataset.state = "loading";
     try {
+      const money = { ...range, currency: state.currency };
       const [sum, hourly, page] = await Promise.all([
-        getJson(`${base}/sum`, range),
-        getJson(`${base}/hourly`, range),
+        getJson(`${base}/sum`, money),
+        getJson(`${base}/hourly`, money),
         getJson(`${base}/transactions`, { ...range, limit: PAGE_SIZE, page_token: state.tokens[state.page] }),
       ]);
       renderSum(sum);
       drawBars(
         "hourly-chart",
         hourly.map((h) => hourLabel(h.hour_start)),
-        hourly.map((h) => cents(h.sum) / 100),
-        "Sum per hour",
+        hourly.map((h) => moneyNumber(h.sum)),
+        `Sum per hour (${sum.currency})`,
         "#2f6fba",
       );
+      setText("chart-currency", sum.currency);
       renderTransactions(page);
       panel.dataset.from = range.from;
       panel.dataset.to = range.to;
       panel.dataset.user = state.user;
       panel.dataset.page = String(state.page);
+      panel.dataset.currency = sum.currency;
       panel.dataset.state = "ready";
       showMessage("");
     } catch (err) {
@@ -262,7 +345,7 @@
   // --- everyone: top spenders, activity, health --------------------------------------------------
 
   async function loadTop() {
-    const rows = await getJson("/api/v1/top-users", { hours: $("top-hours").value, n: 10 });
+    const rows = await getJson("/api/v1/top-users", { hours: $("top-hours").value, n: 10, currency: state.topCurrency });
     const body = $("top-table").querySelector("tbody");
     clearChildren(body);
     for (const item of rows) {
@@ -284,15 +367,75 @@
     }
   }
 
+  const SERIES_COLORS = ["#3a9d5d", "#2f6fba", "#c77c1e", "#8e44ad", "#b3261e", "#17808a"];
+
   async function loadMinutes() {
+    // Transactions per minute, one stacked series per currency (counts, never money, are stacked).
     const rows = await getJson("/api/v1/stats/per-minute", { minutes: 60 });
-    drawBars(
-      "minute-chart",
-      rows.map((m) => m.minute_start.slice(11, 16)),
-      rows.map((m) => m.count),
-      "Transactions per minute",
-      "#3a9d5d",
-    );
+    if (rows.length && !state.topCurrency) {
+      state.topCurrency = rows[0].currency; // the server's default currency
+      fillCurrencySelect("top-currency", state.topCurrency);
+    }
+    for (const row of rows) noteCurrencies(row.by_currency);
+    const codes = [...new Set(rows.flatMap((m) => m.by_currency.map((c) => c.currency)))].sort();
+    const labels = rows.map((m) => m.minute_start.slice(11, 16));
+    const datasets = (codes.length ? codes : [rows.length ? rows[0].currency : ""]).map((code, i) => ({
+      label: code,
+      data: rows.map((m) => (m.by_currency.find((c) => c.currency === code) || { count: 0 }).count),
+      backgroundColor: SERIES_COLORS[i % SERIES_COLORS.length],
+    }));
+    if (typeof Chart === "undefined") return;
+    const existing = charts["minute-chart"];
+    if (existing) {
+      existing.data.labels = labels;
+      existing.data.datasets = datasets;
+      existing.update("none");
+      return;
+    }
+    charts["minute-chart"] = new Chart($("minute-chart"), {
+      type: "bar",
+      data: { labels, datasets },
+      options: {
+        animation: false,
+        responsive: true,
+        maintainAspectRatio: false,
+        plugins: { legend: { display: true, position: "bottom" } },
+        scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true } },
+      },
+    });
+  }
+
+  function versionText(version) {
+    return `${version.user_id} ${version.amount} ${version.currency} at ${version.event_time.slice(0, 19).replace("T", " ")}`;
+  }
+
+  async function loadConflicts() {
+    const found = await getJson("/api/v1/conflicts", { limit: 5 });
+    setText("conflict-count", String(found.conflicts_total));
+    const body = $("conflict-table").querySelector("tbody");
+    clearChildren(body);
+    for (const item of found.conflicts) {
+      const row = document.createElement("tr");
+      cell(row, String(item.run));
+      cell(row, item.transaction_id, "mono");
+      cell(row, versionText(item.counted));
+      cell(row, versionText(item.copy));
+      body.appendChild(row);
+    }
+    if (!found.conflicts.length) {
+      const row = document.createElement("tr");
+      cell(row, "No conflicting copies.", "empty").colSpan = 4;
+      body.appendChild(row);
+    }
+  }
+
+  function describeLate(runs) {
+    if (!runs) return "unknown";
+    if (!runs.length) return "none yet";
+    return runs
+      .slice(0, 3)
+      .map((r) => `run ${r.run}: ${r.late_rows}`)
+      .join(", ");
   }
 
   function describeRun(run) {
@@ -320,6 +463,8 @@
       ["Last job run", describeRun(health.last_job_run)],
       ["Spool backlog", health.spool_backlog === null ? "unknown" : String(health.spool_backlog)],
       ["Dead letters", health.dead_letter_count === null ? "unknown" : String(health.dead_letter_count)],
+      ["Conflicts", health.conflicts_total === null || health.conflicts_total === undefined ? "unknown" : String(health.conflicts_total)],
+      ["Late rows", describeLate(health.recent_runs)],
     ];
     const list = $("health-list");
     clearChildren(list);
@@ -330,7 +475,9 @@
   }
 
   async function refresh() {
-    const jobs = [loadUser(), loadTop(), loadMinutes(), loadHealth()];
+    // Top spenders wait for the per-minute answer, which names the server's default currency.
+    const minutes = loadMinutes();
+    const jobs = [loadUser(), minutes, minutes.then(loadTop, loadTop), loadHealth(), loadConflicts()];
     const results = await Promise.allSettled(jobs);
     const failed = results.find((r) => r.status === "rejected");
     if (failed) showMessage(failed.reason.message, true);
@@ -361,6 +508,7 @@
 
   function chooseUser(id) {
     state.user = id.trim();
+    state.currency = ""; // the new holder's cards start in the server's default currency
     state.tokens = [null];
     state.page = 0;
     $("user-input").value = state.user;
@@ -374,6 +522,8 @@
     const params = new URLSearchParams(window.location.search);
     const range = params.get("range");
     if (range && (RANGES[range] || range === "custom")) state.range = range;
+    const currency = params.get("currency");
+    if (currency && /^[A-Z]{3}$/.test(currency)) state.currency = currency;
     if (state.range === "custom") {
       state.customFrom = params.get("from") || "";
       state.customTo = params.get("to") || "";
@@ -420,6 +570,11 @@
       loadUser();
     });
     $("top-hours").addEventListener("change", () => loadTop().catch((err) => showMessage(err.message, true)));
+    $("top-currency").addEventListener("change", () => {
+      state.topCurrency = $("top-currency").value;
+      loadTop().catch((err) => showMessage(err.message, true));
+    });
+    $("currency-select").addEventListener("change", () => chooseCurrency($("currency-select").value));
     $("token-form").addEventListener("submit", (event) => {
       event.preventDefault();
       const token = $("token-input").value.trim();
