@@ -24,8 +24,8 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from bench.api_load import seed_table, synthetic_ledger
-from common import clients
+from bench.api_load import ConflictRow, LateRow, seed_table, synthetic_ledger
+from common import clients, store
 from webapp import create_app
 
 # The schema is loaded when the module is collected, from an app that has not touched Bigtable
@@ -39,7 +39,15 @@ schema = schemathesis.openapi.from_wsgi("/openapi.json", APP)
 @pytest.fixture(scope="module", autouse=True)
 def fuzz_app(emulators: dict[str, str]) -> Iterator[Flask]:
     end = datetime.now(UTC)
-    seed_table(clients.ensure_table(CFG), synthetic_ledger(["u1", "u10", "a.b-c_d"], end - timedelta(days=2), end, 2))
+    # Amounts with 2, 0 and 3 places, a late row and a conflict: every shape the document promises.
+    ledger = synthetic_ledger(
+        ["u1", "u10", "a.b-c_d"], end - timedelta(days=2), end, 2, currencies=("USD", "JPY", "BHD")
+    )
+    event_us = ledger[0].event_us
+    late = [LateRow("late-1", "u1", 1234, "BHD", event_us - 4 * 86_400_000_000, event_us)]
+    counted = store.Version("u1", ledger[0].amount_minor, ledger[0].currency, event_us, event_us + 1, "m1")
+    conflicts = [ConflictRow(ledger[0].transaction_id, counted, store.Version("u10", 5, "JPY", event_us, 0, "m2"))]
+    seed_table(clients.ensure_table(CFG), ledger, late=late, conflicts=conflicts)
     clients.ensure_topic(CFG)
     yield APP
     cleanup_resources(CFG)
