@@ -161,6 +161,20 @@ def client(app: Flask) -> FlaskClient:
 
 # --- /sum -------------------------------------------------------------------------------------
 
+
+def test_totals_add_up_per_currency_and_never_across() -> None:
+    usd, jpy = queries.Totals.of("USD", 1050, 2), queries.Totals.of("JPY", 1050, 1)
+    both = usd + jpy + queries.Totals.of("USD", -50, 1)
+    assert both.parts == (("JPY", 1050, 1), ("USD", 1000, 3))
+    assert both.currency("USD") == (1000, 3) and both.currency("JPY") == (1050, 1)
+    assert both.currency("EUR") == (0, 0)
+    assert both.currencies == ["JPY", "USD"] and both.count == 4
+    assert queries.Totals() + both == both + queries.Totals() == both
+    cells = {b"USD:sum": 1000, b"USD:count": 3, b"JPY:sum": 1050, b"JPY:count": 1}
+    assert queries.Totals.from_counter_cells(cells) == both
+    assert queries.Totals.merge([usd, jpy, usd]).parts == (("JPY", 1050, 1), ("USD", 2100, 4))
+
+
 SUM_RANGES = [
     ("partial hours at both edges", NOW - timedelta(days=2, minutes=17, microseconds=3), NOW),
     ("whole hours only", datetime(2026, 3, 13, 4, tzinfo=UTC), datetime(2026, 3, 15, 9, tzinfo=UTC)),
