@@ -56,6 +56,9 @@ _EPOCH = re.compile(r"(-?)([0-9]{1,12})(?:\.([0-9]{1,6}))?", re.ASCII)
 _CSV_NAMESPACE = uuid.UUID("6f1c9a52-3a8e-4d0b-9a57-2d0c5e1f7b11")
 _EPOCH_START = datetime(1970, 1, 1, tzinfo=UTC)
 
+# Reading raw JSON: what follows a key, a key's quote apart from its colon, the NaN/Infinity literals
+# msgspec refuses (named here for the amount), a JSON integer that fits in 64 bits, the longest
+# number text kept (anything longer is not a number this schema has), msgspec's unknown-key message.
 _COLON = re.compile(rb"\s*:")
 _SPACED_COLON = re.compile(rb'"\s+:')
 _AMOUNT_LITERAL = re.compile(rb'"amount"\s*:\s*(-?(?:NaN|Infinity))')
