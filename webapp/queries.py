@@ -37,7 +37,7 @@ CONFLICT_ROW_CAP = 1000  # one conflict scan returns at most this many rows
 
 
 class PageTokenError(ValueError):
-    """A page token that is malformed or belongs to another user."""
+    """A page token that is malformed or belongs to another user or range."""
 
 
 @dataclass(frozen=True)
