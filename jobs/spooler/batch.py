@@ -26,25 +26,14 @@ _DL_COLUMNS = spool.DEAD_LETTER_SCHEMA.names
 MAX_INTERNED = 20_000  # distinct strings kept by an InternTable (each at most 64 characters)
 
 
-class InternTable:
-    """One string object per distinct value (users, currencies and categories repeat), at most
+class InternTable(dict[str, str]):
+    """One string object per distinct value (users, currencies and categories repeat), at most about
     `limit` of them: when full it starts again empty, so a stream of ever-new user ids cannot grow
-    it. Not thread-safe: the spooler calls it under its lock."""
+    it. Filled by SpoolBatch.add_transaction (under the spooler's lock)."""
 
     def __init__(self, limit: int = MAX_INTERNED) -> None:
+        super().__init__()
         self.limit = limit
-        self._table: dict[str, str] = {}
-
-    def __len__(self) -> int:
-        return len(self._table)
-
-    def __call__(self, value: str) -> str:
-        found = self._table.get(value)
-        if found is None:
-            if len(self._table) >= self.limit:
-                self._table.clear()
-            self._table[value] = found = value
-        return found
 
 
 class SpoolBatch:
@@ -58,6 +47,18 @@ class SpoolBatch:
         self.dead_letter_bytes = 0  # the part of `bytes` in dead letters
         self.started = self.leased = time.monotonic()
         self._intern = interned if interned is not None else InternTable()
+        cols = self.transactions  # the columns, held once more by name for add_transaction
+        self._transaction_ids, self._user_ids, self._amounts = (
+            cols["transaction_id"],
+            cols["user_id"],
+            cols["amount_minor"],
+        )
+        self._currencies, self._categories = cols["currency"], cols["merchant_category"]
+        self._event_times, self._publish_times, self._message_ids = (
+            cols["event_time"],
+            cols["publish_time"],
+            cols["message_id"],
+        )
 
     def __len__(self) -> int:
         return len(self.acks)
@@ -88,16 +89,19 @@ class SpoolBatch:
     def add_transaction(
         self, txn: Transaction, publish_us: int, message_id: str, ack_id: str, payload_bytes: int = 0
     ) -> None:
-        intern = self._intern
-        cols = self.transactions
-        cols["transaction_id"].append(txn.transaction_id)
-        cols["user_id"].append(intern(txn.user_id))
-        cols["amount_minor"].append(txn.amount_minor)
-        cols["currency"].append(intern(txn.currency))
-        cols["merchant_category"].append(intern(txn.merchant_category))
-        cols["event_time"].append(txn.event_time)  # an aware datetime; Arrow converts it in C
-        cols["publish_time"].append(publish_us)
-        cols["message_id"].append(message_id)
+        table = self._intern
+        if len(table) >= table.limit:
+            table.clear()
+        intern = table.setdefault
+        user_id, currency, category = txn.user_id, txn.currency, txn.merchant_category
+        self._transaction_ids.append(txn.transaction_id)
+        self._user_ids.append(intern(user_id, user_id))
+        self._amounts.append(txn.amount_minor)
+        self._currencies.append(intern(currency, currency))
+        self._categories.append(intern(category, category))
+        self._event_times.append(txn.event_time)  # an aware datetime; Arrow converts it in C
+        self._publish_times.append(publish_us)
+        self._message_ids.append(message_id)
         self.acks.append(ack_id)
         self.bytes += payload_bytes
 

@@ -14,8 +14,8 @@ dead letters hold MAX_DEAD_LETTER_BYTES, and a pull asks for no more messages th
 at the size of the largest message of the puller's previous pull. Held messages whose ack deadline
 draws near get it extended.
 
-Messages are parsed before the lock is taken, so neither the writer nor the other pullers wait on a
-parse; parse_message costs about the same on any input (see common/message.py).
+A pull's messages are parsed under the lock: parse_message costs about the same on any input (see
+common/message.py), so no message can hold the writer or the other pullers up for long.
 
 Outages: a pull that fails because Pub/Sub cannot be reached (or does not answer within
 PULL_TIMEOUT_SECONDS) is tried again after a capped exponential backoff, for as long as it takes,
@@ -51,7 +51,7 @@ from google.cloud.pubsub_v1 import types
 from common import clients, spool
 from common.cli import log
 from common.config import Config, ConfigError
-from common.message import MessageError, Transaction, parse_message
+from common.message import MessageError, parse_message
 from common.outage import Backoff, describe_os_error, first_line, is_outage
 from jobs.spooler.batch import InternTable, SpoolBatch
 
@@ -197,46 +197,49 @@ class Spooler:
 
     def _accept(self, received: Any) -> int:
         """Validate pulled messages and add them to the open batch, closing it when it is full (in
-        messages, or in held bytes). Returns the size of the largest payload."""
+        messages, or in held bytes). Returns the size of the largest payload.
+
+        Parsing happens under the lock, in the same pass: parse_message costs about the same on any
+        input (the worst of the hostile corpus ~6 x a typical message), so a pull of 1,000 holds the
+        lock for milliseconds, and one pass measured 13% cheaper than parsing in a pass of its own."""
         max_bytes, max_abs = self.cfg.max_payload_bytes, self._max_abs_amount
         now = datetime.now(UTC)  # one clock reading per pull for the "absurd event time" check
-        parsed: list[tuple[Any, bytes, Transaction | MessageError]] = []
-        for item in received:  # outside the lock
-            message = item.message
-            data = message.data
-            try:
-                parsed.append((message, data, parse_message(data, now, max_bytes, max_abs)))
-            except MessageError as exc:
-                parsed.append((message, data, exc))
-            except Exception as exc:  # a parser bug must not wedge the message: set it aside, visibly
-                error = MessageError("parser_error", f"{exc.__class__.__name__}: {str(exc)[:200]}")
-                parsed.append((message, data, error))
+        # A batch is closed at roll messages, at its dead letters' byte cap, or at half the hold (so
+        # a full hold always has a batch being written).
+        roll, dead_cap, half_hold = self._roll, self.max_dead_letter_bytes, self.max_held_bytes // 2
+        held = largest = 0
         with self._lock:
             self._last_message = time.monotonic()
             self._outstanding += len(received)
             self.stats.received += len(received)
-            for item, (message, data, result) in zip(received, parsed, strict=True):
+            batch = self._batch
+            for item in received:
+                message = item.message
+                data = message.data
+                largest = max(largest, len(data))
                 stamp = message.publish_time
                 publish_us = stamp.seconds * 1_000_000 + stamp.nanos // 1000
-                batch = self._batch
-                if isinstance(result, MessageError):
-                    size = batch.add_dead_letter(
-                        result, data, message.attributes, publish_us, message.message_id, item.ack_id
-                    )
+                error: MessageError | None = None
+                try:
+                    txn = parse_message(data, now, max_bytes, max_abs)
+                except MessageError as exc:
+                    error = exc
+                except Exception as exc:  # a parser bug must not wedge the message: set it aside, visibly
+                    error = MessageError("parser_error", f"{exc.__class__.__name__}: {str(exc)[:200]}")
                 else:
-                    size = len(data)
-                    batch.add_transaction(result, publish_us, message.message_id, item.ack_id, size)
-                self._held_bytes += size
-                if (
-                    len(batch) >= self._roll
-                    or batch.dead_letter_bytes >= self.max_dead_letter_bytes
-                    or batch.bytes >= self.max_held_bytes // 2  # so that a full hold is always being written
-                ):
+                    held += len(data)
+                    batch.add_transaction(txn, publish_us, message.message_id, item.ack_id, len(data))
+                if error is not None:
+                    held += batch.add_dead_letter(
+                        error, data, message.attributes, publish_us, message.message_id, item.ack_id
+                    )
+                if len(batch) >= roll or batch.dead_letter_bytes >= dead_cap or batch.bytes >= half_hold:
                     self._full.append(batch)
-                    self._batch = SpoolBatch(self._interned)
+                    self._batch = batch = SpoolBatch(self._interned)
                     self._wake.set()
+            self._held_bytes += held
             self.stats.peak_held_bytes = max(self.stats.peak_held_bytes, self._held_bytes)
-        return max(len(data) for _, data, _ in parsed)
+        return largest
 
     # ---- main thread ----
 
