@@ -72,8 +72,8 @@ class PublishSettings:
     max_in_flight_bytes: int = 40_000_000
     # While Pub/Sub is unreachable fewer may wait unconfirmed: the rest wait, not yet generated, in
     # the producer (memory stays flat through an outage of any length).
-    outage_in_flight_messages: int = 1000
-    retry_timeout_seconds: float = 30.0
+    outage_in_flight_messages: int = 200
+    retry_timeout_seconds: float = 10.0
     backoff_max_seconds: float = 60.0
     report_seconds: float = 60.0
 
