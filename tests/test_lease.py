@@ -78,3 +78,24 @@ def test_held_renews_in_the_background_and_waits_or_refuses(cfg: Config) -> None
         released = time.monotonic()
     thread.join(timeout=10)
     assert len(waited) == 1 and waited[0] >= released
+
+
+def test_a_dead_holder_on_this_machine_is_taken_over_at_once_but_not_one_elsewhere(cfg: Config) -> None:
+    import subprocess
+
+    table = clients.ensure_table(cfg)
+    ended = subprocess.Popen(["true"])
+    ended.wait()  # a pid that existed on this machine and has ended
+    host, _, boot = lease.new_holder().split(":")
+    dead_here = f"{host}:{ended.pid}:{boot}"
+    dead_elsewhere = f"{host}:{ended.pid}:0123456789ab.xyz"  # same name and pid, another machine
+    assert lease.dead_on_this_machine(dead_here) and not lease.dead_on_this_machine(dead_elsewhere)
+    assert not lease.dead_on_this_machine(lease.new_holder())  # this very process
+
+    other = lease.TableLease(table, 60, "next:1:z")
+    elsewhere = lease.TableLease(table, 60, dead_elsewhere)
+    assert elsewhere.try_claim() is None
+    assert other.try_claim() is not None  # another machine's holder: wait for its lease to expire
+    elsewhere.release()
+    assert lease.TableLease(table, 60, dead_here).try_claim() is None
+    assert other.try_claim() is None  # its process is gone from this machine: taken over at once

@@ -9,7 +9,8 @@ runs and clears it when done; a holder that dies stops renewing, and once the ex
 the next process takes the lease over (and resumes the run it left pending).
 
 Expiry is judged by the reader's clock: hosts' clocks must agree to well within the lease length
-(job_lease_seconds, 60 s by default).
+(job_lease_seconds, 60 s by default). A holder on this very machine (same boot id) whose process no
+longer exists is known dead at once, so a job killed and restarted on one host resumes at once.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from google.cloud.bigtable import row_filters
 
 from common import rowkeys, store
+from jobs.aggregate.state import LEASE
 
-LEASE = b"lease"
 _SAFE = re.compile(r"[^A-Za-z0-9.-]")
 
 
@@ -36,9 +38,34 @@ class LeaseHeld(RuntimeError):
     """Another process holds the job's lease."""
 
 
+def _boot_id() -> str:
+    """This machine's current boot (Linux), or a random tag where there is none."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")[:12]
+    except OSError:
+        return _RANDOM_BOOT
+
+
+_RANDOM_BOOT = uuid.uuid4().hex[:12]
+
+
 def new_holder() -> str:
-    """A name for this process: host, pid and a random tag."""
-    return f"{_SAFE.sub('-', socket.gethostname())[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """A name for this process: host, pid, this boot of the machine and a random tag."""
+    return f"{_SAFE.sub('-', socket.gethostname())[:40]}:{os.getpid()}:{_boot_id()}.{uuid.uuid4().hex[:6]}"
+
+
+def dead_on_this_machine(holder: str) -> bool:
+    """True when `holder` names a process of this boot of this machine that no longer exists."""
+    parts = holder.split(":")
+    if len(parts) != 3 or parts[2].split(".")[0] != _boot_id() or not parts[1].isdigit():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False
 
 
 def parse_lease(value: bytes) -> tuple[str, int]:
@@ -92,7 +119,7 @@ class TableLease:
     def try_claim(self) -> tuple[str, int] | None:
         """Claim the lease; None when claimed, else (holder, expiry in epoch µs) of whoever has it."""
         value, holder, expiry = self.current()
-        if value and holder and holder != self.holder and expiry > self._now_us():
+        if value and holder and holder != self.holder and expiry > self._now_us() and not dead_on_this_machine(holder):
             return holder, expiry
         new = f"{self.holder}|{self._now_us() + int(self.seconds * 1_000_000)}".encode()
         if self._swap(value, new):

@@ -42,6 +42,7 @@ PENDING = b"pending"
 FINISHED_AT = b"last_finished_at"
 SUMMARY = b"last_summary"
 CONFLICTS_TOTAL = b"conflicts_total"
+LEASE = b"lease"  # written by lease.py
 RUN_SUMMARY = b"summary"
 MTIME = b"mtime"
 CLOSE_MARGIN_MS = 60_000
@@ -144,7 +145,7 @@ def read_job_status(table: Any) -> dict[str, Any] | None:
     """The ~job row as a dict (last_run, pending, last_finished_at, last_summary, conflicts_total),
     or None when the job has never run against this table."""
     cells = store.read_row_cells(table, rowkeys.JOB_KEY, store.META)
-    if not cells:
+    if not set(cells) - {LEASE}:  # a lease alone: some process claimed it, no run ever started
         return None
     pending = _decode_json(cells, PENDING)
     return {
