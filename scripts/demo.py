@@ -386,7 +386,8 @@ def _run(args: argparse.Namespace, base: Config, run_dir: Path, port: int, start
     logs = run_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     ledger = run_dir / "ledger.csv"
-    env = dict(os.environ, PYTHONUNBUFFERED="1", CONFIG=str(config_path), PORT=str(port))
+    # HOST pinned: the dashboard is for this machine (a shell that exports HOST must not move it).
+    env = dict(os.environ, PYTHONUNBUFFERED="1", CONFIG=str(config_path), PORT=str(port), HOST="127.0.0.1")
     env.setdefault("PUBSUB_EMULATOR_HOST", cfg.pubsub_emulator_host)
     env.setdefault("BIGTABLE_EMULATOR_HOST", cfg.bigtable_emulator_host)
     cfg_args = ["--config", str(config_path)]
