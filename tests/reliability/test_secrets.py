@@ -74,8 +74,9 @@ def _json_secrets(text: str) -> list[str]:
     if not isinstance(data, dict):
         return []
     found = []
-    if data.get("ingest_token"):
-        found.append("ingest token in a config file")
+    for key in ("ingest_token", "read_token"):
+        if data.get(key):
+            found.append(f"{key.replace('_', ' ')} in a config file")
     if data.get("private_key"):
         found.append("private key field")
     return found
@@ -100,6 +101,7 @@ def test_no_tracked_file_holds_a_secret() -> None:
         ("notes.md", "key: AI" + "za" + "SyA" + "x" * 32, "Google API key"),
         ("token.txt", "ya" + "29." + "a0AfH6SMB" + "q" * 30, "Google OAuth access token"),
         ("config.json", json.dumps({"ingest_token": "s3cret-value"}), "ingest token in a config file"),
+        ("config.json", json.dumps({"read_token": "s3cret-value-16ch"}), "read token in a config file"),
         ("ci.yml", "GH=" + "gh" + "p_" + "A" * 36, "GitHub token"),
     ],
 )
@@ -125,7 +127,7 @@ def test_files_that_would_hold_credentials_are_ignored_by_git() -> None:
 
 def test_the_sample_config_holds_no_credential_and_points_at_the_emulators() -> None:
     sample = json.loads((ROOT / "config.sample.json").read_text())
-    assert sample["ingest_token"] == ""
+    assert sample["ingest_token"] == "" and sample.get("read_token", "") == ""
     assert not {key for key in sample if re.search(r"secret|password|private_key|credential", key, re.I)}
 
 
