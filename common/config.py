@@ -61,18 +61,6 @@ class Config:
     outage_report_seconds: float = 60.0
     job_lease_seconds: float = 60.0
 
-    @property
-    def amount_min_cents(self) -> int:
-        return int(Decimal(self.amount_min).scaleb(2))
-
-    @property
-    def amount_max_cents(self) -> int:
-        return int(Decimal(self.amount_max).scaleb(2))
-
-    @property
-    def max_abs_amount_minor(self) -> int:
-        return int(Decimal(self.max_abs_amount).scaleb(2))
-
     def to_dict(self) -> dict[str, Any]:
         """Every key, secrets included (to write a config file); lists as lists."""
         data = asdict(self)

@@ -434,15 +434,12 @@ def parse_message(
     now: datetime | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_abs_amount: Decimal | str = DEFAULT_MAX_ABS_AMOUNT,
-    *,
-    max_abs_cents: int | None = None,
 ) -> Transaction:
     """Validate a message body and return the Transaction, or raise MessageError with the reason.
 
-    max_abs_amount is in major units, in every currency (config key max_abs_amount).
-    max_abs_cents is the older form of the same bound, in hundredths; when given it wins."""
+    max_abs_amount is in major units, in every currency (config key max_abs_amount)."""
     now = now or datetime.now(UTC)
-    bound = Decimal(max_abs_cents).scaleb(-2) if max_abs_cents is not None else _as_decimal(max_abs_amount)
+    bound = _as_decimal(max_abs_amount)
     if len(data) > max_bytes:
         raise MessageError("oversize", f"payload is {len(data)} bytes, limit {max_bytes}")
     try:

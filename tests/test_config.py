@@ -34,7 +34,7 @@ def test_sample_config_loads_as_is_with_the_named_keys() -> None:
     raw = json.loads((ROOT / "config.sample.json").read_text())
     for key in ("project_id", "instance_id", "table_id", "topic_id", "subscription_id", "spool_dir"):
         assert raw[key] == getattr(cfg, key)
-    assert (cfg.amount_min_cents, cfg.amount_max_cents) == (2000, 10000)
+    assert (cfg.amount_min, cfg.amount_max) == ("20.00", "100.00")
 
 
 def test_overrides_win_and_none_is_ignored(tmp_path: Path) -> None:

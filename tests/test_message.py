@@ -185,9 +185,9 @@ def test_payload_over_the_limit_is_oversize_and_at_the_limit_is_fine() -> None:
 
 
 def test_absurd_amount_limit_is_configurable() -> None:
-    assert parse(body(amount="500.00"), max_abs_cents=50_000).amount_minor == 50_000
+    assert parse(body(amount="500.00"), max_abs_amount="500").amount_minor == 50_000
     with pytest.raises(MessageError) as info:
-        parse(body(amount="500.01"), max_abs_cents=50_000)
+        parse(body(amount="500.01"), max_abs_amount="500")
     assert info.value.reason == "absurd_amount"
 
 

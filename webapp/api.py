@@ -266,7 +266,7 @@ def post_transaction() -> Any:
             request.get_data(cache=False),
             now=received_at,
             max_bytes=cfg.max_payload_bytes,
-            max_abs_cents=cfg.max_abs_amount_minor,
+            max_abs_amount=cfg.max_abs_amount,
         )
     except MessageError as exc:
         return error_response(400, f"body: {exc.detail}", parameter="body", reason=exc.reason)
