@@ -20,7 +20,6 @@ from common import store
 from common.config import Config
 
 
-
 class ServiceUnavailable(RuntimeError):
     """Pub/Sub or Bigtable could not be reached."""
 

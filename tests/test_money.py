@@ -9,7 +9,9 @@ import pytest
 from common.money import AmountError, UnknownCurrency, exponent, format_minor, minor_to_decimal, rescale, to_minor
 
 
-@pytest.mark.parametrize(("currency", "places"), [("USD", 2), ("EUR", 2), ("JPY", 0), ("KRW", 0), ("BHD", 3), ("KWD", 3)])
+@pytest.mark.parametrize(
+    ("currency", "places"), [("USD", 2), ("EUR", 2), ("JPY", 0), ("KRW", 0), ("BHD", 3), ("KWD", 3)]
+)
 def test_exponents_come_from_iso_4217(currency: str, places: int) -> None:
     assert exponent(currency) == places
 
@@ -48,7 +50,15 @@ def test_shorter_or_zero_padded_fractions_are_exact(text: str, currency: str, un
 
 @pytest.mark.parametrize(
     ("text", "currency"),
-    [("10.5", "JPY"), ("1.001", "USD"), ("1.2345", "BHD"), ("1e3", "USD"), ("nan", "USD"), (" 1", "USD"), ("١٢", "USD")],
+    [
+        ("10.5", "JPY"),
+        ("1.001", "USD"),
+        ("1.2345", "BHD"),
+        ("1e3", "USD"),
+        ("nan", "USD"),
+        (" 1", "USD"),
+        ("١٢", "USD"),
+    ],
 )
 def test_more_places_than_the_currency_or_non_plain_decimals_are_refused(text: str, currency: str) -> None:
     with pytest.raises(AmountError):
