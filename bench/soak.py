@@ -310,10 +310,8 @@ def soak(bench: Bench) -> list[Result]:
         finally:
             if load is not None:
                 load.stop()
-            pubsub.close()
-            bigtable.close()
             finished = {}
-            for name, started_ in running.items():
+            for name, started_ in running.items():  # stopped before their routes are cut
                 if name == "job" and started_.running():
                     # To the driver only: it stops its Spark session itself (a signal to the whole
                     # group would kill the JVM under it first).
@@ -322,6 +320,8 @@ def soak(bench: Bench) -> list[Result]:
                         started_.process.wait(300)
                 started_.terminate()
                 finished[name] = started_.wait(120)
+            pubsub.close()
+            bigtable.close()
 
         lost = len(wanted - spooled)
         counted = sum(count for _, count in expected.values())
