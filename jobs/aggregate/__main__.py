@@ -33,7 +33,7 @@ from typing import Any  # noqa: E402
 from common import clients  # noqa: E402
 from common.cli import EXIT_UNAVAILABLE, ArgumentParser, UsageError, add_config_argument, log, run  # noqa: E402
 from common.config import Config, load_config  # noqa: E402
-from common.outage import Backoff, is_outage, outage_line  # noqa: E402
+from common.outage import Backoff, outage_line  # noqa: E402
 from common.timeutil import TimeFormatError, parse_duration  # noqa: E402
 from jobs.aggregate.lock import RunLocked, run_lock  # noqa: E402
 
@@ -108,7 +108,7 @@ class Runner:
         except Exception as exc:
             # A Bigtable error raised inside an executor reaches here as a PythonException or a
             # Py4JJavaError: is_outage reads the gRPC status from its text.
-            if not (job.service_error(exc) or is_outage(exc)):
+            if not job.service_error(exc):
                 raise
             log(f"error: Bigtable: {outage_line(exc)}")
             return EXIT_UNAVAILABLE

@@ -16,12 +16,11 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from google.api_core import exceptions as gexc
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common import clients, money, store
+from common import clients, money, outage, store
 from common.config import Config, late_horizon
 from jobs.aggregate import extract, load, state
 from jobs.aggregate import transforms as tf
@@ -321,5 +320,6 @@ def run_once(spark: SparkSession, cfg: Config, rebuild: bool = False, say: Calla
 
 
 def service_error(exc: BaseException) -> bool:
-    """True for errors that mean Bigtable could not be reached (worth a one-line message)."""
-    return isinstance(exc, (clients.ServiceUnavailable, gexc.ServiceUnavailable, gexc.DeadlineExceeded))
+    """True for errors that mean Bigtable could not be reached (worth a one-line message), raised
+    here or in an executor (common.outage reads the gRPC status from the error's text)."""
+    return isinstance(exc, clients.ServiceUnavailable) or outage.is_outage(exc)
