@@ -75,7 +75,8 @@ def test_every_user_hour_and_every_random_sum_equal_the_ledger_for_each_seed(
 
         # The first seed again (the same absolute window: the same ids, true duplicates), and copies
         # of counted ids with another amount, event time or user (conflicts): nothing changes.
-        emit(config, Emission(scale.seeds[0], users, start, end, scale.events), tmp_path / "again.csv")
+        again = min(scale.events, 5_000)  # the first of the same stream: the same ids and content
+        emit(config, Emission(scale.seeds[0], users, start, end, again), tmp_path / "again.csv")
         picked = ledger.sample(n=30, random_state=1).reset_index(drop=True)
         altered = picked.copy()
         altered.loc[0:9, "amount_minor"] += 1
@@ -83,7 +84,7 @@ def test_every_user_hour_and_every_random_sum_equal_the_ledger_for_each_seed(
         altered.loc[20:29, "user_id"] = "someone-else"
         assert publish_copies(cfg, altered) == 30
         spooled = run(command("jobs.spooler", config, "--until-idle", "2", "--quiet")).stderr
-        assert f"spooled {scale.events + 30} transactions, dead-lettered 0" in spooled.splitlines()[-1], spooled
+        assert f"spooled {again + 30} transactions, dead-lettered 0" in spooled.splitlines()[-1], spooled
         wait_for(lambda: all_counted(cfg, table), "the job to count the copies", timeout=600, watch=job)
         reconcile(table, ledger, cfg.late_horizon_hours)
         check_sums(cfg, ledger, scale.sum_ranges // 2, scale.seeds[0] + 100)
