@@ -24,6 +24,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -306,7 +307,7 @@ def soak(bench: Bench) -> list[Result]:
             found = read_all_buckets(cfg, first_hour, now_hour + HOUR_S)
             wrong = sum(1 for key, value in expected.items() if found.get(key) != value)
             extra = len(set(found) - set(expected))
-            api_wrong = _check_api(base_url, expected, first_hour, now_hour + HOUR_S)
+            api_wrong = _check_api(base_url, expected, first_hour, now_hour + HOUR_S, say)
         finally:
             if load is not None:
                 load.stop()
@@ -374,9 +375,15 @@ def soak(bench: Bench) -> list[Result]:
         return results
 
 
-def _check_api(base_url: str, expected: dict[tuple[str, int, str], tuple[int, int]], start_s: int, end_s: int) -> int:
+def _check_api(
+    base_url: str,
+    expected: dict[tuple[str, int, str], tuple[int, int]],
+    start_s: int,
+    end_s: int,
+    say: Callable[[str], None] = print,
+) -> int:
     """Each user's count (and, for a user spending in one currency, sum) over the whole run through
-    /api/v1/users/<id>/sum against the ledger's; returns how many users differ."""
+    /api/v1/users/<id>/sum against the ledger's; returns how many users differ, and says which."""
     per_user: dict[str, list[int]] = {}
     currencies: dict[str, set[str]] = {}
     for (user, _, currency), (total, count) in expected.items():
@@ -393,4 +400,5 @@ def _check_api(base_url: str, expected: dict[tuple[str, int, str], tuple[int, in
         one = next(iter(currencies[user])) if len(currencies[user]) == 1 else None
         if body.get("count") != count or (one is not None and body.get("sum") != format_minor(total, one)):
             wrong += 1
+            say(f"    API /sum of {user} differs: {body} against the ledger's count {count}, total {total}")
     return wrong
