@@ -109,10 +109,15 @@ def split_hours(start_us: int, end_us: int) -> tuple[tuple[int, int] | None, lis
 
 
 def _hour_rows(table: Any, user_id: str, first_us: int, end_us: int) -> list[tuple[int, Totals]]:
-    low, high = rowkeys.hour_bucket_range(user_id, first_us // 1_000_000, end_us // 1_000_000)
+    """The user's hour buckets in [first_us, end_us), read by key: a range scan from the first bucket
+    to the last would also walk every transaction row sorted between them (a busy hour's thousands),
+    which under load took past the read timeout (a 503 in the soak benchmark)."""
+    keys = [
+        rowkeys.hour_bucket_key(user_id, hour) for hour in range(first_us // 1_000_000, end_us // 1_000_000, HOUR_S)
+    ]
+    found = store.read_counters_at(table, store.HOUR, keys)
     return [
-        (rowkeys.parse_hour_bucket_key(key)[1], Totals.from_counter_cells(cells))
-        for key, cells in store.read_counter_rows(table, store.HOUR, low, high)
+        (rowkeys.parse_hour_bucket_key(key)[1], Totals.from_counter_cells(found[key])) for key in keys if key in found
     ]
 
 
