@@ -22,13 +22,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from aggregate_support import duplicates_of, make_ledger, write_spool
+from support.proxy import OutageProxy
 
 from common import clients
 from common.config import Config
 from jobs.aggregate import state
 from jobs.aggregate.load import PAUSE_ENV
 from reliability.conftest import Scale
-from reliability.faults import SHARED_PUBSUB_PORT, PrivateBigtable, TcpProxy
+from reliability.faults import SHARED_PUBSUB_PORT, PrivateBigtable
 from reliability.pipeline import (
     Background,
     Emission,
@@ -52,7 +53,7 @@ BYTES_PER_MESSAGE = 250  # a published transaction on the wire, roughly
 def test_pubsub_unreachable_while_emitting_the_emitter_retries_and_loses_nothing(
     cfg: Config, tmp_path: Path, scale: Scale
 ) -> None:
-    proxy = TcpProxy(SHARED_PUBSUB_PORT)
+    proxy = OutageProxy(SHARED_PUBSUB_PORT)
     clients.ensure_subscription(cfg)
     config = write_config(cfg, tmp_path)
     start, end = recent_window(hours=40)
@@ -110,7 +111,7 @@ def test_bigtable_unreachable_mid_run_then_a_later_run_and_a_rebuild_after_an_em
     ledger = make_ledger("outage", 6_000 if scale.heavy else 2_500, hours=12)
     write_spool(cfg, pd.concat([ledger, duplicates_of(ledger, 0.05, seed=2, delay=pd.Timedelta(seconds=9))]), files=4)
     config = write_config(cfg, tmp_path)
-    proxy = TcpProxy(private_bigtable.port)
+    proxy = OutageProxy(private_bigtable.port)
     table = clients.ensure_table(cfg)
     try:
         # 1. Cut Bigtable off at a random moment of the dcflist writes.
