@@ -438,7 +438,7 @@ def apply_counter_deltas(
             ]
         )
         for row in table.read_rows(row_set=row_set, filter_=both):
-            current[row.row_key] = {q: int(v) for q, v in _cells(row, family).items() if q != RUN}
+            current[row.row_key] = {q: int(v) for q, v in _cells(row, family).items()}
             run = _cells(row, META).get(RUN)
             if run is not None:
                 markers[row.row_key] = int(run)
