@@ -63,6 +63,8 @@ def test_overrides_win_and_none_is_ignored(tmp_path: Path) -> None:
         ("spool_dir", "", "non-empty path"),
         ("spool_roll_messages", 0, "an integer >= 1"),
         ("spool_roll_seconds", -5, "a number > 0"),
+        ("job_lease_seconds", 0, "a number > 0"),
+        ("outage_backoff_max_seconds", -1, "a number > 0"),
         ("pubsub_emulator_host", "localhost", "host:port"),
     ],
 )
