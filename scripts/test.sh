@@ -17,4 +17,6 @@ echo "==> ruff"
 echo "==> mypy"
 .venv/bin/mypy
 echo "==> pytest"
-.venv/bin/python -m pytest "$@"
+# Two workers: much of the suite waits (on outages, kill points, JVM start-up), so two at once
+# roughly halve its time on two cores; --dist worksteal rebalances the long tests.
+.venv/bin/python -m pytest -n "${TEST_WORKERS:-2}" --dist worksteal --durations=20 "$@"

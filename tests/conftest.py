@@ -4,19 +4,24 @@ with its own topic, subscription, table and spool per test, and one local SparkS
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import subprocess
+import tempfile
 import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from reliability.tally import TALLY
 
 from common.config import Config, from_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 EMULATORS = ROOT / "scripts" / "emulators.sh"
+ARTIFACTS = ROOT / "tests" / "artifacts"
 
 warnings.filterwarnings("ignore", message="Connecting to Bigtable emulator")
 
@@ -33,11 +38,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.fixture(scope="session")
 def emulators() -> Iterator[dict[str, str]]:
-    """The Pub/Sub and Bigtable emulators, answering on their default ports."""
+    """The Pub/Sub and Bigtable emulators, answering on their default ports. Started when not up
+    (one test process at a time checks and starts them), and stopped at the end only by a run in a
+    single process: with pytest-xdist, another worker may still be using them."""
     started = False
-    if not _emulators_up():
-        subprocess.run([str(EMULATORS), "start"], check=True, capture_output=True)
-        started = True
+    with open(Path(tempfile.gettempdir()) / "txn-pipeline-emulators.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _emulators_up():
+            subprocess.run([str(EMULATORS), "start"], check=True, capture_output=True)
+            started = "PYTEST_XDIST_WORKER" not in os.environ
     hosts = {"PUBSUB_EMULATOR_HOST": "127.0.0.1:8085", "BIGTABLE_EMULATOR_HOST": "127.0.0.1:8086"}
     saved = {k: os.environ.get(k) for k in hosts}
     os.environ.update(hosts)
@@ -103,3 +112,26 @@ def spark():  # type: ignore[no-untyped-def]
     session = get_spark(master="local[2]", app_name="tests", shuffle_partitions=2)
     yield session
     session.stop()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """In a pytest-xdist worker: hand this worker's counts to the controller, which prints them."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["tally"] = TALLY.counters()
+
+
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """In the pytest-xdist controller: add up what each worker counted."""
+    TALLY.add(node.workeroutput.get("tally", {}))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if TALLY.empty():
+        return
+    terminalreporter.section("reliability counts")
+    for line in TALLY.lines():
+        terminalreporter.write_line(line)
+    path = ARTIFACTS / "reliability-counts.json"
+    TALLY.write(path)
+    terminalreporter.write_line(f"(also in {path.relative_to(ARTIFACTS.parents[1])})")

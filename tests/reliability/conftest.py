@@ -1,16 +1,10 @@
-"""The suite's settings (default, or --heavy), its counts printed at the end of the run, and the
-fixtures the fault tests share."""
+"""The suite's settings (default, or --heavy) and the fixtures the fault tests share."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-
-from reliability.tally import TALLY
-
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 
 @dataclass(frozen=True)
@@ -33,10 +27,10 @@ class Scale:
 DEFAULT = Scale(
     heavy=False,
     seeds=(1, 2),
-    events=30_000,
-    sum_ranges=200,
-    crash_events=4_000,
-    spooler_kills=3,
+    events=12_000,
+    sum_ranges=120,
+    crash_events=3_000,
+    spooler_kills=2,
     job_kills=3,
     redelivery_events=3_000,
     outage_seconds=6.0,
@@ -62,14 +56,3 @@ HEAVY = Scale(
 def scale(request: pytest.FixtureRequest) -> Scale:
     """DEFAULT, or HEAVY when pytest runs with --heavy."""
     return HEAVY if request.config.getoption("--heavy", default=False) else DEFAULT
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if TALLY.empty():
-        return
-    terminalreporter.section("reliability counts")
-    for line in TALLY.lines():
-        terminalreporter.write_line(line)
-    path = ARTIFACTS / "reliability-counts.json"
-    TALLY.write(path)
-    terminalreporter.write_line(f"(also in {path.relative_to(ARTIFACTS.parents[1])})")

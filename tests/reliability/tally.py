@@ -90,6 +90,15 @@ class Tally:
             out.extend(f"    {kind:<30} {count:>10,}" for kind, count in sorted(counter.items()))
         return out
 
+    def counters(self) -> dict[str, dict[str, int]]:
+        """Every counter as plain dicts: what a test worker sends to the controller."""
+        return {name: dict(getattr(self, name)) for name in self.__dataclass_fields__}
+
+    def add(self, counters: dict[str, dict[str, int]]) -> None:
+        """Adds a worker's counters (from `counters()`) to these."""
+        for name, counts in counters.items():
+            getattr(self, name).update(counts)
+
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.as_dict(), indent=2) + "\n", encoding="utf-8")
