@@ -11,8 +11,17 @@ setup: ## Create .venv and install requirements.txt
 demo: ## The live demo: emulators, simulation, spool, Spark job, dashboard on :5000
 	scripts/demo.sh
 
-test: ## Lint, type-check and run the whole test suite on the real emulators
+test: ## Lint, type-check and run every test tier (unit first) on the real emulators
 	scripts/test.sh
+
+test-unit: setup ## The unit tier: no emulator, no Spark, no subprocess (about a minute)
+	$(PY) -m pytest tests/unit
+
+test-integration: setup ## The integration tier on the real emulators and Spark
+	scripts/emulators.sh start >/dev/null && $(PY) -m pytest -n 2 --dist worksteal tests/integration
+
+test-e2e: setup ## The end-to-end tier: demo, browser, notebook, cluster, reliability suite
+	scripts/emulators.sh start >/dev/null && $(PY) -m pytest -n 2 --dist worksteal tests/e2e
 
 emulators: setup ## Start the Pub/Sub and Bigtable emulators
 	scripts/emulators.sh start
@@ -35,4 +44,4 @@ format: setup ## Format the code with ruff
 clean: ## Remove the local spool, emulator state and caches
 	rm -rf spool .emulators .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help setup demo test emulators emulators-stop server bench lint format clean
+.PHONY: help setup demo test test-unit test-integration test-e2e emulators emulators-stop server bench lint format clean

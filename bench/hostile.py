@@ -3,7 +3,7 @@
 CORPUS is the set of pathological inputs every parser of the message must refuse cheaply: exponent
 and digit bombs, 8 KB of digits, deep nesting, other scripts' digits, NUL bytes, huge integers,
 repeated keys, UTF-16/32, byte order marks, surrogates, ... each with the reason it is refused for
-(written by hand). tests/test_hostile_corpus.py checks every reason; the benchmark's `hostile` stage
+(written by hand). tests/unit/test_hostile_corpus.py checks every reason; the benchmark's `hostile` stage
 times every input and compares the worst with a typical message (target: at most 10 x).
 """
 

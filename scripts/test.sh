@@ -1,9 +1,20 @@
 #!/usr/bin/env bash
-# The whole check: set-up, emulators, lint, types, and the test suite on the real emulators.
+# The whole check: set-up, lint, the unit tier (no services, about a minute), types, then the
+# integration and end-to-end tiers on the real emulators. With arguments, runs pytest with them
+# instead of the tiers (e.g. scripts/test.sh tests/integration/test_api.py -k sum).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 WITH_BROWSER=1 scripts/bootstrap.sh
+echo "==> ruff"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+if [ "$#" -eq 0 ]; then
+  echo "==> unit tests"
+  .venv/bin/python -m pytest tests/unit
+fi
+echo "==> mypy"
+.venv/bin/mypy
 started=0
 if ! scripts/emulators.sh status >/dev/null 2>&1; then
   scripts/emulators.sh start >/dev/null
@@ -11,12 +22,8 @@ if ! scripts/emulators.sh status >/dev/null 2>&1; then
 fi
 cleanup() { if [ "$started" = 1 ]; then scripts/emulators.sh stop >/dev/null || true; fi; }
 trap cleanup EXIT
-echo "==> ruff"
-.venv/bin/ruff check .
-.venv/bin/ruff format --check .
-echo "==> mypy"
-.venv/bin/mypy
-echo "==> pytest"
-# Two workers: much of the suite waits (on outages, kill points, JVM start-up), so two at once
-# roughly halve its time on two cores; --dist worksteal rebalances the long tests.
+# Two workers: much of these tiers waits (on outages, kill points, JVM start-up), so two run at
+# once on two cores; --dist worksteal rebalances the long tests.
+echo "==> integration and end-to-end tests"
+if [ "$#" -eq 0 ]; then set -- tests/integration tests/e2e; fi
 .venv/bin/python -m pytest -n "${TEST_WORKERS:-2}" --dist worksteal --durations=20 "$@"

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reliability.tally import TALLY
+from support.scale import DEFAULT, HEAVY, Scale
+from support.tally import TALLY
 
 from common.config import Config, from_dict
 
@@ -32,8 +33,27 @@ def _emulators_up() -> bool:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--heavy", action="store_true", help="reliability suite (tests/reliability): more seeds, data, faults, fuzz"
+        "--heavy", action="store_true", help="reliability suite (tests/e2e/reliability): more seeds, data, faults, fuzz"
     )
+
+
+TIERS = ("unit", "integration", "e2e")
+SERVICE_FIXTURES = {"emulators", "cfg", "spark"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks each test with its tier (the folder under tests/ it lives in); a unit test that asks
+    for a service is refused by name."""
+    for item in items:
+        tier = item.path.relative_to(ROOT / "tests").parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in tests/unit, tests/integration or tests/e2e")
+        item.add_marker(getattr(pytest.mark, tier))
+        services = SERVICE_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if tier == "unit" and services:
+            raise pytest.UsageError(
+                f"{item.nodeid} is a unit test but uses {sorted(services)}: it belongs in tests/integration"
+            )
 
 
 @pytest.fixture(scope="session")
@@ -102,6 +122,12 @@ def cleanup_resources(config: Config) -> None:
         pass
     with contextlib.suppress(gexc.GoogleAPICallError):
         clients.bigtable_client(config, admin=True).instance(config.instance_id).table(config.table_id).delete()
+
+
+@pytest.fixture(scope="session")
+def scale(request: pytest.FixtureRequest) -> Scale:
+    """DEFAULT, or HEAVY when pytest runs with --heavy."""
+    return HEAVY if request.config.getoption("--heavy", default=False) else DEFAULT
 
 
 @pytest.fixture(scope="session")

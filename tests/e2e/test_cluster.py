@@ -1,0 +1,174 @@
+"""The aggregation job on a real standalone Spark cluster, unchanged: a master and a one-core worker
+from the installed PySpark on 127.0.0.1, the job run with --master spark://..., and the same
+Bigtable contents as a local-mode run of the same spool (started through spark-submit)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+import pyspark
+import pytest
+from aggregate_support import assert_contents, duplicates_of, expected_contents, make_ledger, read_contents, write_spool
+from conftest import cleanup_resources, make_config
+
+from common import clients, store
+from common.config import Config
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+# The launch scripts look for Spark with whatever `python3` is on PATH; point them at this one's.
+SPARK_ENV = {"SPARK_HOME": str(Path(pyspark.__file__).parent), "PYSPARK_PYTHON": sys.executable}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def daemon(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **SPARK_ENV, "SPARK_LOCAL_IP": "127.0.0.1"}
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            [str(BIN / "spark-class"), *args], stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def alive_workers(ui_port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/json/", timeout=2) as response:
+            return int(json.load(response).get("aliveworkers", 0))
+    except OSError:
+        return 0
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[str]:
+    """A standalone master and one worker (1 core, 1 GB); yields the master URL."""
+    port, ui_port = free_port(), free_port()
+    master = daemon(
+        [
+            "org.apache.spark.deploy.master.Master",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--webui-port",
+            str(ui_port),
+        ],
+        tmp_path / "master.log",
+    )
+    url = f"spark://127.0.0.1:{port}"
+    worker = daemon(
+        [
+            "org.apache.spark.deploy.worker.Worker",
+            url,
+            "--host",
+            "127.0.0.1",
+            "--cores",
+            "1",
+            "--memory",
+            "1g",
+            "--port",
+            str(free_port()),
+            "--webui-port",
+            str(free_port()),
+            "--work-dir",
+            str(tmp_path / "work"),
+        ],
+        tmp_path / "worker.log",
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while alive_workers(ui_port) < 1:
+            assert master.poll() is None, (tmp_path / "master.log").read_text()[-2000:]
+            assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "the worker never registered with the master"
+            time.sleep(0.5)
+        yield url
+    finally:
+        stop(worker)
+        stop(master)
+
+
+@pytest.fixture
+def local_cfg(cfg: Config, tmp_path: Path) -> Iterator[Config]:
+    """The same spool as `cfg`, into a table of its own."""
+    config = make_config(tmp_path, spool_dir=cfg.spool_dir)
+    yield config
+    cleanup_resources(config)
+
+
+def config_file(cfg: Config, path: Path) -> Path:
+    path.write_text(json.dumps(cfg.to_dict()))
+    return path
+
+
+def test_a_standalone_cluster_run_writes_what_a_local_run_writes(
+    cluster: str, cfg: Config, local_cfg: Config, tmp_path: Path
+) -> None:
+    ledger = make_ledger("cluster", 400, hours=4)
+    write_spool(cfg, pd.concat([ledger, duplicates_of(ledger, 0.1, seed=6, delay=timedelta(minutes=5))]), files=2)
+
+    on_cluster = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jobs.aggregate",
+            "--config",
+            str(config_file(cfg, tmp_path / "cluster.json")),
+            "--master",
+            cluster,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert on_cluster.returncode == 0, on_cluster.stderr[-3000:]
+    assert "run 1: 2 files, 440 rows, 40 duplicates dropped" in on_cluster.stderr
+    assert list((tmp_path / "work").glob("app-*/0")), "no executor ran on the worker"
+
+    local = subprocess.run(
+        [
+            str(BIN / "spark-submit"),
+            "--master",
+            "local[1]",
+            "jobs/aggregate/__main__.py",
+            "--config",
+            str(config_file(local_cfg, tmp_path / "local.json")),
+        ],
+        cwd=ROOT,
+        env={**os.environ, **SPARK_ENV},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert local.returncode == 0, local.stderr[-3000:]
+    # spark-submit runs the driver's Python with its stderr merged into the JVM's stdout.
+    assert "run 1: 2 files, 440 rows, 40 duplicates dropped" in local.stdout + local.stderr
+
+    cluster_table, local_table = clients.bigtable_table(cfg), clients.bigtable_table(local_cfg)
+    assert store.dump_table(cluster_table) == store.dump_table(local_table)
+    assert_contents(read_contents(cluster_table), expected_contents(ledger, cfg.late_horizon_hours))
