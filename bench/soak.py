@@ -5,7 +5,7 @@ Bigtable outage, with every process's memory sampled each minute.
     python -m bench --stages soak --soak-minutes 6 --soak-outage-minutes 2
 
 A live emitter (with its ledger), the spooler, an `--every` job and the dashboard's server
-(run_server.sh) run against the emulators through outage proxies (tests/support/proxy.py) while a
+(run_server.sh) run against the emulators through outage proxies (bench/proxy.py) while a
 few clients keep asking the API. After the first sixth of the run (5 of 30 minutes) Pub/Sub is
 refused for the outage's length; a little later Bigtable is. At the end the emitter is stopped,
 the spooler and the job catch up, and the ledger, the spool, Bigtable (every user-hour bucket) and
@@ -33,13 +33,13 @@ import requests
 
 from bench import procs
 from bench.pipeline import ledger_buckets, read_all_buckets
+from bench.proxy import OutageProxy
 from bench.results import Result, compare
 from bench.stages import ROOT, Bench, _free_port, _wait_ready, scratch
 from common import clients, spool
 from common.config import Config
 from common.money import format_minor
 from jobs.aggregate import state
-from tests.support.proxy import OutageProxy
 
 SOAK_USERS = 100
 SOAK_SPEEDUP = 600  # 100 users at a 30-min mean period, 600 x: about 33 transactions/s

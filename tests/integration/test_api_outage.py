@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from conftest import cleanup_resources, make_config
 from flask.testing import FlaskClient
-from support.proxy import OutageProxy
 
 from bench.api_load import seed_table, synthetic_ledger
+from bench.proxy import OutageProxy
 from common import clients
 from common.config import Config
 from webapp import create_app

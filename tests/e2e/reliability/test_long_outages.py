@@ -1,6 +1,6 @@
 """Outages of minutes, longer than any retry budget the clients have by themselves, during a live run:
 a live emitter, a spooler and an `--every` job, each talking to the emulators through an outage
-proxy (tests/support/proxy.py). Pub/Sub is stalled (a partition), then refused (a stopped server),
+proxy (bench/proxy.py). Pub/Sub is stalled (a partition), then refused (a stopped server),
 two minutes in all; Bigtable is refused for two minutes, overlapping it. Every process must still be
 running, say in a line that it is waiting, resume by itself, and in the end the ledger, the spool,
 Bigtable and the API agree to the cent.
@@ -15,10 +15,10 @@ import signal
 import time
 from pathlib import Path
 
-from support.proxy import OutageProxy
 from support.scale import Scale
 from support.tally import TALLY
 
+from bench.proxy import OutageProxy
 from common import clients
 from common.config import Config
 from jobs.aggregate import state

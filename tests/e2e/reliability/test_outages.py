@@ -22,10 +22,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from aggregate_support import duplicates_of, make_ledger, write_spool
-from support.proxy import OutageProxy
 from support.scale import Scale
 from support.tally import TALLY
 
+from bench.proxy import OutageProxy
 from common import clients
 from common.config import Config
 from jobs.aggregate import state
