@@ -21,11 +21,12 @@ import traceback
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from bench import hostile, pipeline, soak, stages
 from bench.results import Result, compare, write_all
 from common import clients
-from common.cli import ArgumentParser, UsageError, add_config_argument, log, run
+from common.cli import ArgumentParser, UsageError, add_config_argument, command_name, log, run
 from common.config import load_config
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -56,7 +57,9 @@ def parse_stages(text: str | None) -> list[str]:
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = ArgumentParser(
+        prog=command_name("txn-bench", "bench"), description=__doc__.split("\n\n")[0] if __doc__ else None
+    )
     add_config_argument(parser)
     parser.add_argument("--quick", action="store_true", help="small sizes: a run of a couple of minutes")
     parser.add_argument("--stages", metavar="A,B", help=f"only these stages ({', '.join(STAGES)})")
@@ -123,5 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-if __name__ == "__main__":
+def console() -> NoReturn:
+    """The `txn-bench` command: the same as `python -m bench`."""
     run(main)
+
+
+if __name__ == "__main__":
+    console()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from common.clients import ServiceUnavailable
@@ -58,6 +59,12 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def command_name(script: str, module: str) -> str:
+    """How the user started this command, for usage lines: `script` when run as that console
+    script (`txn-emit`), else `python -m module`."""
+    return script if Path(sys.argv[0]).name == script else f"python -m {module}"
 
 
 def positive_int(text: str) -> int:

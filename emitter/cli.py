@@ -22,7 +22,15 @@ from types import FrameType
 from tqdm import tqdm
 
 from common import clients
-from common.cli import ArgumentParser, UsageError, add_config_argument, log, non_negative_int, positive_int
+from common.cli import (
+    ArgumentParser,
+    UsageError,
+    add_config_argument,
+    command_name,
+    log,
+    non_negative_int,
+    positive_int,
+)
 from common.config import Config, load_config
 from common.timeutil import TimeFormatError, format_rfc3339, from_epoch_us, parse_time, utcnow
 from emitter.producer import EncodedTransaction, ProducerProcess, SimulationRequest
@@ -60,7 +68,9 @@ _positive_float.__name__ = "number > 0"
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="python -m emitter", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = ArgumentParser(
+        prog=command_name("txn-emit", "emitter"), description=__doc__.split("\n\n")[0] if __doc__ else None
+    )
     add_config_argument(parser)
     parser.add_argument("--users", type=positive_int, metavar="N", help="number of card holders (config: users)")
     parser.add_argument(

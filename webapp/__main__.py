@@ -1,39 +1,88 @@
-"""`python -m webapp --check [--config PATH] [--host ADDRESS]`: validate the config the server would
-use and say where it points; one line and exit code 2 on a bad config, or when ADDRESS (the address
-to listen on) is not a loopback address and the config lacks a token or an allowed origin. Serving
-is ./run_server.sh's job."""
+"""`txn-serve` and `python -m webapp`: check the config the server will use, then serve the dashboard
+and JSON API with gunicorn (./run_server.sh runs this).
+
+    txn-serve [--config PATH] [--host ADDRESS] [--port N] [--workers N] [--threads N]
+    txn-serve --check [--config PATH] [--host ADDRESS]
+
+--check only validates the config and says where it points. A bad config, or an ADDRESS to listen
+on that is not a loopback address while the config lacks a token or an allowed origin, is one line
+on stderr and exit 2, before anything listens. The config (--config, else CONFIG, else config.json,
+else config.sample.json) reaches gunicorn's workers through CONFIG.
+"""
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
 
 from common import clients
-from common.config import ConfigError, load_config
+from common.cli import ArgumentParser, command_name, positive_int, run
+from common.config import load_config
 from webapp.security import check_bind
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m webapp", description=__doc__)
-    parser.add_argument("--config", default=os.environ.get("CONFIG") or None, help="config file (default: CONFIG)")
-    parser.add_argument("--check", action="store_true", help="validate the config and print the targets")
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="the address the server will listen on (default: 127.0.0.1)"
-    )
-    args = parser.parse_args(argv)
-    if not args.check:
-        parser.error("nothing to do; serve with ./run_server.sh, or pass --check")
-    try:
-        cfg = load_config(args.config)
-        check_bind(cfg, args.host)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog=command_name("txn-serve", "webapp"), description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--config", metavar="PATH", default=os.environ.get("CONFIG") or None, help="config file")
+    parser.add_argument("--check", action="store_true", help="validate the config, print the targets and exit")
+    parser.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=positive_int, default=5000, help="the port to listen on (default: 5000)")
+    parser.add_argument("--workers", type=positive_int, default=2, help="gunicorn processes (default: 2)")
+    parser.add_argument("--threads", type=positive_int, default=8, help="threads per process (default: 8)")
+    return parser
+
+
+def gunicorn_command(host: str, port: int, workers: int, threads: int) -> list[str]:
+    """The gunicorn command line serving `webapp:create_app()` on host:port."""
+    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 address is bracketed
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        bind,
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "gthread",
+        "--threads",
+        str(threads),
+        "--timeout",
+        "30",
+        "--graceful-timeout",
+        "10",
+        "--no-control-socket",
+        "--access-logfile",
+        "-",
+        "--access-logformat",
+        '%(h)s "%(r)s" %(s)s %(b)s %(M)sms',
+        "webapp:create_app()",
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cfg = load_config(args.config)
+    check_bind(cfg, args.host)
     guarded = "read token required" if cfg.read_token else "no read token (loopback only)"
     print(f"config ok: table '{cfg.table_id}', topic '{cfg.topic_id}'; {clients.describe_target(cfg)}; {guarded}")
-    return 0
+    if args.check:
+        return 0
+    if args.config:
+        os.environ["CONFIG"] = str(Path(args.config).resolve())
+    command = gunicorn_command(args.host, args.port, args.workers, args.threads)
+    sys.stdout.flush()  # exec drops what is still buffered
+    # Exec, not a child: signals sent to this process (Ctrl-C, a supervisor's SIGTERM) reach gunicorn's master.
+    os.execv(command[0], command)
+
+
+def console() -> NoReturn:
+    """The `txn-serve` command: the same as `python -m webapp`."""
+    run(main)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -1,8 +1,10 @@
-"""python -m jobs.aggregate: one aggregation run over the spool files not processed yet, then exit.
+"""txn-aggregate (or python -m jobs.aggregate): one aggregation run over the spool files not
+processed yet, then exit.
 
-    python -m jobs.aggregate [--config PATH] [--master URL] [--conf KEY=VALUE ...]
-                             [--rebuild] [--every DURATION] [--wait]
-    spark-submit --master URL jobs/aggregate/__main__.py [same flags]
+    txn-aggregate [--config PATH] [--master URL] [--conf KEY=VALUE ...]
+                  [--rebuild] [--every DURATION] [--wait]
+    spark-submit --master URL jobs/aggregate/__main__.py [same flags]   (the project installed, as
+                                                                        scripts/bootstrap.sh does)
 
 Progress and the summary go to stderr. Exit codes: 0 done, 1 the run failed (it stays pending and
 the next run resumes it), 2 a bad flag or config value, 3 Bigtable unreachable, 75 another run
@@ -16,26 +18,20 @@ the loop itself ends only on SIGINT/SIGTERM.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from types import FrameType
+from typing import Any, NoReturn
 
-if not __package__:  # run as a file (spark-submit jobs/aggregate/__main__.py): make the packages importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-import signal  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-import traceback  # noqa: E402
-from collections.abc import Callable, Sequence  # noqa: E402
-from types import FrameType  # noqa: E402
-from typing import Any  # noqa: E402
-
-from common import clients  # noqa: E402
-from common.cli import EXIT_UNAVAILABLE, ArgumentParser, UsageError, add_config_argument, log, run  # noqa: E402
-from common.config import Config, load_config  # noqa: E402
-from common.outage import Backoff, outage_line  # noqa: E402
-from common.timeutil import TimeFormatError, parse_duration  # noqa: E402
-from jobs.aggregate.lock import RunLocked, run_lock  # noqa: E402
+from common import clients
+from common.cli import EXIT_UNAVAILABLE, ArgumentParser, UsageError, add_config_argument, command_name, log, run
+from common.config import Config, load_config
+from common.outage import Backoff, outage_line
+from common.timeutil import TimeFormatError, parse_duration
+from jobs.aggregate.lock import RunLocked, run_lock
 
 EXIT_FAILED = 1
 EXIT_LOCKED = 75  # EX_TEMPFAIL: another run is at work, try again later
@@ -43,7 +39,7 @@ EXIT_LOCKED = 75  # EX_TEMPFAIL: another run is at work, try again later
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
-        prog="python -m jobs.aggregate",
+        prog=command_name("txn-aggregate", "jobs.aggregate"),
         description="Aggregate the Parquet spool into Bigtable: per-user hourly buckets, per-minute stats, "
         "a per-hour top-spender index and the transaction list. One run processes the spool files not "
         "processed yet and exits.",
@@ -187,5 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         runner.stop()
 
 
-if __name__ == "__main__":
+def console() -> NoReturn:
+    """The `txn-aggregate` command: the same as `python -m jobs.aggregate`."""
     run(main)
+
+
+if __name__ == "__main__":
+    console()

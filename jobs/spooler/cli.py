@@ -19,7 +19,7 @@ from types import FrameType
 
 from tqdm import tqdm
 
-from common.cli import ArgumentParser, add_config_argument, log
+from common.cli import ArgumentParser, add_config_argument, command_name, log
 from common.config import load_config
 from jobs.spooler.spooler import DEFAULT_PULLERS, Spooler, SpoolerStats
 
@@ -43,7 +43,9 @@ _pullers.__name__ = "integer 1..64"
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="python -m jobs.spooler", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = ArgumentParser(
+        prog=command_name("txn-spool", "jobs.spooler"), description=__doc__.split("\n\n")[0] if __doc__ else None
+    )
     add_config_argument(parser)
     parser.add_argument(
         "--until-idle", type=_seconds, metavar="SECONDS", help="exit once no message has arrived for this long"
