@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Make this checkout ready to run: a virtual environment with requirements.txt, and the system
-# pieces the tests need (Java for Spark and the Pub/Sub emulator, Chromium for the browser test).
-# Idempotent and quiet when everything is already there.
+# Make this checkout ready to run: a virtual environment with requirements.txt and the project
+# itself installed in it (editable), and the system pieces the tests need (Java for Spark and the
+# Pub/Sub emulator, Chromium for the browser test). Idempotent and quiet when everything is already there.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -25,5 +25,16 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet --progress-bar on -r requirements.txt
+  echo "$want" >"$stamp"
+fi
+
+# The project itself, editable (pip install -e .): the txn-* commands, and its packages importable
+# from any folder (the notebook's kernel, spark-submit). Its dependencies are the pins above, so
+# --no-deps. Done again only when pyproject.toml changes or the checkout moves.
+stamp=".venv/.project.sha"
+want="$(cat pyproject.toml <(echo "$ROOT") | sha256sum | cut -d' ' -f1)"
+if [ ! -x .venv/bin/txn-serve ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "==> installing the project into .venv (pip install -e .)"
+  .venv/bin/python -m pip install --quiet --no-deps -e .
   echo "$want" >"$stamp"
 fi
