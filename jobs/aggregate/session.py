@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
-import zipfile
 from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("common", "jobs")
+from jobs.aggregate.archive import NotShippable, project_archive
 
 
 def get_spark(
@@ -65,14 +62,14 @@ def get_spark(
 
 
 def ship_packages(session: SparkSession) -> Path | None:
-    """Zip the project's packages and add them to the executors' Python path; returns the zip, or
-    None in local mode (executors share the driver's files) or when running from an archive."""
-    if (session.sparkContext.master or "local").startswith("local") or not all((ROOT / p).is_dir() for p in PACKAGES):
+    """Add the project's archive (jobs/aggregate/archive.py) to the executors' Python path; returns
+    it, or None in local mode (the executors are this machine's Python, which imports the project
+    as the driver does) or when the packages are not folders of sources (already shipped)."""
+    if (session.sparkContext.master or "local").startswith("local"):
         return None
-    archive = Path(tempfile.mkdtemp(prefix="txn-pyfiles-")) / "txn_pipeline.zip"
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
-        for package in PACKAGES:
-            for source in sorted((ROOT / package).rglob("*.py")):
-                bundle.write(source, source.relative_to(ROOT).as_posix())
+    try:
+        archive = project_archive()
+    except NotShippable:
+        return None
     session.sparkContext.addPyFile(str(archive))
     return archive
