@@ -38,14 +38,10 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import psutil
 
-import psutil  # noqa: E402
-
-from common import clients  # noqa: E402
-from common.cli import (  # noqa: E402
+from common import clients
+from common.cli import (
     ArgumentParser,
     UsageError,
     add_config_argument,
@@ -53,9 +49,10 @@ from common.cli import (  # noqa: E402
     positive_int,
     run,
 )
-from common.config import Config, load_config  # noqa: E402
-from common.timeutil import TimeFormatError, format_rfc3339, parse_duration, utcnow  # noqa: E402
+from common.config import Config, load_config
+from common.timeutil import TimeFormatError, format_rfc3339, parse_duration, utcnow
 
+ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 DEFAULT_RUN_DIR = ROOT / "run" / "demo"
 STEPS = 6

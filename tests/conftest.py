@@ -27,6 +27,15 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 warnings.filterwarnings("ignore", message="Connecting to Bigtable emulator")
 
 
+def checkout_env(**extra: str) -> dict[str, str]:
+    """The environment for a command that does not start in this checkout's root with `python -m`
+    (scripts/demo.py run as a file, the notebook's kernel, spark-submit): the checkout first on
+    PYTHONPATH, so the code under test runs whether the interpreter has the project installed, has
+    another checkout installed, or neither."""
+    path = os.pathsep.join(part for part in (str(ROOT), os.environ.get("PYTHONPATH", "")) if part)
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
 def _emulators_up() -> bool:
     return subprocess.run([str(EMULATORS), "status"], capture_output=True).returncode == 0
 

@@ -20,7 +20,7 @@ import pandas as pd
 import pyspark
 import pytest
 from aggregate_support import assert_contents, duplicates_of, expected_contents, make_ledger, read_contents, write_spool
-from conftest import cleanup_resources, make_config
+from conftest import checkout_env, cleanup_resources, make_config
 
 from common import clients, store
 from common.config import Config
@@ -160,7 +160,7 @@ def test_a_standalone_cluster_run_writes_what_a_local_run_writes(
             str(config_file(local_cfg, tmp_path / "local.json")),
         ],
         cwd=ROOT,
-        env={**os.environ, **SPARK_ENV},
+        env=checkout_env(**SPARK_ENV),  # the driver runs the file, not `python -m` from the root
         capture_output=True,
         text=True,
         timeout=300,

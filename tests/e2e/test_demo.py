@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
-from conftest import cleanup_resources, make_config
+from conftest import checkout_env, cleanup_resources, make_config
 
 from common.config import Config
 
@@ -47,6 +47,7 @@ class DemoRun:
         self.proc = subprocess.Popen(
             [sys.executable, str(DEMO), *args],
             cwd=ROOT,
+            env=checkout_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -233,6 +234,7 @@ def test_demo_refuses_a_bad_flag_in_one_line(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(DEMO), "--users", "0", "--run-dir", str(tmp_path)],
         cwd=ROOT,
+        env=checkout_env(),
         capture_output=True,
         text=True,
         timeout=60,
@@ -250,6 +252,7 @@ def test_demo_refuses_a_port_already_in_use(tmp_path: Path) -> None:
         result = subprocess.run(
             [sys.executable, str(DEMO), "--port", str(port), "--run-dir", str(tmp_path)],
             cwd=ROOT,
+            env=checkout_env(),
             capture_output=True,
             text=True,
             timeout=60,

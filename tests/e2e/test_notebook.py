@@ -13,7 +13,7 @@ import duckdb
 import nbformat
 import papermill
 import pytest
-from conftest import cleanup_resources
+from conftest import checkout_env, cleanup_resources
 from ipykernel.kernelspec import install as install_kernel_spec
 
 from common import clients, rowkeys, store
@@ -27,10 +27,12 @@ PARAMETERS = {"users": 6, "hours": 4, "seed": 7, "mean_spending_period_seconds":
 
 @pytest.fixture
 def kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A kernel spec whose command is this interpreter (the .venv's), found before any other."""
+    """A kernel spec whose command is this interpreter (the .venv's), found before any other, and
+    that imports this checkout's packages (the notebook itself relies on the installed project)."""
     prefix = tmp_path / "jupyter"
     install_kernel_spec(kernel_name=KERNEL, prefix=str(prefix))
     monkeypatch.setenv("JUPYTER_PATH", str(prefix / "share" / "jupyter"))
+    monkeypatch.setenv("PYTHONPATH", checkout_env()["PYTHONPATH"])
     return KERNEL
 
 
