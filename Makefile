@@ -5,7 +5,7 @@ PY := .venv/bin/python
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
 
-setup: ## Create .venv and install requirements.txt
+setup: ## Create .venv, install requirements.txt and the project itself (pip install -e .: the txn-* commands)
 	scripts/bootstrap.sh
 
 demo: ## The live demo: emulators, simulation, spool, Spark job, dashboard on :5000
