@@ -60,6 +60,7 @@ class Config:
     outage_backoff_max_seconds: float = 60.0
     outage_report_seconds: float = 60.0
     job_lease_seconds: float = 60.0
+    job_max_files_per_run: int = 200  # a run's memory follows its input: a backlog is counted in slices
 
     def to_dict(self) -> dict[str, Any]:
         """Every key, secrets included (to write a config file); lists as lists."""
@@ -107,6 +108,7 @@ def validate(cfg: Config) -> Config:
         ("late_horizon_hours", 1),
         ("spool_roll_messages", 1),
         ("max_payload_bytes", 64),
+        ("job_max_files_per_run", 1),
     ):
         value = getattr(cfg, key)
         if isinstance(value, bool) or not isinstance(value, int) or value < low:

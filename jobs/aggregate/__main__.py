@@ -1,5 +1,6 @@
 """txn-aggregate (or python -m jobs.aggregate): one aggregation run over the spool files not
-processed yet, then exit.
+processed yet, then exit. A run takes at most job_max_files_per_run files (the oldest first), since
+its memory follows its input; a larger backlog is counted in several runs, one after another.
 
     txn-aggregate [--config PATH] [--master URL] [--conf KEY=VALUE ...]
                   [--rebuild] [--every DURATION] [--wait]
@@ -83,6 +84,7 @@ class Runner:
     def __init__(self, cfg: Config, master: str | None, conf: dict[str, str]) -> None:
         self.cfg, self.master, self.conf = cfg, master, conf
         self.spark: Any = None
+        self.more = False  # the last run left new files (job_max_files_per_run) for the next one
 
     def run_once(self, rebuild: bool, wait: bool) -> int:
         from jobs.aggregate import job
@@ -94,7 +96,7 @@ class Runner:
             with run_lock(self.cfg, wait=wait, say=log):
                 if self.spark is None:
                     self.spark = get_spark(self.master, extra_conf=self.conf)
-                job.run_once(self.spark, self.cfg, rebuild=rebuild, say=log)
+                self.more = job.run_once(self.spark, self.cfg, rebuild=rebuild, say=log).files_left > 0
         except RunLocked as exc:
             log(f"error: {exc}")
             return EXIT_LOCKED
@@ -155,6 +157,8 @@ def run_every(runner: Runner, seconds: float, wait: bool) -> int:
             if code in (0, EXIT_LOCKED):
                 if backoff.down:
                     backoff.succeeded()
+                if code == 0 and runner.more:
+                    continue  # a backlog in slices: the next slice at once
                 stop.wait(max(0.0, seconds - (time.monotonic() - started)))
             else:
                 # Failed (it stays pending): the next attempt comes after the backoff, from now.
@@ -178,7 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if every is not None:
             return run_every(runner, every, args.wait)
-        return runner.run_once(rebuild=args.rebuild, wait=args.wait)
+        code = runner.run_once(rebuild=args.rebuild, wait=args.wait)
+        while code == 0 and runner.more:  # a backlog larger than one run: the next slice
+            code = runner.run_once(rebuild=False, wait=args.wait)
+        return code
     finally:
         runner.stop()
 

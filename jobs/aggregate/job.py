@@ -53,6 +53,7 @@ class RunSummary:
     users_written: int = 0
     failures: int = 0
     conflicted_ids: int = 0
+    files_left: int = 0  # new files beyond job_max_files_per_run, for the next run
     resumed: bool = False
     seconds: float = 0.0
 
@@ -65,6 +66,7 @@ class RunSummary:
             f"{self.late_rows:,} late rows, "
             f"{self.rows_written:,} rows written, {self.buckets_written:,} buckets written, "
             f"{self.failures:,} failures, {self.seconds:.1f} s"
+            + (f"; {self.files_left:,} new files left for the next run" if self.files_left else "")
         )
 
 
@@ -176,6 +178,10 @@ def _start_run(
         files, folders = extract.list_spool_files(spark, cfg.spool_dir, closed_before)
     done = state.processed_among(table, files)
     new_files = [f for f in files if f not in done]
+    # At most job_max_files_per_run files, the oldest first (the listing is sorted and names sort in
+    # time order): a run's memory follows its input, so a backlog after an outage is counted in slices.
+    summary.files_left = max(0, len(new_files) - cfg.job_max_files_per_run)
+    new_files = new_files[: cfg.job_max_files_per_run]
     closing = state.folders_to_close(folders, files, done | set(new_files), int(listed_at.timestamp() * 1000))
     closing = {name: mtime for name, mtime in closing.items() if closed_before.get(name) != mtime}
     if not new_files:

@@ -1,4 +1,5 @@
-"""`python -m jobs.aggregate` as a command: the lock, --wait, --every, and one-line usage errors."""
+"""`python -m jobs.aggregate` as a command: the lock, --wait, --every, a backlog in slices, and one-line
+usage errors."""
 
 from __future__ import annotations
 
@@ -92,6 +93,38 @@ def test_every_with_wait_waits_for_the_lock_then_runs_on_schedule_until_sigterm(
     assert "run 1: 1 files, 60 rows" in err and "run 2: 1 files, 70 rows" in err
     expected = expected_contents(pd.concat([first, second]), cfg.late_horizon_hours)
     assert_contents(read_contents(table), expected)
+
+
+def test_a_backlog_beyond_one_run_is_counted_in_back_to_back_runs_by_one_invocation_and_by_every(
+    cfg: Config, tmp_path: Path
+) -> None:
+    ledger = make_ledger("slices", 500, hours=4)
+    write_spool(cfg, ledger, files=5)
+    config = config_file(cfg, tmp_path, job_max_files_per_run=2)
+    table = clients.ensure_table(cfg)
+
+    # One invocation: three runs, one after another, until nothing is left.
+    result = job(config, "--master", "local[1]")
+    assert result.returncode == 0, result.stderr[-2000:]
+    runs = [line for line in result.stderr.splitlines() if line.startswith("run ")]
+    assert [line.split(",")[0] for line in runs] == ["run 1: 2 files", "run 2: 2 files", "run 3: 1 files"], runs
+    assert runs[0].endswith("; 3 new files left for the next run") and runs[1].endswith(
+        "; 1 new files left for the next run"
+    )
+    assert_contents(read_contents(table), expected_contents(ledger, cfg.late_horizon_hours))
+
+    # --every: the next slice at once, not after the period (an hour here).
+    more = make_ledger("more", 300, first_hour=2, hours=4)
+    write_spool(cfg, more, files=3)
+    proc = start(config, "--every", "1h", "--master", "local[1]")
+    try:
+        wait_for(lambda: (state.read_job_status(table) or {}).get("last_run") == 5, timeout=240)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    assert "run 4: 2 files" in err and "run 5: 1 files" in err
+    assert_contents(read_contents(table), expected_contents(pd.concat([ledger, more]), cfg.late_horizon_hours))
 
 
 def test_bad_flags_and_config_values_get_one_line_and_exit_code_2(cfg: Config, tmp_path: Path) -> None:

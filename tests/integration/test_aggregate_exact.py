@@ -4,6 +4,7 @@ the events were split across runs, duplicated, reordered or late."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from datetime import UTC, datetime, timedelta
@@ -66,6 +67,32 @@ def test_three_runs_over_three_slices_equal_one_run_over_all(spark: Any, cfg: Co
     summary = run(spark, other_table)
     assert (summary.run_id, summary.files, summary.rows) == (1, 6, 1200)
     assert store.dump_table(clients.bigtable_table(other_table)) == store.dump_table(clients.bigtable_table(cfg))
+
+
+def test_a_backlog_larger_than_a_run_is_counted_oldest_first_in_slices(
+    spark: Any, cfg: Config, other_table: Config
+) -> None:
+    # Seven files, some copies of others' transactions in later files; a run takes at most three.
+    ledger = make_ledger("backlog", 700, hours=6)
+    paths = write_spool(cfg, pd.concat([ledger, duplicates_of(ledger, 0.1, seed=3, delay=timedelta(minutes=1))]), 7)
+    capped = dataclasses.replace(cfg, job_max_files_per_run=3)
+    oldest_first = sorted(str(p.relative_to(cfg.spool_dir)) for p in paths)
+    taken = []
+    for run_id, files, left in ((1, 3, 4), (2, 3, 1), (3, 1, 0)):
+        summary = run(spark, capped)
+        assert (summary.run_id, summary.files, summary.files_left) == (run_id, files, left)
+        processed = sorted(state.processed_among(clients.bigtable_table(cfg), oldest_first))
+        taken.append(processed)
+    assert taken == [oldest_first[:3], oldest_first[:6], oldest_first]  # the oldest files first
+    assert run(spark, capped).run_id == 0  # nothing left
+    assert_contents(read_contents(clients.bigtable_table(cfg)), expected_contents(ledger, cfg.late_horizon_hours))
+
+    # One run over all seven files into another table writes the same numbers.
+    summary = run(spark, other_table)
+    assert (summary.files, summary.files_left) == (7, 0)
+    assert_contents(
+        read_contents(clients.bigtable_table(other_table)), expected_contents(ledger, cfg.late_horizon_hours)
+    )
 
 
 def test_duplicates_reordering_and_late_events_are_counted_exactly(spark: Any, cfg: Config) -> None:
