@@ -1,22 +1,30 @@
-"""Load and validate the pipeline's JSON config. A wrong value gets one line naming the key."""
+"""Load and validate the pipeline's JSON config. A wrong value gets one line naming the key.
+
+Each key is one line of `Config`: its type, its default and its check. pydantic runs the checks
+(strict types, bounds, patterns, and the small functions below for what a pattern cannot say); the
+first failure becomes one line, "config key 'k' must be <form>, got <value>", where <form> is the
+check's own words or else the field's description. The few checks that read several keys
+(`_check_across`, `currency_ranges`) run after.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
-import re
-from dataclasses import asdict, dataclass, field, fields, replace
-from decimal import Decimal, InvalidOperation
+from dataclasses import asdict, dataclass, field, fields
+from decimal import Decimal, DecimalException
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, get_type_hints
 from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BeforeValidator, Field, SkipValidation, TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 
 from common import money
 from common.timeutil import TimeFormatError, parse_duration, parse_time
 
 DEFAULT_PATHS = ("config.json", "config.sample.json")
-_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_.~+%-]{2,254}$")
-_INSTANCE = re.compile(r"^[a-z][a-z0-9-]{4,31}$")
-_TABLE = re.compile(r"^[A-Za-z0-9_.-]{1,50}$")
 SECRET_KEYS = ("ingest_token", "read_token")
 
 
@@ -24,43 +32,152 @@ class ConfigError(ValueError):
     """A config file that is missing, unreadable or holds a wrong value."""
 
 
+# --- the per-key checks ---------------------------------------------------------------------------
+# A check raises ValueError with the form the value must take; it never sees the key's name.
+
+_AMOUNT_FORM = 'a decimal string with at most two places, such as "20.00"'
+_TIME_FORM = "a time such as -48h, now or 2026-01-01T00:00:00Z"
+_RATE_FORM = 'a rate such as "120 per minute" or "10/second"'
+_ORIGIN_FORM = "an origin such as https://txn.example.com or http://10.0.0.5:5000 (no path)"
+_MIX_FORM = 'an object of ISO 4217 code -> weight > 0, such as {"USD": 0.8, "EUR": 0.15, "JPY": 0.05}'
+_AMOUNTS_FORM = 'an object of ISO 4217 code -> ["min", "max"], such as {"JPY": ["500", "20000"]}'
+
+
+def _amount(value: Any) -> Any:
+    """A decimal amount with at most two places; a float is refused (it has lost them already)."""
+    try:
+        amount = Decimal(str(value))
+        exact = amount.is_finite() and amount == amount.quantize(Decimal("0.01"))
+    except DecimalException:
+        raise ValueError('a decimal amount such as "20.00"') from None
+    if isinstance(value, float) or not exact:
+        raise ValueError(_AMOUNT_FORM)
+    return value
+
+
+def _above_zero(value: str) -> str:
+    if Decimal(value) <= 0:
+        raise ValueError("a positive amount")
+    return value
+
+
+def _time(value: str) -> str:
+    try:
+        parse_time(value)
+    except TimeFormatError:
+        raise ValueError(_TIME_FORM) from None
+    return value
+
+
+def _rate(value: str) -> str:
+    from limits import parse_many  # the grammar Flask-Limiter enforces it with
+
+    try:
+        if not parse_many(value):
+            raise ValueError
+    except ValueError:
+        raise ValueError(_RATE_FORM) from None
+    return value
+
+
+def _origin(value: Any) -> str:
+    """'https://Host:443' -> 'https://host': the form a browser sends in an Origin header."""
+    if not isinstance(value, str):
+        raise ValueError(_ORIGIN_FORM)
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ValueError(_ORIGIN_FORM) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+        raise ValueError(_ORIGIN_FORM)
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(_ORIGIN_FORM)
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    default = {"http": 80, "https": 443}[parts.scheme]
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
+
+
+def _text(pattern: str, form: str) -> Any:
+    """A string in which `pattern` is found (anchor it to match the whole), described by `form`."""
+    return Field(strict=True, pattern=pattern, description=form)
+
+
+def _at_least(low: int) -> Any:
+    return Field(strict=True, ge=low, description=f"an integer >= {low}")
+
+
+def _positive() -> Any:
+    return Field(strict=True, gt=0, description="a number > 0")
+
+
+def _form(form: str) -> Any:
+    return Field(strict=True, description=form)
+
+
+_Id = Annotated[
+    str, _text(r"^[A-Za-z][A-Za-z0-9_.~+%-]{2,254}$", "3-255 letters, digits or -_.~+% starting with a letter")
+]
+_Instance = Annotated[str, _text(r"^[a-z][a-z0-9-]{4,31}$", "6-33 lowercase letters, digits or hyphens")]
+_Table = Annotated[str, _text(r"^[A-Za-z0-9_.-]{1,50}$", "1-50 letters, digits or _.-")]
+_Path = Annotated[str, _text(r"\S", "a non-empty path or Hadoop-compatible URI")]
+_Currency = Annotated[str, _text(r"^[A-Z]{3}$", 'a 3-letter ISO 4217 code such as "USD"')]
+_Host = Annotated[str, _text(r"^$|^[A-Za-z0-9_.\[\]:-]+:[0-9]{1,5}$", 'host:port, or "" to use Google Cloud')]
+_Secret = Annotated[
+    str, _text(r"^$|^[\x21-\x7e]{16,512}$", '"" (no check) or 16-512 printable ASCII characters without spaces')
+]
+_Amount = Annotated[str, BeforeValidator(_amount), _form(_AMOUNT_FORM)]
+_Time = Annotated[str, AfterValidator(_time), _form(_TIME_FORM)]
+_Rate = Annotated[str, AfterValidator(_rate), _form(_RATE_FORM)]
+_Origins = Annotated[
+    tuple[Annotated[str, BeforeValidator(_origin)], ...],
+    Field(description='a list of origins such as ["https://txn.example.com"]'),
+]
+
+
 @dataclass(frozen=True)
 class Config:
-    project_id: str = "demo-project"
-    instance_id: str = "demo-ti"
-    table_id: str = "transactions"
-    topic_id: str = "transactions"
-    subscription_id: str = "transactions-spooler"
-    spool_dir: str = "spool"
-    users: int = 100
-    mean_spending_period_seconds: float = 1800.0
-    min_spending_period_seconds: float = 60.0
-    amount_min: str = "20.00"
-    amount_max: str = "100.00"
-    currency: str = "USD"
-    # The emitter's {code: weight} ({}: all in `currency`) and {code: [min, max]}. Dicts cannot be
-    # hashed: left out of the hash, which the other keys still make.
-    currency_mix: dict[str, float] = field(default_factory=dict, hash=False)
-    currency_amounts: dict[str, list[str]] = field(default_factory=dict, hash=False)
-    simulation_start: str = "-48h"
-    simulation_end: str = "now"
-    seed: int = 42
-    live_speedup: float = 60.0
-    late_horizon_hours: int = 72
-    spool_roll_messages: int = 50_000
-    spool_roll_seconds: float = 10.0
-    max_payload_bytes: int = 8192
-    max_abs_amount: str = "1000000.00"
-    ingest_token: str = ""
-    read_token: str = ""
-    allowed_origins: tuple[str, ...] = ()
-    post_rate_limit: str = "120 per minute"
-    pubsub_emulator_host: str = "127.0.0.1:8085"
-    bigtable_emulator_host: str = "127.0.0.1:8086"
-    outage_backoff_max_seconds: float = 60.0
-    outage_report_seconds: float = 60.0
-    job_lease_seconds: float = 60.0
-    job_max_files_per_run: int = 200  # a run's memory follows its input: a backlog is counted in slices
+    project_id: _Id = "demo-project"
+    instance_id: _Instance = "demo-ti"
+    table_id: _Table = "transactions"
+    topic_id: _Id = "transactions"
+    subscription_id: _Id = "transactions-spooler"
+    spool_dir: _Path = "spool"
+    users: Annotated[int, _at_least(1)] = 100
+    mean_spending_period_seconds: Annotated[float, _positive()] = 1800.0
+    min_spending_period_seconds: Annotated[float, _positive()] = 60.0
+    amount_min: _Amount = "20.00"
+    amount_max: _Amount = "100.00"
+    currency: _Currency = "USD"
+    # The emitter's {code: weight} ({}: all in `currency`) and {code: [min, max]}, checked by
+    # currency_ranges, which reads `currency` too. Dicts cannot be hashed: left out of the hash,
+    # which the other keys still make.
+    currency_mix: Annotated[dict[str, float], SkipValidation, Field(description=_MIX_FORM)] = field(
+        default_factory=dict, hash=False
+    )
+    currency_amounts: Annotated[dict[str, list[str]], SkipValidation, Field(description=_AMOUNTS_FORM)] = field(
+        default_factory=dict, hash=False
+    )
+    simulation_start: _Time = "-48h"
+    simulation_end: _Time = "now"
+    seed: Annotated[int, _at_least(0)] = 42
+    live_speedup: Annotated[float, _positive()] = 60.0
+    late_horizon_hours: Annotated[int, _at_least(1)] = 72
+    spool_roll_messages: Annotated[int, _at_least(1)] = 50_000
+    spool_roll_seconds: Annotated[float, _positive()] = 10.0
+    max_payload_bytes: Annotated[int, _at_least(64)] = 8192
+    max_abs_amount: Annotated[_Amount, AfterValidator(_above_zero)] = "1000000.00"
+    ingest_token: _Secret = ""
+    read_token: _Secret = ""
+    allowed_origins: _Origins = ()
+    post_rate_limit: _Rate = "120 per minute"
+    pubsub_emulator_host: _Host = "127.0.0.1:8085"
+    bigtable_emulator_host: _Host = "127.0.0.1:8086"
+    outage_backoff_max_seconds: Annotated[float, _positive()] = 60.0
+    outage_report_seconds: Annotated[float, _positive()] = 60.0
+    job_lease_seconds: Annotated[float, _positive()] = 60.0
+    # A run's memory follows its input: a backlog is counted in slices of this many spool files.
+    job_max_files_per_run: Annotated[int, _at_least(1)] = 200
 
     def to_dict(self) -> dict[str, Any]:
         """Every key, secrets included (to write a config file); lists as lists."""
@@ -81,123 +198,45 @@ def _fail(key: str, expected: str, value: Any) -> ConfigError:
     return ConfigError(f"config key '{key}' must be {expected}, got {value!r}")
 
 
-def _check_amount(key: str, value: Any) -> None:
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        raise _fail(key, 'a decimal amount such as "20.00"', value) from None
-    if isinstance(value, float) or not amount.is_finite() or amount != amount.quantize(Decimal("0.01")):
-        raise _fail(key, 'a decimal string with at most two places, such as "20.00"', value)
+@functools.cache
+def _validator() -> TypeAdapter[Config]:
+    return TypeAdapter(Config)
 
 
-def validate(cfg: Config) -> Config:
-    """Check every value; raise ConfigError naming the first wrong key."""
-    for key in ("project_id", "topic_id", "subscription_id"):
-        value = getattr(cfg, key)
-        if not isinstance(value, str) or not _ID.match(value):
-            raise _fail(key, "3-255 letters, digits or -_.~+% starting with a letter", value)
-    if not isinstance(cfg.instance_id, str) or not _INSTANCE.match(cfg.instance_id):
-        raise _fail("instance_id", "6-33 lowercase letters, digits or hyphens", cfg.instance_id)
-    if not isinstance(cfg.table_id, str) or not _TABLE.match(cfg.table_id):
-        raise _fail("table_id", "1-50 letters, digits or _.-", cfg.table_id)
-    if not isinstance(cfg.spool_dir, str) or not cfg.spool_dir.strip():
-        raise _fail("spool_dir", "a non-empty path or Hadoop-compatible URI", cfg.spool_dir)
-    for key, low in (
-        ("users", 1),
-        ("seed", 0),
-        ("late_horizon_hours", 1),
-        ("spool_roll_messages", 1),
-        ("max_payload_bytes", 64),
-        ("job_max_files_per_run", 1),
-    ):
-        value = getattr(cfg, key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise _fail(key, f"an integer >= {low}", value)
-    for key in (
-        "mean_spending_period_seconds",
-        "min_spending_period_seconds",
-        "live_speedup",
-        "spool_roll_seconds",
-        "outage_backoff_max_seconds",
-        "outage_report_seconds",
-        "job_lease_seconds",
-    ):
-        value = getattr(cfg, key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise _fail(key, "a number > 0", value)
+@functools.cache
+def _forms() -> dict[str, str]:
+    """Each key's description: the form a wrong value is told to take."""
+    hints = get_type_hints(Config, include_extras=True)
+    return {
+        key: meta.description
+        for key, hint in hints.items()
+        for meta in getattr(hint, "__metadata__", ())
+        if isinstance(meta, FieldInfo) and meta.description
+    }
+
+
+def _refusal(error: ErrorDetails) -> ConfigError:
+    """pydantic's first error as the one line users get: the key, the form, the value."""
+    key = str(error["loc"][0])
+    cause = error.get("ctx", {}).get("error")
+    expected = str(cause) if isinstance(cause, ValueError) else _forms()[key]
+    if key in SECRET_KEYS:  # the value itself is never echoed
+        return ConfigError(f"config key '{key}' must be {expected}")
+    return _fail(key, expected, error["input"])
+
+
+def _check_across(cfg: Config) -> Config:
+    """The checks that read more than one key; raises ConfigError naming the first wrong one."""
     if cfg.min_spending_period_seconds > cfg.mean_spending_period_seconds:
         raise _fail(
             "min_spending_period_seconds",
             f"<= mean_spending_period_seconds ({cfg.mean_spending_period_seconds})",
             cfg.min_spending_period_seconds,
         )
-    for key in ("amount_min", "amount_max", "max_abs_amount"):
-        _check_amount(key, getattr(cfg, key))
     if Decimal(cfg.amount_min) > Decimal(cfg.amount_max):
         raise _fail("amount_max", f">= amount_min ({cfg.amount_min})", cfg.amount_max)
-    if Decimal(cfg.max_abs_amount) <= 0:
-        raise _fail("max_abs_amount", "a positive amount", cfg.max_abs_amount)
-    if not isinstance(cfg.currency, str) or not re.fullmatch(r"[A-Z]{3}", cfg.currency):
-        raise _fail("currency", 'a 3-letter ISO 4217 code such as "USD"', cfg.currency)
     currency_ranges(cfg)
-    for key in ("simulation_start", "simulation_end"):
-        value = getattr(cfg, key)
-        try:
-            parse_time(str(value))
-        except TimeFormatError:
-            raise _fail(key, "a time such as -48h, now or 2026-01-01T00:00:00Z", value) from None
-    for key in ("pubsub_emulator_host", "bigtable_emulator_host"):
-        value = getattr(cfg, key)
-        if not isinstance(value, str) or (value and not re.fullmatch(r"[A-Za-z0-9_.\[\]:-]+:\d{1,5}", value)):
-            raise _fail(key, 'host:port, or "" to use Google Cloud', value)
-    for key in SECRET_KEYS:
-        value = getattr(cfg, key)
-        if not isinstance(value, str) or (value and not re.fullmatch(r"[\x21-\x7e]{16,512}", value)):
-            # The value itself is never echoed.
-            raise ConfigError(
-                f"config key '{key}' must be \"\" (no check) or 16-512 printable ASCII characters without spaces"
-            )
-    _check_rate("post_rate_limit", cfg.post_rate_limit)
-    return replace(cfg, allowed_origins=tuple(_origin(value) for value in _origin_list(cfg.allowed_origins)))
-
-
-def _check_rate(key: str, value: Any) -> None:
-    from limits import parse_many  # the grammar Flask-Limiter enforces it with
-
-    try:
-        if not isinstance(value, str) or not parse_many(value):
-            raise ValueError
-    except ValueError:
-        raise _fail(key, 'a rate such as "120 per minute" or "10/second"', value) from None
-
-
-def _origin_list(value: Any) -> list[Any]:
-    if isinstance(value, str) or not isinstance(value, (list, tuple)):
-        raise _fail("allowed_origins", 'a list of origins such as ["https://txn.example.com"]', value)
-    return list(value)
-
-
-def _origin(value: Any) -> str:
-    """'https://Host:443' -> 'https://host': the form a browser sends in an Origin header."""
-    expected = "an origin such as https://txn.example.com or http://10.0.0.5:5000 (no path)"
-    if not isinstance(value, str):
-        raise _fail("allowed_origins", expected, value)
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError:
-        raise _fail("allowed_origins", expected, value) from None
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
-        raise _fail("allowed_origins", expected, value)
-    if parts.query or parts.fragment or parts.username or parts.password:
-        raise _fail("allowed_origins", expected, value)
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    default = {"http": 80, "https": 443}[parts.scheme]
-    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
-
-
-_MIX_FORM = 'an object of ISO 4217 code -> weight > 0, such as {"USD": 0.8, "EUR": 0.15, "JPY": 0.05}'
-_AMOUNTS_FORM = 'an object of ISO 4217 code -> ["min", "max"], such as {"JPY": ["500", "20000"]}'
+    return cfg
 
 
 def _in_currency(key: str, amount: Any, currency: str) -> int:
@@ -271,7 +310,11 @@ def from_dict(data: dict[str, Any], source: str = "config") -> Config:
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{source}: unknown config key '{unknown[0]}' (known keys: {', '.join(sorted(known))})")
-    return validate(Config(**data))
+    try:
+        cfg = _validator().validate_python(data)
+    except ValidationError as exc:
+        raise _refusal(exc.errors()[0]) from None
+    return _check_across(cfg)
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:

@@ -66,6 +66,11 @@ def test_overrides_win_and_none_is_ignored(tmp_path: Path) -> None:
         ("job_max_files_per_run", 2.5, "an integer >= 1"),
         ("outage_backoff_max_seconds", -1, "a number > 0"),
         ("pubsub_emulator_host", "localhost", "host:port"),
+        ("amount_max", "1e30", "a decimal amount"),
+        ("simulation_end", 1767225600, "a time such as -48h"),
+        ("allowed_origins", "https://txn.example.com", "a list of origins"),
+        ("allowed_origins", ["https://txn.example.com/app"], "got 'https://txn.example.com/app'"),
+        ("post_rate_limit", "often", 'a rate such as "120 per minute"'),
     ],
 )
 def test_a_wrong_value_gets_one_line_naming_the_key(tmp_path: Path, key: str, value: object, expected: str) -> None:
@@ -75,6 +80,18 @@ def test_a_wrong_value_gets_one_line_naming_the_key(tmp_path: Path, key: str, va
     assert f"'{key}'" in message
     assert expected in message
     assert "\n" not in message
+
+
+def test_a_token_that_is_refused_is_not_echoed(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, {"ingest_token": "secret with spaces 0123456789"}))
+    assert "'ingest_token'" in str(info.value) and "secret" not in str(info.value)
+
+
+def test_origins_are_kept_in_the_form_a_browser_sends(tmp_path: Path) -> None:
+    origins = ["https://Txn.Example.com:443", "http://10.0.0.5:5000/", "http://[::1]:80"]
+    cfg = load_config(write(tmp_path, {"allowed_origins": origins}))
+    assert cfg.allowed_origins == ("https://txn.example.com", "http://10.0.0.5:5000", "http://[::1]")
 
 
 def test_unknown_key_is_refused_by_name(tmp_path: Path) -> None:
