@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, jsonify, request
@@ -27,10 +26,6 @@ from webapp.services import get_table, now, services
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 log = logging.getLogger(__name__)
 
-SUM_MAX_SPAN = timedelta(days=366)
-HOURLY_MAX_SPAN = timedelta(days=31)
-TRANSACTIONS_MAX_SPAN = timedelta(days=366)
-LATE_MAX_SPAN = timedelta(days=31)
 # While Pub/Sub is down a POST holds a server thread this long at most, then answers 503.
 PUBLISH_TIMEOUT_S = 3.0
 
@@ -69,9 +64,9 @@ def totals_json(totals: queries.Totals, currency: str) -> dict[str, Any]:
     }
 
 
-def currency_arg(args: Any) -> str:
-    """The `currency` parameter, default the config's currency."""
-    return params.currency(args, services().cfg.currency)
+def currency_or_default(currency: str | None) -> str:
+    """The `currency` parameter, else the config's currency."""
+    return currency or services().cfg.currency
 
 
 def sum_json(user_id: str, span: params.TimeRange, currency: str) -> dict[str, Any]:
@@ -86,16 +81,15 @@ def hourly_json(user_id: str, span: params.TimeRange, currency: str) -> list[dic
     ]
 
 
-def transactions_json(user_id: str, span: params.TimeRange, args: Any) -> dict[str, Any]:
-    limit = params.int_arg(args, "limit", 50, 1, 500)
-    token = args.get("page_token") or None
+def transactions_json(query: params.TransactionsQuery) -> dict[str, Any]:
+    user_id, span = query.user_id, query.span
     cursor = None
-    if token is not None:
+    if query.page_token is not None:
         try:
-            cursor = queries.decode_page_token(token, user_id)
+            cursor = queries.decode_page_token(query.page_token, user_id)
         except queries.PageTokenError as exc:
             raise BadParameter("page_token", str(exc)) from None
-    page, after = queries.transactions_page(get_table(), user_id, span.start_us, span.end_us, limit, cursor)
+    page, after = queries.transactions_page(get_table(), user_id, span.start_us, span.end_us, query.limit, cursor)
     return {
         "user_id": user_id,
         **span.as_json(),
@@ -109,33 +103,28 @@ def transactions_json(user_id: str, span: params.TimeRange, args: Any) -> dict[s
 
 @bp.get("/users/<user_id>/sum")
 def user_sum(user_id: str) -> Any:
-    user_id = params.user_id(user_id)
-    span = params.time_range(request.args, now(), SUM_MAX_SPAN)
-    return jsonify(sum_json(user_id, span, currency_arg(request.args)))
+    query = params.SumQuery.parse(request.args, now(), user_id=user_id)
+    return jsonify(sum_json(query.user_id, query.span, currency_or_default(query.currency)))
 
 
 @bp.get("/users/<user_id>/transactions")
 def user_transactions(user_id: str) -> Any:
-    user_id = params.user_id(user_id)
-    span = params.time_range(request.args, now(), TRANSACTIONS_MAX_SPAN)
-    return jsonify(transactions_json(user_id, span, request.args))
+    return jsonify(transactions_json(params.TransactionsQuery.parse(request.args, now(), user_id=user_id)))
 
 
 @bp.get("/users/<user_id>/hourly")
 def user_hourly(user_id: str) -> Any:
-    user_id = params.user_id(user_id)
-    span = params.time_range(request.args, now(), HOURLY_MAX_SPAN)
-    return jsonify(hourly_json(user_id, span, currency_arg(request.args)))
+    query = params.HourlyQuery.parse(request.args, now(), user_id=user_id)
+    return jsonify(hourly_json(query.user_id, query.span, currency_or_default(query.currency)))
 
 
 @bp.get("/users/<user_id>/latest")
 def user_latest(user_id: str) -> Any:
-    user_id = params.user_id(user_id)
-    n = params.int_arg(request.args, "n", 5, 1, 100)
+    query = params.LatestQuery.parse(request.args, now(), user_id=user_id)
     # Every event the pipeline accepts lies in [2000-01-01, now + 1 day].
     end_us = to_epoch_us(now() + MAX_FUTURE)
-    page, _ = queries.transactions_page(get_table(), user_id, to_epoch_us(EARLIEST_EVENT), end_us, n)
-    return jsonify({"user_id": user_id, "transactions": [transaction_json(txn) for txn in page]})
+    page, _ = queries.transactions_page(get_table(), query.user_id, to_epoch_us(EARLIEST_EVENT), end_us, query.n)
+    return jsonify({"user_id": query.user_id, "transactions": [transaction_json(txn) for txn in page]})
 
 
 # --- all users ----------------------------------------------------------------------------------
@@ -143,10 +132,9 @@ def user_latest(user_id: str) -> Any:
 
 @bp.get("/top-users")
 def top_users() -> Any:
-    hours = params.int_arg(request.args, "hours", 3, 1, 168)
-    n = params.int_arg(request.args, "n", 10, 1, 100)
-    currency = currency_arg(request.args)
-    ranked = queries.top_users(get_table(), to_epoch_us(now()), hours, n, currency)
+    query = params.TopUsersQuery.parse(request.args, now())
+    currency = currency_or_default(query.currency)
+    ranked = queries.top_users(get_table(), to_epoch_us(now()), query.hours, query.n, currency)
     return jsonify(
         [
             {"rank": i + 1, "user_id": user, "currency": currency, "sum": format_minor(units, currency)}
@@ -157,9 +145,9 @@ def top_users() -> Any:
 
 @bp.get("/stats/per-minute")
 def stats_per_minute() -> Any:
-    minutes = params.int_arg(request.args, "minutes", 60, 1, 1440)
-    currency = currency_arg(request.args)
-    rows = queries.per_minute(get_table(), to_epoch_us(now()), minutes)
+    query = params.PerMinuteQuery.parse(request.args, now())
+    currency = currency_or_default(query.currency)
+    rows = queries.per_minute(get_table(), to_epoch_us(now()), query.minutes)
     return jsonify(
         [
             {"minute_start": format_rfc3339(from_epoch_us(minute * 1_000_000)), **totals_json(totals, currency)}
@@ -189,12 +177,11 @@ def _version_json(version: dict[str, Any]) -> dict[str, Any]:
 @bp.get("/late")
 def late() -> Any:
     """Transactions the job set aside as late (published beyond the late horizon), by publish time."""
-    span = params.time_range(request.args, now(), LATE_MAX_SPAN, default_from="-7d")
-    limit = params.int_arg(request.args, "limit", 100, 1, 500)
-    token = request.args.get("page_token") or None
+    query = params.LateQuery.parse(request.args, now())
+    span = query.span
     try:
-        from_key = queries.decode_key_token(token) if token is not None else None
-        rows, after = queries.late_page(get_table(), span.start_us, span.end_us, limit, from_key)
+        from_key = queries.decode_key_token(query.page_token) if query.page_token is not None else None
+        rows, after = queries.late_page(get_table(), span.start_us, span.end_us, query.limit, from_key)
     except queries.PageTokenError as exc:
         raise BadParameter("page_token", str(exc)) from None
     return jsonify(
@@ -222,7 +209,7 @@ def late() -> Any:
 @bp.get("/conflicts")
 def conflicts() -> Any:
     """The latest copies whose user, amount, currency or event time differ from the counted copy."""
-    limit = params.int_arg(request.args, "limit", 10, 1, 100)
+    limit = params.ConflictsQuery.parse(request.args, now()).limit
     table = get_table()
     status = read_job_status(table) or {}
     pending = status.get("pending") or {}
@@ -247,9 +234,8 @@ def conflicts() -> Any:
 
 @bp.get("/users")
 def users() -> Any:
-    prefix = params.user_prefix(request.args)
-    limit = params.int_arg(request.args, "limit", 20, 1, 500)
-    return jsonify({"prefix": prefix, "users": queries.user_ids(get_table(), prefix, limit)})
+    query = params.UsersQuery.parse(request.args, now())
+    return jsonify({"prefix": query.prefix, "users": queries.user_ids(get_table(), query.prefix, query.limit)})
 
 
 # --- the receipts entry point -------------------------------------------------------------------

@@ -16,20 +16,16 @@ bp = Blueprint("legacy", __name__)
 
 @bp.get("/sum")
 def legacy_sum() -> Any:
-    user_id = params.required_user_id(request.args)
-    span = params.time_range(request.args, now(), api.SUM_MAX_SPAN)
-    return jsonify(api.sum_json(user_id, span, api.currency_arg(request.args)))
+    query = params.SumQuery.parse(request.args, now())
+    return jsonify(api.sum_json(query.user_id, query.span, api.currency_or_default(query.currency)))
 
 
 @bp.get("/hour")
 def legacy_hour() -> Any:
-    user_id = params.required_user_id(request.args)
-    span = params.time_range(request.args, now(), api.HOURLY_MAX_SPAN)
-    return jsonify(api.hourly_json(user_id, span, api.currency_arg(request.args)))
+    query = params.HourlyQuery.parse(request.args, now())
+    return jsonify(api.hourly_json(query.user_id, query.span, api.currency_or_default(query.currency)))
 
 
 @bp.get("/list")
 def legacy_list() -> Any:
-    user_id = params.required_user_id(request.args)
-    span = params.time_range(request.args, now(), api.TRANSACTIONS_MAX_SPAN)
-    return jsonify(api.transactions_json(user_id, span, request.args))
+    return jsonify(api.transactions_json(params.TransactionsQuery.parse(request.args, now())))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from flask import Blueprint, jsonify
+
+from webapp import params
 
 bp = Blueprint("openapi", __name__)
 
@@ -16,10 +19,6 @@ MONEY = {
 }
 CURRENCY_CODE = {"type": "string", "pattern": "^[A-Z]{3}$", "example": "USD"}
 TIME = {"type": "string", "format": "date-time", "example": "2026-11-21T08:00:00Z"}
-TIME_FORMS = (
-    "A relative time (-1h, -30m, -2d, 0m, now), an ISO-8601 time with or without offset "
-    "(without = UTC), or epoch seconds. Event time, UTC."
-)
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -30,53 +29,35 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _int_param(name: str, default: int, low: int, high: int, description: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": {"type": "integer", "minimum": low, "maximum": high, "default": default},
-    }
+def parameters(query: type[params.Query], path: str) -> list[dict[str, Any]]:
+    """The OpenAPI parameters of the route at `path`, read off its parameter model (the one its
+    handler parses with): a name in the path template ({user_id}) is a path parameter, any other a
+    query parameter."""
+    schema = params.json_schema(query)
+    required = set(schema.get("required", ()))
+    found = []
+    for name, field in schema["properties"].items():
+        field = _openapi_3_0(copy.deepcopy(field))
+        where = "path" if f"{{{name}}}" in path else "query"
+        parameter = {"name": name, "in": where, "required": where == "path" or name in required}
+        if "description" in field:
+            parameter["description"] = field.pop("description")
+        found.append({**parameter, "schema": field})
+    return found
 
 
-def _time_param(name: str, default: str, span: str) -> dict[str, Any]:
-    bound = "inclusive" if name == "from" else "exclusive"
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": f"{TIME_FORMS} {bound.capitalize()}; default {default}. The range may span at most {span}.",
-        "schema": {"type": "string", "default": default},
-    }
+def _openapi_3_0(field: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic field schema as OpenAPI 3.0 has it: no titles, and no null type (an optional
+    query parameter is one that may be absent, never null)."""
+    field.pop("title", None)
+    if "anyOf" in field:
+        (kind,) = [branch for branch in field.pop("anyOf") if branch != {"type": "null"}]
+        if field.get("default") is None:
+            field.pop("default", None)
+        field = {**kind, **field}
+    return field
 
 
-CURRENCY_PARAM = {
-    "name": "currency",
-    "in": "query",
-    "required": False,
-    "description": "ISO 4217 code of the currency of the top-level sum and count (default: the server's "
-    "configured currency). Sums are never added across currencies.",
-    "schema": CURRENCY_CODE,
-}
-USER_PATH = {
-    "name": "user_id",
-    "in": "path",
-    "required": True,
-    "description": "The card holder.",
-    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
-}
-USER_QUERY = {**USER_PATH, "in": "query"}
-PAGE_PARAMS = [
-    _int_param("limit", 50, 1, 500, "Transactions per page."),
-    {
-        "name": "page_token",
-        "in": "query",
-        "required": False,
-        "description": "The next_page_token of the previous page, to continue below it.",
-        "schema": {"type": "string"},
-    },
-]
 # Every answer may be a 403: a client off this machine while the server has no tokens, or a Host
 # header that names no allowed origin (webapp/security.py).
 FORBIDDEN = _json(
@@ -95,31 +76,24 @@ ERRORS = {
 READ_SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {}]
 
 
-def _get(summary: str, parameters: list[dict[str, Any]], ok: dict[str, Any], description: str = "") -> Any:
+def _get(summary: str, query: type[params.Query], ok: dict[str, Any], description: str = "") -> Any:
+    """A GET operation; `query` is the route's parameter model, turned into parameters once the
+    path is known (document())."""
     return {
         "get": {
             "summary": summary,
             "description": description or summary,
-            "parameters": parameters,
+            "query": query,
             "security": READ_SECURITY,
             "responses": {"200": ok, **ERRORS},
         }
     }
 
 
-def _per_user(path_style: bool) -> list[dict[str, Any]]:
-    return [USER_PATH] if path_style else [USER_QUERY]
-
-
-def _sum_op(path_style: bool) -> Any:
+def _sum_op() -> Any:
     return _get(
         "Exact sum and count of a user's transactions in [from, to)",
-        [
-            *_per_user(path_style),
-            _time_param("from", "-1h", "366 days"),
-            _time_param("to", "now", "366 days"),
-            CURRENCY_PARAM,
-        ],
+        params.SumQuery,
         _json(_ref("Sum"), "The exact sum in the chosen currency, and in every currency present."),
         "Whole hours come from the per-hour counters, the partial hours at either edge from the "
         "transaction rows, so the answer is exact for any range. `sum`/`count` are those of the "
@@ -127,30 +101,20 @@ def _sum_op(path_style: bool) -> Any:
     )
 
 
-def _hourly_op(path_style: bool) -> Any:
+def _hourly_op() -> Any:
     return _get(
         "A user's total per hour over [from, to)",
-        [
-            *_per_user(path_style),
-            _time_param("from", "-1h", "31 days"),
-            _time_param("to", "now", "31 days"),
-            CURRENCY_PARAM,
-        ],
+        params.HourlyQuery,
         _json({"type": "array", "items": _ref("HourTotal")}, "Every hour overlapping the range, oldest first."),
         "Each entry totals the part of its hour that lies inside [from, to); hours without "
         "transactions are present with zero, so the entries add up to the exact sum.",
     )
 
 
-def _list_op(path_style: bool) -> Any:
+def _list_op() -> Any:
     return _get(
         "A user's transactions in [from, to), newest first, paginated",
-        [
-            *_per_user(path_style),
-            _time_param("from", "-1h", "366 days"),
-            _time_param("to", "now", "366 days"),
-            *PAGE_PARAMS,
-        ],
+        params.TransactionsQuery,
         _json(_ref("TransactionPage"), "One page; next_page_token is null on the last."),
     )
 
@@ -375,21 +339,17 @@ def document() -> dict[str, Any]:
         },
     }
     paths: dict[str, Any] = {
-        "/api/v1/users/{user_id}/sum": _sum_op(True),
-        "/api/v1/users/{user_id}/transactions": _list_op(True),
-        "/api/v1/users/{user_id}/hourly": _hourly_op(True),
+        "/api/v1/users/{user_id}/sum": _sum_op(),
+        "/api/v1/users/{user_id}/transactions": _list_op(),
+        "/api/v1/users/{user_id}/hourly": _hourly_op(),
         "/api/v1/users/{user_id}/latest": _get(
             "A user's latest n transactions, newest first",
-            [USER_PATH, _int_param("n", 5, 1, 100, "How many.")],
+            params.LatestQuery,
             _json(_ref("Latest"), "The latest transactions."),
         ),
         "/api/v1/top-users": _get(
             "The users with the highest total in the last N hours",
-            [
-                _int_param("hours", 3, 1, 168, "Whole hours: the current hour and the hours-1 before it."),
-                _int_param("n", 10, 1, 100, "How many users."),
-                CURRENCY_PARAM,
-            ],
+            params.TopUsersQuery,
             _json({"type": "array", "items": _ref("TopUser")}, "Highest total first, ties by user id."),
             "Totals over whole hours of event time: the current (partial) hour and the hours-1 whole "
             "hours before it, so hours=3 at 10:20 covers 08:00-10:20. Ranked within one currency "
@@ -397,53 +357,26 @@ def document() -> dict[str, Any]:
         ),
         "/api/v1/stats/per-minute": _get(
             "All users' count and sum per minute",
-            [_int_param("minutes", 60, 1, 1440, "The current minute and the minutes-1 before it."), CURRENCY_PARAM],
+            params.PerMinuteQuery,
             _json({"type": "array", "items": _ref("MinuteTotal")}, "Oldest minute first, zero where none."),
         ),
         "/api/v1/late": _get(
             "Transactions the job set aside as late, by publish time",
-            [
-                {
-                    **_time_param("from", "-7d", "31 days"),
-                    "description": f"{TIME_FORMS.replace('Event time', 'Publish time')} Inclusive; "
-                    "default -7d. The range may span at most 31 days.",
-                },
-                {
-                    **_time_param("to", "now", "31 days"),
-                    "description": f"{TIME_FORMS.replace('Event time', 'Publish time')} Exclusive; "
-                    "default now. The range may span at most 31 days.",
-                },
-                _int_param("limit", 100, 1, 500, "Rows per page."),
-                {
-                    "name": "page_token",
-                    "in": "query",
-                    "required": False,
-                    "description": "The next_page_token of the previous page, to continue after it.",
-                    "schema": {"type": "string"},
-                },
-            ],
+            params.LateQuery,
             _json(_ref("LatePage"), "One page, oldest publish time first; next_page_token is null on the last."),
             "Rows published more than late_horizon_hours after their event time are not counted; the "
             "job keeps each one here, with the run that set it aside.",
         ),
         "/api/v1/conflicts": _get(
             "The latest conflicting copies of counted transactions",
-            [_int_param("limit", 10, 1, 100, "How many.")],
+            params.ConflictsQuery,
             _json(_ref("Conflicts"), "Those found by the newest run first, and the total over every run."),
             "A copy whose user, amount, currency or event time differs from the copy that was counted: "
             "the counted one stays, both are kept here.",
         ),
         "/api/v1/users": _get(
             "User ids starting with a prefix, for the user picker",
-            [
-                {
-                    "name": "prefix",
-                    "in": "query",
-                    "required": False,
-                    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{0,64}$", "default": ""},
-                },
-                _int_param("limit", 20, 1, 500, "How many ids."),
-            ],
+            params.UsersQuery,
             _json(_ref("Users"), "Matching ids in order."),
         ),
         "/api/v1/transactions": {
@@ -495,10 +428,14 @@ def document() -> dict[str, Any]:
                 },
             }
         },
-        "/sum": _sum_op(False),
-        "/hour": _hourly_op(False),
-        "/list": _list_op(False),
+        "/sum": _sum_op(),
+        "/hour": _hourly_op(),
+        "/list": _list_op(),
     }
+    for path, operations in paths.items():
+        for operation in operations.values():
+            if "query" in operation:
+                operation["parameters"] = parameters(operation.pop("query"), path)
     return {
         "openapi": "3.0.3",
         "info": {
