@@ -25,11 +25,10 @@ from typing import Any
 import requests
 from tqdm import tqdm
 
-from common import clients, rowkeys, store
+from common import clients, jobstate, rowkeys, store
 from common.config import ConfigError, load_config
 from common.money import exponent
 from common.timeutil import format_rfc3339, from_epoch_us, to_epoch_us
-from jobs.aggregate import state
 
 CATEGORIES = ("grocery", "fuel", "restaurants", "travel", "online")
 
@@ -132,8 +131,8 @@ def seed_table(
     the ~late# rows it set aside and the ~conflict# rows it found, then the run recorded as
     finished (its summary counting them). Returns the rows written; raises RuntimeError on failures."""
     rows = list(ledger)
-    status = state.read_job_status(table)
-    run = state.begin_run(table, status, [], datetime.now(UTC))
+    status = jobstate.read_job_status(table)
+    run = jobstate.begin_run(table, status, [], datetime.now(UTC))
     run_id = run.run_id
     hours: dict[bytes, dict[bytes, int]] = defaultdict(lambda: defaultdict(int))
     minutes: dict[bytes, dict[bytes, int]] = defaultdict(lambda: defaultdict(int))
@@ -193,7 +192,7 @@ def seed_table(
         "conflicts": len(conflict_rows),
     }
     before = int((status or {}).get("conflicts_total") or 0)
-    state.finish_run(table, run, summary, datetime.now(UTC), conflicts_before=before)
+    jobstate.finish_run(table, run, summary, datetime.now(UTC), conflicts_before=before)
     return len(rows)
 
 

@@ -16,8 +16,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from common import spool
-from jobs.aggregate import state
+from common import jobstate, spool
 
 _ARROW_TO_SPARK = {
     pa.string(): T.StringType(),
@@ -65,7 +64,7 @@ def list_spool_files(
     spark: SparkSession, spool_dir: str, closed: dict[str, int] | None = None
 ) -> tuple[list[str], dict[str, int]]:
     """Complete transaction files under spool_dir (spool-relative paths, sorted) in the folders the
-    listing rule (state.folders_to_list) says to list, and every folder's modification time (epoch
+    listing rule (jobstate.folders_to_list) says to list, and every folder's modification time (epoch
     ms). Names starting with '.' or '_' are not complete files."""
     jvm, filesystem = _hadoop_fs(spark, spool_uri(spool_dir))
     base = filesystem.makeQualified(jvm.org.apache.hadoop.fs.Path(spool_uri(spool_dir))).toString().rstrip("/")
@@ -82,10 +81,10 @@ def list_spool_files(
         else:
             found.append(path.toString())
     mtimes = {name: mtime for name, (_, mtime) in folders.items()}
-    for name in state.folders_to_list(mtimes, closed or {}):
+    for name in jobstate.folders_to_list(mtimes, closed or {}):
         found.extend(_files_under(filesystem, folders[name][0]))
     relative = (p[len(base) + 1 :] for p in found if p.startswith(base + "/"))
-    return sorted(p for p in relative if state.is_complete_file(p)), mtimes
+    return sorted(p for p in relative if jobstate.is_complete_file(p)), mtimes
 
 
 def check_schema(df: DataFrame) -> DataFrame:

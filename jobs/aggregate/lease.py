@@ -29,7 +29,7 @@ from typing import Any
 from google.cloud.bigtable import row_filters
 
 from common import rowkeys, store
-from jobs.aggregate.state import LEASE
+from common.jobstate import LEASE
 
 _SAFE = re.compile(r"[^A-Za-z0-9.-]")
 

@@ -27,9 +27,8 @@ import pandas as pd
 from aggregate_support import Contents, assert_contents, expected_contents, read_contents, to_frame
 from support.tally import TALLY
 
-from common import clients, spool
+from common import clients, jobstate, spool
 from common.config import Config
-from jobs.aggregate import state
 
 ROOT = Path(__file__).resolve().parents[3]
 HOUR_US = 3_600_000_000
@@ -383,5 +382,5 @@ def spool_rows(spool_dir: str) -> pd.DataFrame:
 
 def all_counted(cfg: Config, table: Any) -> bool:
     """True when no run is pending and every complete spool file has been processed."""
-    status = state.read_job_status(table)
-    return bool(status) and not status.get("pending") and state.spool_backlog(cfg, table) == 0  # type: ignore[union-attr]
+    status = jobstate.read_job_status(table)
+    return bool(status) and not status.get("pending") and jobstate.spool_backlog(cfg, table) == 0  # type: ignore[union-attr]

@@ -1,4 +1,7 @@
-"""The aggregation job's bookkeeping, kept in the Bigtable table itself (family dcfmeta).
+"""The aggregation job's bookkeeping rows, kept in the Bigtable table itself (family dcfmeta).
+
+Part of the table's layout: the job (jobs/aggregate) writes them, the web app reads them (/health,
+/conflicts, the response cache), so they live here and not in either stage.
 
     ~job            last_run          id of the last finished run (runs are numbered 1, 2, 3...)
                     pending           JSON {"run_id", "files", "listed_at"} of a run that started and
@@ -6,7 +9,7 @@
                     last_finished_at  RFC 3339
                     last_summary      JSON counts of the last finished run
                     conflicts_total   conflicting copies found by all finished runs
-                    lease             "<holder>|<expiry, epoch µs>" of the process running a job (lease.py)
+                    lease             "<holder>|<expiry, epoch µs>" of the running job (jobs/aggregate/lease.py)
     ~file#<path>    run               the run that processed this spool file (path relative to spool_dir)
     ~run#<id>       summary           JSON counts of that run
     ~dir#<folder>   mtime             the modification time (epoch ms) a spool folder under
@@ -22,7 +25,7 @@ rename in the same clock tick as the listing cannot hide. Where folders carry no
 (object stores), every folder is listed.
 
 State lives beside the data so a table that comes back empty is rebuilt from the whole spool by
-the next run. This module does not import PySpark: the web app's /health reads it too.
+the next run. This module does not import PySpark.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ PENDING = b"pending"
 FINISHED_AT = b"last_finished_at"
 SUMMARY = b"last_summary"
 CONFLICTS_TOTAL = b"conflicts_total"
-LEASE = b"lease"  # written by lease.py
+LEASE = b"lease"  # written by jobs/aggregate/lease.py
 RUN_SUMMARY = b"summary"
 MTIME = b"mtime"
 CLOSE_MARGIN_MS = 60_000
