@@ -20,7 +20,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common import clients, jobstate, money, outage, store
+from common import clients, jobstate, money, outage, spool, store
 from common.config import Config, late_horizon
 from jobs.aggregate import extract, load
 from jobs.aggregate import transforms as tf
@@ -182,7 +182,7 @@ def _start_run(
     # time order): a run's memory follows its input, so a backlog after an outage is counted in slices.
     summary.files_left = max(0, len(new_files) - cfg.job_max_files_per_run)
     new_files = new_files[: cfg.job_max_files_per_run]
-    closing = jobstate.folders_to_close(folders, files, done | set(new_files), int(listed_at.timestamp() * 1000))
+    closing = spool.folders_to_close(folders, files, done | set(new_files), int(listed_at.timestamp() * 1000))
     closing = {name: mtime for name, mtime in closing.items() if closed_before.get(name) != mtime}
     if not new_files:
         if closing:  # nothing new, but some folders are now old enough to be closed

@@ -262,15 +262,15 @@ def test_a_closed_folder_whose_modification_time_is_unchanged_is_not_listed_agai
     spool.write_atomic(frame, old.with_name("_partial.parquet"))  # not a complete file
     _age(old.parent, 30)
     mtime = int(old.parent.stat().st_mtime_ns // 1_000_000)
-    files, folders = jobstate.list_spool_files(cfg.spool_dir)
+    files, folders = spool.list_spool(cfg.spool_dir, spool.TRANSACTIONS)
     assert files == sorted(p.relative_to(cfg.spool_dir).as_posix() for p in (old, recent))
     now_ms = int(time.time() * 1000)
     # Every file processed: only the folder older than the margin closes; today's stays open.
-    assert jobstate.folders_to_close(folders, files, set(files), now_ms) == {old.parent.name: mtime}
-    assert jobstate.folders_to_close(folders, files, {files[1]}, now_ms) == {}
+    assert spool.folders_to_close(folders, files, set(files), now_ms) == {old.parent.name: mtime}
+    assert spool.folders_to_close(folders, files, {files[1]}, now_ms) == {}
     jobstate.close_folders(table, {old.parent.name: mtime})
     # Closed with its current modification time: skipped, so listing costs nothing for it.
-    assert jobstate.list_spool_files(cfg.spool_dir, jobstate.closed_folders(table))[0] == [files[1]]
+    assert spool.list_spool(cfg.spool_dir, spool.TRANSACTIONS, jobstate.closed_folders(table))[0] == [files[1]]
     # A file renamed into it changes the folder's time: listed again.
     spool.write_atomic(frame, spool.new_file_path(cfg.spool_dir, spool.TRANSACTIONS, datetime(2026, 1, 1, tzinfo=UTC)))
-    assert len(jobstate.list_spool_files(cfg.spool_dir, jobstate.closed_folders(table))[0]) == 3
+    assert len(spool.list_spool(cfg.spool_dir, spool.TRANSACTIONS, jobstate.closed_folders(table))[0]) == 3
