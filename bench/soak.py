@@ -39,12 +39,12 @@ from bench.stages import ROOT, Bench, _free_port, _wait_ready, scratch
 from common import clients, jobstate, spool
 from common.config import Config
 from common.money import format_minor
+from common.timeutil import HOUR_S
 
 SOAK_USERS = 100
 SOAK_SPEEDUP = 600  # 100 users at a 30-min mean period, 600 x: about 33 transactions/s
 JOB_EVERY = "20s"
 RSS_TOLERANCE = 0.10
-HOUR_S = 3600
 
 
 @dataclass

@@ -49,6 +49,11 @@ TRANSACTION_SCHEMA = pa.schema(
     ]
 )
 
+TRANSACTION_COLUMNS = tuple(TRANSACTION_SCHEMA.names)
+# Spool files of schema version 1 held every amount in hundredths in this column, whatever the
+# currency, where later files hold amount_minor (the job rescales them: jobs/aggregate/transforms.py).
+LEGACY_AMOUNT_COLUMN = "amount_cents"
+
 DEAD_LETTER_SCHEMA = pa.schema(
     [
         pa.field("message_id", pa.string()),

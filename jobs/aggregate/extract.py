@@ -24,8 +24,8 @@ _ARROW_TO_SPARK = {
     pa.timestamp("us", tz="UTC"): T.TimestampType(),
 }
 EXPECTED_TYPES: dict[str, T.DataType] = {f.name: _ARROW_TO_SPARK[f.type] for f in spool.TRANSACTION_SCHEMA}
-# Spool files of schema version 1 hold `amount_cents` (hundredths) where later ones hold amount_minor.
-LEGACY_AMOUNTS = {"amount_minor": "amount_cents"}
+# The column older spool files hold in place of amount_minor (see spool.LEGACY_AMOUNT_COLUMN).
+LEGACY_AMOUNTS = {"amount_minor": spool.LEGACY_AMOUNT_COLUMN}
 
 
 class SpoolSchemaError(ValueError):

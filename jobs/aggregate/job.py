@@ -123,18 +123,10 @@ def _collect_results(results: DataFrame) -> tuple[dict[str, int], list[tuple[str
 def load_transactions(cfg: Config, run_id: int, remaining: DataFrame) -> tuple[dict[str, int], list]:
     """Write the id index and dcflist rows of the remaining transactions, marked with this run.
     Returns ({family: rows written}, [(family, failed key, reason)])."""
-    columns = (
-        "user_id",
-        "event_time",
-        "transaction_id",
-        "amount_minor",
-        "currency",
-        "merchant_category",
-        "publish_time",
-        "message_id",
-    )
     return _collect_results(
-        remaining.select(*columns).mapInArrow(load.write_transactions(cfg, run_id), load.RESULT_SCHEMA)
+        remaining.select(*spool.TRANSACTION_COLUMNS).mapInArrow(
+            load.write_transactions(cfg, run_id), load.RESULT_SCHEMA
+        )
     )
 
 

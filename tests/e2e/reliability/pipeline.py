@@ -29,9 +29,9 @@ from support.tally import TALLY
 
 from common import clients, jobstate, spool
 from common.config import Config
+from common.timeutil import HOUR_US
 
 ROOT = Path(__file__).resolve().parents[3]
-HOUR_US = 3_600_000_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
