@@ -134,7 +134,7 @@ def test_two_minute_outages_of_pubsub_and_bigtable_during_a_live_run_lose_and_do
         TALLY.outage_survived("Pub/Sub 2 min: emitter, spooler")
         TALLY.outage_survived("Bigtable 2 min: --every job")
         spooler.signal_group(signal.SIGTERM)
-        job.proc.send_signal(signal.SIGTERM)
+        job.signal(signal.SIGTERM)
         assert spooler.wait(timeout=120) == 0, spooler.output()[-3000:]
         assert job.wait(timeout=300) == 0, job.output()[-3000:]
     finally:

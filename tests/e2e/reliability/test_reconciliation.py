@@ -93,7 +93,7 @@ def test_every_user_hour_and_every_random_sum_equal_the_ledger_for_each_seed(
         assert health["conflicts_total"] == 30, health
         TALLY.checked("conflicting copies recorded", 30, abs(30 - status["conflicts_total"]))
     finally:
-        job.proc.send_signal(signal.SIGTERM)  # stops after the run in progress
+        job.signal(signal.SIGTERM)  # stops after the run in progress
         code = job.wait(timeout=300)
     assert code == 0, job.output()[-4000:]
     assert "0 late rows" in job.output() and " 0 failures" in job.output()
