@@ -25,11 +25,10 @@ from typing import Any
 import requests
 from tqdm import tqdm
 
-from common import clients, rowkeys, store
+from common import clients, jobstate, rowkeys, store
 from common.config import ConfigError, load_config
-from common.money import exponent
-from common.timeutil import format_rfc3339, from_epoch_us, to_epoch_us
-from jobs.aggregate import state
+from common.money import to_minor
+from common.timeutil import HOUR_US, SECOND_US, format_rfc3339, from_epoch_us, to_epoch_us
 
 CATEGORIES = ("grocery", "fuel", "restaurants", "travel", "online")
 
@@ -101,17 +100,16 @@ def synthetic_ledger(
     `currencies` (in its own minor units), about per_user_per_hour each, at microsecond event times."""
     rng = random.Random(seed)
     start_us, end_us = to_epoch_us(start), to_epoch_us(end)
-    hours = (end_us - start_us) / 3_600_000_000
+    hours = (end_us - start_us) / HOUR_US
     rows = []
     for user in users:
         for index in range(max(1, round(hours * per_user_per_hour))):
             currency = currencies[0] if len(currencies) == 1 else rng.choice(currencies)
-            unit = 10 ** exponent(currency)
             rows.append(
                 LedgerRow(
                     transaction_id=f"{user}-{seed}-{index}",
                     user_id=user,
-                    amount_minor=rng.randint(20 * unit, 100 * unit),
+                    amount_minor=rng.randint(to_minor("20", currency), to_minor("100", currency)),
                     event_us=rng.randrange(start_us, end_us),
                     currency=currency,
                     category=rng.choice(CATEGORIES),
@@ -132,8 +130,8 @@ def seed_table(
     the ~late# rows it set aside and the ~conflict# rows it found, then the run recorded as
     finished (its summary counting them). Returns the rows written; raises RuntimeError on failures."""
     rows = list(ledger)
-    status = state.read_job_status(table)
-    run = state.begin_run(table, status, [], datetime.now(UTC))
+    status = jobstate.read_job_status(table)
+    run = jobstate.begin_run(table, status, [], datetime.now(UTC))
     run_id = run.run_id
     hours: dict[bytes, dict[bytes, int]] = defaultdict(lambda: defaultdict(int))
     minutes: dict[bytes, dict[bytes, int]] = defaultdict(lambda: defaultdict(int))
@@ -145,8 +143,8 @@ def seed_table(
         mutations.append(
             store.transaction_row(table, key, row.amount_minor, row.currency, row.category, event_time, run_id)
         )
-        hour_s = rowkeys.hour_start_us(row.event_us) // 1_000_000
-        minute_s = rowkeys.minute_start_us(row.event_us) // 1_000_000
+        hour_s = rowkeys.hour_start_us(row.event_us) // SECOND_US
+        minute_s = rowkeys.minute_start_us(row.event_us) // SECOND_US
         for counters in (hours[rowkeys.hour_bucket_key(row.user_id, hour_s)], minutes[rowkeys.minute_key(minute_s)]):
             for qualifier, delta in store.counter_cells(row.currency, row.amount_minor, 1).items():
                 counters[qualifier] += delta
@@ -193,7 +191,7 @@ def seed_table(
         "conflicts": len(conflict_rows),
     }
     before = int((status or {}).get("conflicts_total") or 0)
-    state.finish_run(table, run, summary, datetime.now(UTC), conflicts_before=before)
+    jobstate.finish_run(table, run, summary, datetime.now(UTC), conflicts_before=before)
     return len(rows)
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from common.spool import TRANSACTION_SCHEMA, TRANSACTIONS, new_file_path, write_atomic
+from common.timeutil import HOUR_US, SECOND_US
 
 
 def write_spool(
@@ -22,8 +23,8 @@ def write_spool(
 ) -> list[Path]:
     """Write `rows` valid transactions over the `hours` before `end` into `files` spool files."""
     rng = np.random.default_rng(seed)
-    end_us = int((end or datetime.now(UTC)).timestamp()) * 1_000_000
-    start_us = end_us - hours * 3_600_000_000
+    end_us = int((end or datetime.now(UTC)).timestamp()) * SECOND_US
+    start_us = end_us - hours * HOUR_US
     paths = []
     per_file = -(-rows // files)
     user_names = np.array([f"u{i:05d}" for i in range(users)], dtype=object)

@@ -31,7 +31,7 @@ from bench.stages import Bench, run_job, scratch
 from common import clients, rowkeys, spool, store
 from common.config import Config
 from common.money import to_minor
-from common.timeutil import parse_rfc3339, to_epoch_us
+from common.timeutil import HOUR_S, SECOND_US, parse_rfc3339, to_epoch_us
 from webapp import queries
 
 # A population that spends often enough that a few days hold a million events, all on time
@@ -40,7 +40,6 @@ E2E_USERS = 1000
 E2E_MEAN_PERIOD_S = 180.0
 MAX_WINDOW_HOURS = 68
 IDLE_SECONDS = 10.0
-HOUR_S = 3600
 
 
 def _population(**extra: Any) -> dict[str, Any]:
@@ -108,7 +107,7 @@ def ledger_buckets(path: Path) -> dict[Bucket, tuple[int, int]]:
     with open(path, newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
             currency = row.get("currency") or "USD"
-            hour = rowkeys.hour_start_us(to_epoch_us(parse_rfc3339(row["event_time"]))) // 1_000_000
+            hour = rowkeys.hour_start_us(to_epoch_us(parse_rfc3339(row["event_time"]))) // SECOND_US
             bucket = buckets[(row["user_id"], hour, currency)]
             bucket[0] += to_minor(row["amount"], currency)
             bucket[1] += 1

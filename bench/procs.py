@@ -1,6 +1,6 @@
 """The product's commands as subprocesses of the benchmark: a scratch config file for them, a peak
 RSS sampler (the process and all its children, e.g. the Spark driver's JVM), and start/stop helpers
-that only ever signal the process groups they started."""
+on common.procs' supervisor, which only ever signals the process groups it started."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 import psutil
 
 from common.config import Config
+from common.procs import Supervised, TimedOut
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 1024 * 1024
@@ -89,41 +89,29 @@ class Started:
     """A command started in its own process group, output to a log file, its RSS sampled."""
 
     def __init__(self, cmd: Sequence[str], log_path: Path, env: dict[str, str] | None = None) -> None:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in wait()
         self.started = time.perf_counter()
-        self.process = subprocess.Popen(
-            list(cmd),
-            cwd=ROOT,
-            env={**os.environ, **(env or {})},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.supervised = Supervised(cmd, log_path, env={**os.environ, **(env or {})}, cwd=ROOT)
+        self.process = self.supervised.process
         self.rss = PeakRss(self.process.pid)
 
     def running(self) -> bool:
-        return self.process.poll() is None
+        return self.supervised.running()
 
     def terminate(self) -> None:
         """SIGTERM to the process group this object started (the commands flush and exit on it)."""
         if self.running():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
+            self.supervised.signal_group(signal.SIGTERM)
 
     def wait(self, timeout: float | None = None) -> Finished:
         """Wait for the exit (SIGKILL to its group after `timeout` seconds); return the outcome."""
         try:
-            code = self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            code = self.process.wait()
+            code = self.supervised.wait(timeout)
+        except TimedOut as exc:
+            code = exc.returncode
         seconds = time.perf_counter() - self.started
         peak = self.rss.stop()
-        self._log.close()
-        return Finished(code, seconds, peak, self.log_path.read_text(errors="replace"))
+        return Finished(code, seconds, peak, self.supervised.output())
 
 
 def run(cmd: Sequence[str], log_path: Path, timeout: float = 3600.0, env: dict[str, str] | None = None) -> Finished:

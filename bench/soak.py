@@ -36,16 +36,15 @@ from bench.pipeline import ledger_buckets, read_all_buckets
 from bench.proxy import OutageProxy
 from bench.results import Result, compare
 from bench.stages import ROOT, Bench, _free_port, _wait_ready, scratch
-from common import clients, spool
+from common import clients, jobstate, spool
 from common.config import Config
 from common.money import format_minor
-from jobs.aggregate import state
+from common.timeutil import HOUR_S
 
 SOAK_USERS = 100
 SOAK_SPEEDUP = 600  # 100 users at a 30-min mean period, 600 x: about 33 transactions/s
 JOB_EVERY = "20s"
 RSS_TOLERANCE = 0.10
-HOUR_S = 3600
 
 
 @dataclass
@@ -292,9 +291,9 @@ def soak(bench: Bench) -> list[Result]:
             _wait_until(lambda: _spooled_ids(cfg) >= wanted, "the spool to hold every transaction", 900, watch)
             _wait_until(
                 lambda: (
-                    (s := state.read_job_status(table)) is not None
+                    (s := jobstate.read_job_status(table)) is not None
                     and not s.get("pending")
-                    and state.spool_backlog(cfg, table) == 0
+                    and jobstate.spool_backlog(cfg, table) == 0
                 ),
                 "the job to count every spool file",
                 900,

@@ -27,8 +27,7 @@ from typing import Any
 
 from common import clients, rowkeys, spool, store
 from common.config import Config, from_dict
-
-HOUR_US = 3_600_000_000
+from common.timeutil import HOUR_US
 
 
 def _best(repeat: int, work: Callable[[], Any]) -> float:

@@ -28,9 +28,8 @@ import requests
 from bench import api_load, procs, pubsub_ceilings, spark_ceilings
 from bench.data import write_spool
 from bench.results import Result, compare
-from common import clients, spool
+from common import clients, jobstate, spool
 from common.config import Config
-from jobs.aggregate import state
 
 ROOT = Path(__file__).resolve().parent.parent
 HISTORY_USERS = 1000
@@ -220,7 +219,7 @@ def run_job(bench: Bench, cfg: Config, name: str) -> tuple[dict[str, Any], procs
     sampled. Returns the run's own summary (read back from the table's job state) and the process."""
     path = procs.write_config(cfg, bench.work / "configs" / f"{name}.json")
     done = procs.run(procs.python_module("jobs.aggregate", "--config", str(path)), bench.logs / f"{name}.log")
-    status = state.read_job_status(clients.bigtable_table(cfg)) or {}
+    status = jobstate.read_job_status(clients.bigtable_table(cfg)) or {}
     summary = status.get("last_summary") or {}
     if not summary.get("run_id"):
         raise RuntimeError(f"{name}: the job recorded no finished run: {done.tail()}")

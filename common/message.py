@@ -19,7 +19,6 @@ BHD 3). The bound `max_abs_amount` is in major units and applies in every curren
 
 from __future__ import annotations
 
-import functools
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -29,7 +28,7 @@ from typing import Any, NoReturn
 import msgspec
 
 from common import money
-from common.timeutil import TimeFormatError, format_rfc3339, parse_rfc3339
+from common.timeutil import SECOND_US, TimeFormatError, format_rfc3339, parse_rfc3339
 
 SCHEMA_VERSION = 1
 USER_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -43,8 +42,7 @@ DEFAULT_MAX_ABS_AMOUNT = Decimal("1000000")  # in major units, in every currency
 DEFAULT_MAX_BYTES = 8192
 
 # The grammars every text passes before anything converts it (all ASCII, all bounded).
-# An amount: optional sign, digits, optional fraction. No exponent, no spaces, no other digits.
-_AMOUNT = re.compile(r"([+-]?)([0-9]{1,40})(?:\.([0-9]{1,40}))?", re.ASCII)
+# An amount's grammar is common.money's (to_minor), the one decimal-to-minor-units conversion.
 _NON_FINITE = frozenset(["nan", "inf", "infinity"])
 # RFC 3339 with its offset (fromisoformat, which reads it, also takes forms RFC 3339 does not).
 _RFC3339 = re.compile(
@@ -179,12 +177,6 @@ def _learn_currency(code: str) -> bool:
     return False
 
 
-@functools.lru_cache(maxsize=1024)
-def _bound_minor(max_abs_amount: Decimal, currency: str) -> int:
-    """max_abs_amount (major units) in the currency's minor units, rounded down."""
-    return int(max_abs_amount.scaleb(money.exponent(currency)))
-
-
 def parse_amount(value: Any, currency: str = "USD", max_abs_amount: Decimal = DEFAULT_MAX_ABS_AMOUNT) -> int:
     """A decimal string (or the text of a JSON number) in `currency` -> integer minor units.
 
@@ -197,38 +189,22 @@ def parse_amount(value: Any, currency: str = "USD", max_abs_amount: Decimal = DE
         raise MessageError("bad_type", f"'amount' must be a decimal string, got {_type_name(value)}")
     else:
         text = str(value)  # a JSON integer here has at most 19 digits (_scalar)
-    bound = _bound_minor(max_abs_amount, currency)
+    bound = money.floor_to_minor(max_abs_amount, currency)
     try:
         units = money.to_minor(text, currency)  # its bounded ASCII grammar comes first
+    except money.TooManyPlaces as exc:
+        most = f"at most {exc.places} decimal places" if exc.places else "no decimal places"
+        detail = f"'amount' {text[:40]!r} has more decimals than {currency} allows ({most})"
+        raise MessageError("too_many_decimals", detail) from None
+    except money.AmountTooLarge:
+        _refuse_absurd(text, currency, bound)
     except money.AmountError:
-        units = _refuse_amount(text, currency, bound)
+        if len(text) <= 9 and text.lstrip("+-").lower() in _NON_FINITE:
+            raise MessageError("non_finite_amount", f"'amount' must be finite, got {text!r}") from None
+        raise MessageError("bad_amount", f"'amount' must be a plain decimal such as 42.17, got {text[:40]!r}") from None
     if abs(units) > bound:
         _refuse_absurd(text, currency, bound)
     return units
-
-
-def _refuse_amount(text: str, currency: str, bound: int) -> int:
-    """Why money.to_minor refused `text`, as a MessageError; or its units when only its form was
-    unusual (trailing zeros, leading zeros: '1.0000000', '0000000000000000000012.50')."""
-    plain = _AMOUNT.fullmatch(text)
-    if plain is None:
-        if len(text) <= 9 and text.lstrip("+-").lower() in _NON_FINITE:
-            raise MessageError("non_finite_amount", f"'amount' must be finite, got {text!r}")
-        raise MessageError("bad_amount", f"'amount' must be a plain decimal such as 42.17, got {text[:40]!r}")
-    sign, whole, fraction = plain.groups()
-    fraction = (fraction or "").rstrip("0")
-    places = money.exponent(currency)
-    if len(fraction) > places:
-        most = f"at most {places} decimal places" if places else "no decimal places"
-        detail = f"'amount' {text[:40]!r} has more decimals than {currency} allows ({most})"
-        raise MessageError("too_many_decimals", detail)
-    whole = whole.lstrip("0") or "0"
-    if len(whole) > 18:  # past money.to_minor's range, and past any bound
-        _refuse_absurd(text, currency, bound)
-    try:
-        return money.to_minor(f"{sign}{whole}.{fraction}" if fraction else f"{sign}{whole}", currency)
-    except money.AmountError as exc:
-        raise MessageError("bad_amount", f"'amount' {exc}") from None
 
 
 def _refuse_absurd(text: str, currency: str, bound: int) -> NoReturn:
@@ -419,7 +395,7 @@ def _parse_csv(data: bytes, now: datetime, max_abs_amount: Decimal) -> Transacti
             "bad_event_time", f"'epoch_seconds' must be up to 12 digits and 6 decimals, got {epoch[:40]!r}"
         )
     sign, whole, fraction = seconds.groups()
-    micros = int(whole) * 1_000_000 + int((fraction or "").ljust(6, "0"))
+    micros = int(whole) * SECOND_US + int((fraction or "").ljust(6, "0"))
     try:
         event_time = _EPOCH_START + timedelta(microseconds=-micros if sign else micros)
     except OverflowError:  # 12 digits of seconds reach past the calendar's years 1-9999

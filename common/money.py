@@ -16,13 +16,27 @@ from decimal import Decimal
 from babel import numbers as _cldr
 
 CURRENCY_CODE = re.compile(r"[A-Z]{3}")
-# A plain decimal: optional sign, 1-18 digits, optional fraction of 1-6 digits. ASCII only, bounded,
-# so it is checked before any conversion and costs the same whatever arrives.
-_DECIMAL = re.compile(r"([+-]?)([0-9]{1,18})(?:\.([0-9]{1,6}))?")
+# A plain decimal: optional sign, 1-40 digits, optional fraction of 1-40 digits. ASCII only, bounded,
+# so it is checked before any conversion and costs the same whatever arrives. Leading zeros of the
+# whole part and trailing zeros of the fraction carry no value and are dropped before the checks.
+_DECIMAL = re.compile(r"([+-]?)([0-9]{1,40})(?:\.([0-9]{1,40}))?", re.ASCII)
+MAX_WHOLE_DIGITS = 18
 
 
 class AmountError(ValueError):
     """An amount that is not a plain decimal, or has more places than its currency allows."""
+
+
+class TooManyPlaces(AmountError):
+    """A plain decimal with more significant places than its currency has (10.5 JPY, 1.001 USD)."""
+
+    def __init__(self, text: str, currency: str, places: int) -> None:
+        super().__init__(f"{text[:40]!r} has more than {places} decimal places, the most {currency} allows")
+        self.currency, self.places = currency, places
+
+
+class AmountTooLarge(AmountError):
+    """A plain decimal whose whole part has more than MAX_WHOLE_DIGITS significant digits."""
 
 
 class UnknownCurrency(ValueError):
@@ -54,8 +68,12 @@ def exponents() -> dict[str, int]:
 
 def to_minor(amount: str | Decimal | int, currency: str) -> int:
     """A decimal amount in `currency` as integer minor units: ("12.34", "USD") -> 1234,
-    ("1000", "JPY") -> 1000, ("1.234", "BHD") -> 1234. Raises AmountError when it is not a plain
-    decimal or has more places than the currency has, UnknownCurrency for an unknown code."""
+    ("1000", "JPY") -> 1000, ("1.234", "BHD") -> 1234, ("012.3400", "USD") -> 1234. The one
+    decimal-to-minor-units conversion.
+
+    Raises, all AmountError: AmountError when it is not a plain decimal, TooManyPlaces when it has
+    more significant places than the currency has, AmountTooLarge past MAX_WHOLE_DIGITS whole digits
+    (checked in that order); UnknownCurrency for an unknown code."""
     places = exponent(currency)
     text = amount if isinstance(amount, str) else format(amount, "f") if isinstance(amount, Decimal) else str(amount)
     match = _DECIMAL.fullmatch(text)
@@ -64,9 +82,19 @@ def to_minor(amount: str | Decimal | int, currency: str) -> int:
     sign, whole, fraction = match.groups()
     fraction = (fraction or "").rstrip("0")
     if len(fraction) > places:
-        raise AmountError(f"{text[:40]!r} has more than {places} decimal places, the most {currency} allows")
+        raise TooManyPlaces(text, currency, places)
+    whole = whole.lstrip("0") or "0"
+    if len(whole) > MAX_WHOLE_DIGITS:
+        raise AmountTooLarge(f"{text[:40]!r} has more than {MAX_WHOLE_DIGITS} whole digits")
     units = int(whole) * 10**places + (int(fraction.ljust(places, "0")) if places else 0)
     return -units if sign == "-" else units
+
+
+@functools.lru_cache(maxsize=1024)
+def floor_to_minor(major: Decimal, currency: str) -> int:
+    """A bound in major units (any number of places) as whole minor units of `currency`, rounded
+    toward zero: (Decimal("1000000"), "BHD") -> 1000000000, (Decimal("9.99"), "JPY") -> 9."""
+    return int(major.scaleb(exponent(currency)))
 
 
 def format_minor(units: int, currency: str) -> str:

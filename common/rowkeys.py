@@ -26,11 +26,10 @@ from __future__ import annotations
 import hashlib
 
 from common.message import TRANSACTION_ID, USER_ID
+from common.timeutil import HOUR_S, HOUR_US, MINUTE_US
 
 SEP = "#"
 GLOBAL = "~"
-HOUR_US = 3_600_000_000
-MINUTE_US = 60_000_000
 
 
 class RowKeyError(ValueError):
@@ -91,7 +90,7 @@ def minute_start_us(event_time_us: int) -> int:
 
 
 def hour_bucket_key(user_id: str, hour_start_s: int) -> bytes:
-    if hour_start_s % 3600:
+    if hour_start_s % HOUR_S:
         raise RowKeyError(f"hour start must be a whole hour, got {hour_start_s}")
     return f"{_user(user_id)}{SEP}{hour_start_s:010d}".encode()
 

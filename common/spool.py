@@ -5,6 +5,16 @@ Layout under spool_dir (dt is the UTC date the file was written):
     dead-letter/dt=YYYY-MM-DD/part-<UTC time>-<random>.parquet      rejected messages, with the reason
 A file appears only once complete: written to a hidden temp name, fsynced, renamed, and the
 directory fsynced. Readers skip names starting with '.' or '_'. Names sort by write time.
+
+The listing rule (list_complete, the one walk every reader uses): a listing reads the folder names
+under transactions/ with their modification times (one call) and lists the files of every folder
+except those closed with the same modification time they have now. Adding or renaming a file into
+a folder changes its time, so a file that lands late in an old folder (a lagging copy, a host whose
+clock is behind) reopens it: no complete file is ever skipped, whatever its folder is called and
+whatever either clock says, while closed folders cost nothing. A folder is closed only once it is
+older than CLOSE_MARGIN_MS at listing time, so a rename in the same clock tick as the listing cannot
+hide. Where folders carry no modification time (object stores), every folder is listed. The job
+records closed folders in its bookkeeping rows (common/jobstate.py).
 """
 
 from __future__ import annotations
@@ -12,15 +22,19 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pyarrow import fs as pafs
 
 TRANSACTIONS = "transactions"
 DEAD_LETTER = "dead-letter"
+CLOSE_MARGIN_MS = 60_000
 
 TRANSACTION_SCHEMA = pa.schema(
     [
@@ -34,6 +48,11 @@ TRANSACTION_SCHEMA = pa.schema(
         pa.field("message_id", pa.string(), nullable=False),
     ]
 )
+
+TRANSACTION_COLUMNS = tuple(TRANSACTION_SCHEMA.names)
+# Spool files of schema version 1 held every amount in hundredths in this column, whatever the
+# currency, where later files hold amount_minor (the job rescales them: jobs/aggregate/transforms.py).
+LEGACY_AMOUNT_COLUMN = "amount_cents"
 
 DEAD_LETTER_SCHEMA = pa.schema(
     [
@@ -105,12 +124,111 @@ def write_atomic(table: pa.Table, path: Path) -> Path:
     return path
 
 
+# --- listing -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One name in a spool folder, as a filesystem lists it."""
+
+    path: str  # the full path, in the filesystem's own form
+    is_dir: bool
+    mtime_ms: int  # modification time, epoch ms; 0 when the filesystem does not say
+
+
+# The entries directly inside one folder (full path in the filesystem's own form); [] when the
+# folder does not exist. One per filesystem API: pyarrow's here, Hadoop's in jobs/aggregate/extract.py.
+Lister = Callable[[str], list[Entry]]
+
+
+def is_complete_file(relative_path: str) -> bool:
+    """True for a finished Parquet file: no path part starts with '.' or '_' (temp or marker files)."""
+    parts = relative_path.split("/")
+    return relative_path.endswith(".parquet") and not any(p.startswith((".", "_")) for p in parts)
+
+
+def folder_of(relative_path: str) -> str:
+    """The folder under transactions/ a spool-relative path is in ("" for a file directly there)."""
+    parts = relative_path.split("/")
+    return parts[1] if len(parts) > 2 else ""
+
+
+def folders_to_list(folders: dict[str, int], closed: dict[str, int]) -> list[str]:
+    """The folders (name -> modification time, epoch ms) whose files must be listed: all but those
+    closed with the very modification time they have now. A time of 0 (unknown) is never trusted."""
+    return sorted(name for name, mtime in folders.items() if not (mtime > 0 and closed.get(name) == mtime))
+
+
+def folders_to_close(
+    folders: dict[str, int], files: list[str], processed: set[str], listed_at_ms: int
+) -> dict[str, int]:
+    """The listed folders to record as closed once the run that processes `files` minus `processed`
+    finishes: every listed file in them is then processed, and they were last changed at least
+    CLOSE_MARGIN_MS before the listing."""
+    open_folders = {folder_of(f) for f in files if f not in processed}
+    return {
+        name: mtime
+        for name, mtime in folders.items()
+        if name and 0 < mtime <= listed_at_ms - CLOSE_MARGIN_MS and name not in open_folders
+    }
+
+
+def _files_below(list_dir: Lister, directory: str) -> list[str]:
+    found: list[str] = []
+    for entry in list_dir(directory):
+        found.extend(_files_below(list_dir, entry.path) if entry.is_dir else [entry.path])
+    return found
+
+
+def list_complete(
+    list_dir: Lister, base: str, kind: str, closed: dict[str, int] | None = None
+) -> tuple[list[str], dict[str, int]]:
+    """The listing rule, whatever the filesystem: complete files of `kind` under the spool at `base`
+    (spool-relative paths, sorted) in the folders folders_to_list says to list given the `closed`
+    ones, and every folder's modification time (epoch ms). Raises what `list_dir` raises."""
+    base = base.rstrip("/")
+    found: list[str] = []
+    folders: dict[str, Entry] = {}
+    for entry in list_dir(f"{base}/{kind}"):
+        name = entry.path.rstrip("/").rsplit("/", 1)[-1]
+        if not entry.is_dir:
+            found.append(entry.path)
+        elif not name.startswith((".", "_")):
+            folders[name] = entry
+    mtimes = {name: entry.mtime_ms for name, entry in folders.items()}
+    for name in folders_to_list(mtimes, closed or {}):
+        found.extend(_files_below(list_dir, folders[name].path))
+    relative = (p[len(base) + 1 :] for p in found if p.startswith(base + "/"))
+    return sorted(p for p in relative if is_complete_file(p)), mtimes
+
+
+def _pyarrow_lister(filesystem: Any) -> Lister:
+    def list_dir(directory: str) -> list[Entry]:
+        infos = filesystem.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
+        return [
+            Entry(i.path, i.type == pafs.FileType.Directory, int(i.mtime_ns // 1_000_000) if i.mtime_ns else 0)
+            for i in infos
+            if i.type in (pafs.FileType.Directory, pafs.FileType.File)
+        ]
+
+    return list_dir
+
+
+def list_spool(spool_dir: str, kind: str, closed: dict[str, int] | None = None) -> tuple[list[str], dict[str, int]]:
+    """list_complete through pyarrow's filesystems: local paths and the URIs pyarrow knows (gs://,
+    hdfs://). Raises OSError when the spool cannot be listed."""
+    if is_local(spool_dir):
+        filesystem: Any = pafs.LocalFileSystem()
+        base = os.path.abspath(local_path(spool_dir))
+    else:
+        filesystem, base = pafs.FileSystem.from_uri(spool_dir)
+    return list_complete(_pyarrow_lister(filesystem), base, kind, closed)
+
+
 def list_files(spool_dir: str, kind: str) -> list[Path]:
-    """Complete spool files of one kind on a local spool, oldest first."""
-    base = local_path(spool_dir) / kind
-    if not base.exists():
-        return []
-    files = [p for p in base.rglob("*.parquet") if not p.name.startswith((".", "_"))]
+    """Complete spool files of one kind on a local spool, oldest first (by file name)."""
+    base = local_path(spool_dir)
+    files = [base / relative for relative in list_spool(spool_dir, kind)[0]]
     return sorted(files, key=lambda p: (p.name, str(p)))
 
 

@@ -6,8 +6,18 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+# Time units, in the two resolutions the code works in: epoch microseconds inside (spool, row keys,
+# transforms) and epoch seconds in row keys' hour and minute starts.
+SECOND_US = 1_000_000
+MINUTE_US = 60 * SECOND_US
+HOUR_US = 60 * MINUTE_US
+MINUTE_S = 60
+HOUR_S = 60 * MINUTE_S
+DAY_S = 24 * HOUR_S
+WEEK_S = 7 * DAY_S
+
 _DURATION = re.compile(r"^\s*([+-]?)(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d|w)\s*$")
-_UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1, "m": MINUTE_S, "h": HOUR_S, "d": DAY_S, "w": WEEK_S}
 _EPOCH = re.compile(r"^\s*-?\d{1,12}(\.\d{1,6})?\s*$")
 
 
@@ -89,7 +99,7 @@ def format_rfc3339(value: datetime) -> str:
 def to_epoch_us(value: datetime) -> int:
     """Aware datetime -> integer microseconds since the epoch (exact, no float)."""
     delta = value.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return (delta.days * DAY_S + delta.seconds) * SECOND_US + delta.microseconds
 
 
 def from_epoch_us(micros: int) -> datetime:
@@ -98,7 +108,7 @@ def from_epoch_us(micros: int) -> datetime:
 
 def floor_to(value: datetime, step: timedelta) -> datetime:
     """Round an aware datetime down to a multiple of step since the epoch (hour, minute...)."""
-    step_us = int(step.total_seconds() * 1_000_000)
+    step_us = int(step.total_seconds() * SECOND_US)
     micros = to_epoch_us(value)
     return from_epoch_us(micros - micros % step_us)
 

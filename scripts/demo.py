@@ -27,7 +27,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 import urllib.request
@@ -36,9 +35,6 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
-from typing import IO
-
-import psutil
 
 from common import clients
 from common.cli import (
@@ -50,6 +46,7 @@ from common.cli import (
     run,
 )
 from common.config import Config, load_config
+from common.procs import Supervised, TimedOut
 from common.timeutil import TimeFormatError, format_rfc3339, parse_duration, utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,25 +75,15 @@ def say(text: str) -> None:
     print(f"    {text}", flush=True)
 
 
-def _group_members(pgid: int) -> list[psutil.Process]:
-    """Live (non-zombie) processes of a process group."""
-    members = []
-    for proc in psutil.process_iter(["status"]):
-        with contextlib.suppress(psutil.Error, ProcessLookupError):
-            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
-                members.append(proc)
-    return members
-
-
 class Children:
-    """Every process the demo starts. Each runs in its own session, so a signal reaches exactly the
-    process it is meant for (a program stops its own helpers, such as the Spark JVM or the emitter's
-    producer, in order), and at the end each whole group can be checked and cleared."""
+    """Every process the demo starts. Each runs in its own session (common.procs), so a signal
+    reaches exactly the process it is meant for (a program stops its own helpers, such as the Spark
+    JVM or the emitter's producer, in order), and at the end each whole group can be checked and
+    cleared."""
 
     def __init__(self) -> None:
-        self.foreground: subprocess.Popen[bytes] | None = None
-        self.background: list[tuple[str, subprocess.Popen[bytes]]] = []
-        self.logs: list[IO[bytes]] = []
+        self.foreground: Supervised | None = None
+        self.background: list[tuple[str, Supervised]] = []
         self.stopping = False
         self.forced = False
 
@@ -105,13 +92,13 @@ class Children:
         when it fails."""
         if self.stopping:
             raise KeyboardInterrupt
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
+        proc = Supervised(cmd, env=env, cwd=ROOT)
         self.foreground = proc
         try:
             code = proc.wait()
         finally:
             self.foreground = None
-            self._clear_group(proc.pid, GROUP_GRACE_SECONDS)
+            proc.ensure_stopped(GROUP_GRACE_SECONDS)
         if self.stopping:
             raise KeyboardInterrupt
         if code != 0:
@@ -119,74 +106,42 @@ class Children:
 
     def start(self, name: str, cmd: list[str], env: dict[str, str], log: Path) -> None:
         """Start a background process, its output appended to `log`."""
-        handle = open(log, "ab")  # noqa: SIM115 - closed in stop_all, once the process is gone
-        self.logs.append(handle)
-        proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env=env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        self.background.append((name, proc))
+        self.background.append((name, Supervised(cmd, log, env=env, cwd=ROOT, append=True)))
 
     def exited(self) -> list[tuple[str, int]]:
         """(name, exit code) of background processes that have exited."""
-        return [(name, proc.returncode) for name, proc in self.background if proc.poll() is not None]
+        return [(name, code) for name, proc in self.background if (code := proc.returncode) is not None]
 
     def on_signal(self, signum: int, frame: FrameType | None) -> None:
         """First Ctrl-C: stop everything cleanly. Second: kill what is left."""
         if self.stopping:
             self.forced = True
             for proc in self._all():
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.signal_group(signal.SIGKILL)
             return
         self.stopping = True
         if self.foreground is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.foreground.pid, signal.SIGTERM)
+            self.foreground.signal(signal.SIGTERM)
 
     def stop_all(self) -> None:
         """SIGTERM to each background process (not its helpers, which it stops itself), wait for it,
         then make sure nothing of its process group is left."""
         self.stopping = True
         for _, proc in self.background:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGTERM)
+            proc.signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         for name, proc in self.background:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
                 outcome = f"killed {name} (second Ctrl-C)" if self.forced else f"stopped {name}"
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            except TimedOut:
                 outcome = f"killed {name} (still busy {STOP_GRACE_SECONDS:.0f} s after SIGTERM)"
-            left = self._clear_group(proc.pid, GROUP_GRACE_SECONDS)
+            left = proc.ensure_stopped(GROUP_GRACE_SECONDS)
             say(outcome + (f"; killed {left} leftover helper processes" if left else ""))
-        for handle in self.logs:
-            handle.close()
 
-    def _all(self) -> list[subprocess.Popen[bytes]]:
+    def _all(self) -> list[Supervised]:
         procs = [proc for _, proc in self.background]
         return procs + ([self.foreground] if self.foreground is not None else [])
-
-    @staticmethod
-    def _clear_group(pgid: int, grace: float) -> int:
-        """Wait up to `grace` seconds for the rest of a process group to exit, then SIGKILL it.
-        Returns how many processes had to be killed."""
-        deadline = time.monotonic() + grace
-        while (members := _group_members(pgid)) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        for proc in members:
-            with contextlib.suppress(psutil.Error):
-                proc.kill()
-        return len(members)
 
 
 def _short(cmd: list[str]) -> list[str]:

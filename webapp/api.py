@@ -13,12 +13,12 @@ from google.api_core import retry as gretry
 
 from common import clients
 from common.config import late_horizon
+from common.jobstate import read_job_status
 from common.message import EARLIEST_EVENT, MAX_FUTURE, MessageError, parse_message
 from common.money import format_minor, is_currency
 from common.rowkeys import parse_transaction_key
 from common.store import StoredTransaction
 from common.timeutil import format_rfc3339, from_epoch_us, to_epoch_us
-from jobs.aggregate.state import read_job_status
 from webapp import params, queries
 from webapp.errors import BackendUnavailable, BadParameter, error_response
 from webapp.services import get_table, now, services

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from jobs.aggregate.state import read_job_status
+from common.jobstate import read_job_status
 from webapp.queries import Totals, whole_hour_total
 
 RunTag = tuple[int, str]

@@ -4,16 +4,14 @@ how many rows each recent run set aside as late. 200 when the API can serve, els
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
-from types import ModuleType
 from typing import Any
 
 from flask import Blueprint, jsonify
 from google.api_core import exceptions as gexc
 
-from common import clients, rowkeys, spool, store
+from common import clients, jobstate, rowkeys, spool, store
 from common.timeutil import format_rfc3339
 from webapp.services import Services, services
 
@@ -21,14 +19,6 @@ bp = Blueprint("health", __name__)
 log = logging.getLogger(__name__)
 PUBSUB_TIMEOUT_S = 2.0
 RECENT_RUNS = 10  # runs whose late and conflict counts /health lists
-
-
-def _job_state() -> ModuleType | None:
-    """jobs.aggregate.state, which reads the job's bookkeeping rows, when it is installed."""
-    try:
-        return importlib.import_module("jobs.aggregate.state")
-    except ImportError:
-        return None
 
 
 def _bigtable(svc: Services) -> dict[str, Any]:
@@ -54,14 +44,14 @@ def _pubsub(svc: Services) -> dict[str, Any]:
     return {"reachable": True, "topic_exists": True, "topic": svc.cfg.topic_id}
 
 
-def _recent_runs(state: ModuleType, table: Any, last_run: int) -> list[dict[str, Any]]:
+def _recent_runs(table: Any, last_run: int) -> list[dict[str, Any]]:
     """The late rows, rows set aside and conflicts of the last RECENT_RUNS runs, newest first, from
     their ~run# summaries (one read)."""
     runs = {rowkeys.run_key(run): run for run in range(max(1, last_run - RECENT_RUNS + 1), last_run + 1)}
     found = store.read_rows_at(table, list(runs), store.META)
     out = []
     for key, run in sorted(runs.items(), key=lambda item: -item[1]):
-        raw = found.get(key, {}).get(state.RUN_SUMMARY)
+        raw = found.get(key, {}).get(jobstate.RUN_SUMMARY)
         summary = json.loads(raw) if raw else {}
         out.append(
             {
@@ -75,20 +65,19 @@ def _recent_runs(state: ModuleType, table: Any, last_run: int) -> list[dict[str,
 
 
 def _job_fields(svc: Services, table_ok: bool) -> dict[str, Any]:
-    state = _job_state()
-    if state is None or not table_ok:
+    if not table_ok:
         return {"last_job_run": None, "spool_backlog": None, "conflicts_total": None, "recent_runs": None}
     out: dict[str, Any] = {}
     try:
-        status = state.read_job_status(svc.table())
+        status = jobstate.read_job_status(svc.table())
         out["last_job_run"] = status
         out["conflicts_total"] = int(status.get("conflicts_total") or 0) if status else 0
-        out["recent_runs"] = _recent_runs(state, svc.table(), int(status.get("last_run") or 0)) if status else []
+        out["recent_runs"] = _recent_runs(svc.table(), int(status.get("last_run") or 0)) if status else []
     except Exception as exc:  # bookkeeping must not take the health page down with it
         log.warning("reading the job status failed: %s", exc)
         out.update(last_job_run=None, conflicts_total=None, recent_runs=None)
     try:
-        out["spool_backlog"] = int(state.spool_backlog(svc.cfg, svc.table()))
+        out["spool_backlog"] = jobstate.spool_backlog(svc.cfg, svc.table())
     except Exception as exc:
         log.warning("measuring the spool backlog failed: %s", exc)
         out["spool_backlog"] = None

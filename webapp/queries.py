@@ -21,13 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from common import rowkeys, store
-from common.rowkeys import HOUR_US
 from common.store import StoredTransaction
-from common.timeutil import parse_rfc3339, to_epoch_us
+from common.timeutil import HOUR_S, HOUR_US, MINUTE_S, SECOND_US, parse_rfc3339, to_epoch_us
 
-HOUR_S = 3600
-MINUTE_S = 60
-MIN_WINDOW_US = 1_000_000
+MIN_WINDOW_US = SECOND_US
 INITIAL_WINDOW_US = 6 * HOUR_US  # a typical card holder spends a few times an hour
 WINDOW_ROW_CAP = 2000  # one backward-window scan returns at most this many rows (fewer for small pages)
 MAX_WINDOW_US = 100 * 366 * 24 * HOUR_US
@@ -113,7 +110,7 @@ def _hour_rows(table: Any, user_id: str, first_us: int, end_us: int) -> list[tup
     to the last would also walk every transaction row sorted between them (a busy hour's thousands),
     which under load took past the read timeout (a 503 in the soak benchmark)."""
     keys = [
-        rowkeys.hour_bucket_key(user_id, hour) for hour in range(first_us // 1_000_000, end_us // 1_000_000, HOUR_S)
+        rowkeys.hour_bucket_key(user_id, hour) for hour in range(first_us // SECOND_US, end_us // SECOND_US, HOUR_S)
     ]
     found = store.read_counters_at(table, store.HOUR, keys)
     return [
@@ -126,7 +123,7 @@ def _edge_rows(table: Any, user_id: str, edges: list[tuple[int, int]]) -> list[t
     found = []
     for txn in store.read_transactions_in(table, ranges):
         _, event_us, _ = rowkeys.parse_transaction_key(txn.key)
-        found.append((rowkeys.hour_start_us(event_us) // 1_000_000, Totals.of(txn.currency, txn.amount_minor, 1)))
+        found.append((rowkeys.hour_start_us(event_us) // SECOND_US, Totals.of(txn.currency, txn.amount_minor, 1)))
     return found
 
 
@@ -164,8 +161,8 @@ def hourly(table: Any, user_id: str, start_us: int, end_us: int) -> list[tuple[i
     if start_us >= end_us:
         return []
     totals = hour_totals(table, user_id, start_us, end_us)
-    first = rowkeys.hour_start_us(start_us) // 1_000_000
-    return [(hour, totals.get(hour, Totals())) for hour in range(first, _ceil(end_us, HOUR_US) // 1_000_000, HOUR_S)]
+    first = rowkeys.hour_start_us(start_us) // SECOND_US
+    return [(hour, totals.get(hour, Totals())) for hour in range(first, _ceil(end_us, HOUR_US) // SECOND_US, HOUR_S)]
 
 
 @dataclass(frozen=True)
@@ -246,7 +243,7 @@ def decode_page_token(token: str, user_id: str) -> Cursor:
 def top_users(table: Any, now_us: int, hours: int, n: int, currency: str) -> list[tuple[str, int]]:
     """The n users with the highest total in `currency` (minor units) over the current hour and
     the hours-1 before it, highest first (ties by user id). Other currencies are not looked at."""
-    current = rowkeys.hour_start_us(now_us) // 1_000_000
+    current = rowkeys.hour_start_us(now_us) // SECOND_US
     start = current - (hours - 1) * HOUR_S
     totals: Counter[str] = Counter()
     for _, cells in store.read_counter_rows(
@@ -262,7 +259,7 @@ def top_users(table: Any, now_us: int, hours: int, n: int, currency: str) -> lis
 def per_minute(table: Any, now_us: int, minutes: int) -> list[tuple[int, Totals]]:
     """All users' totals per minute and currency over the current minute and the minutes-1 before
     it, oldest first, empty Totals for minutes without data."""
-    current = rowkeys.minute_start_us(now_us) // 1_000_000
+    current = rowkeys.minute_start_us(now_us) // SECOND_US
     start = current - (minutes - 1) * MINUTE_S
     found = {
         rowkeys.parse_minute_key(key): Totals.from_counter_cells(cells)

@@ -87,10 +87,10 @@ class Runner:
         self.more = False  # the last run left new files (job_max_files_per_run) for the next one
 
     def run_once(self, rebuild: bool, wait: bool) -> int:
+        from common.jobstate import JobStateError
         from jobs.aggregate import job
         from jobs.aggregate.extract import SpoolSchemaError
         from jobs.aggregate.session import get_spark
-        from jobs.aggregate.state import JobStateError
 
         try:
             with run_lock(self.cfg, wait=wait, say=log):

@@ -17,7 +17,6 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from common import spool
-from jobs.aggregate import state
 
 _ARROW_TO_SPARK = {
     pa.string(): T.StringType(),
@@ -25,8 +24,8 @@ _ARROW_TO_SPARK = {
     pa.timestamp("us", tz="UTC"): T.TimestampType(),
 }
 EXPECTED_TYPES: dict[str, T.DataType] = {f.name: _ARROW_TO_SPARK[f.type] for f in spool.TRANSACTION_SCHEMA}
-# Spool files of schema version 1 hold `amount_cents` (hundredths) where later ones hold amount_minor.
-LEGACY_AMOUNTS = {"amount_minor": "amount_cents"}
+# The column older spool files hold in place of amount_minor (see spool.LEGACY_AMOUNT_COLUMN).
+LEGACY_AMOUNTS = {"amount_minor": spool.LEGACY_AMOUNT_COLUMN}
 
 
 class SpoolSchemaError(ValueError):
@@ -48,44 +47,34 @@ def _hadoop_fs(spark: SparkSession, uri: str) -> tuple[Any, Any]:
     return jvm, filesystem
 
 
-def _files_under(filesystem: Any, directory: Any) -> list[str]:
-    """Every file below `directory`, by listStatus. Not listFiles: on a local spool it reads each
-    file's permissions (one `ls` process per file) and fails when the spooler renames a temp file
-    away meanwhile; listStatus reads names and sizes only and skips entries that vanished."""
-    found: list[str] = []
-    for status in filesystem.listStatus(directory):
-        if status.isDirectory():
-            found.extend(_files_under(filesystem, status.getPath()))
-        else:
-            found.append(status.getPath().toString())
-    return found
+def _hadoop_lister(jvm: Any, filesystem: Any) -> spool.Lister:
+    """spool.Lister over a Hadoop FileSystem, by listStatus. Not listFiles: on a local spool it reads
+    each file's permissions (one `ls` process per file) and fails when the spooler renames a temp
+    file away meanwhile; listStatus reads names and sizes only and skips entries that vanished."""
+
+    def list_dir(directory: str) -> list[spool.Entry]:
+        try:
+            statuses = filesystem.listStatus(jvm.org.apache.hadoop.fs.Path(directory))
+        except Py4JJavaError as exc:
+            if exc.java_exception.getClass().getName() == "java.io.FileNotFoundException":
+                return []
+            raise
+        return [
+            spool.Entry(s.getPath().toString(), bool(s.isDirectory()), int(s.getModificationTime())) for s in statuses
+        ]
+
+    return list_dir
 
 
 def list_spool_files(
     spark: SparkSession, spool_dir: str, closed: dict[str, int] | None = None
 ) -> tuple[list[str], dict[str, int]]:
-    """Complete transaction files under spool_dir (spool-relative paths, sorted) in the folders the
-    listing rule (state.folders_to_list) says to list, and every folder's modification time (epoch
-    ms). Names starting with '.' or '_' are not complete files."""
+    """Complete transaction files under spool_dir (spool-relative paths, sorted) by the spool's
+    listing rule (spool.list_complete) through the session's Hadoop FileSystem, and every folder's
+    modification time (epoch ms)."""
     jvm, filesystem = _hadoop_fs(spark, spool_uri(spool_dir))
-    base = filesystem.makeQualified(jvm.org.apache.hadoop.fs.Path(spool_uri(spool_dir))).toString().rstrip("/")
-    root = jvm.org.apache.hadoop.fs.Path(f"{base}/{spool.TRANSACTIONS}")
-    if not filesystem.exists(root):
-        return [], {}
-    found: list[str] = []
-    folders: dict[str, Any] = {}
-    for status in filesystem.listStatus(root):
-        path = status.getPath()
-        if status.isDirectory():
-            if not path.getName().startswith((".", "_")):
-                folders[path.getName()] = (path, int(status.getModificationTime()))
-        else:
-            found.append(path.toString())
-    mtimes = {name: mtime for name, (_, mtime) in folders.items()}
-    for name in state.folders_to_list(mtimes, closed or {}):
-        found.extend(_files_under(filesystem, folders[name][0]))
-    relative = (p[len(base) + 1 :] for p in found if p.startswith(base + "/"))
-    return sorted(p for p in relative if state.is_complete_file(p)), mtimes
+    base = filesystem.makeQualified(jvm.org.apache.hadoop.fs.Path(spool_uri(spool_dir))).toString()
+    return spool.list_complete(_hadoop_lister(jvm, filesystem), base, spool.TRANSACTIONS, closed)
 
 
 def check_schema(df: DataFrame) -> DataFrame:

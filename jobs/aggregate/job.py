@@ -20,9 +20,9 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common import clients, money, outage, store
+from common import clients, jobstate, money, outage, spool, store
 from common.config import Config, late_horizon
-from jobs.aggregate import extract, load, state
+from jobs.aggregate import extract, load
 from jobs.aggregate import transforms as tf
 from jobs.aggregate.progress import spark_progress
 
@@ -123,18 +123,10 @@ def _collect_results(results: DataFrame) -> tuple[dict[str, int], list[tuple[str
 def load_transactions(cfg: Config, run_id: int, remaining: DataFrame) -> tuple[dict[str, int], list]:
     """Write the id index and dcflist rows of the remaining transactions, marked with this run.
     Returns ({family: rows written}, [(family, failed key, reason)])."""
-    columns = (
-        "user_id",
-        "event_time",
-        "transaction_id",
-        "amount_minor",
-        "currency",
-        "merchant_category",
-        "publish_time",
-        "message_id",
-    )
     return _collect_results(
-        remaining.select(*columns).mapInArrow(load.write_transactions(cfg, run_id), load.RESULT_SCHEMA)
+        remaining.select(*spool.TRANSACTION_COLUMNS).mapInArrow(
+            load.write_transactions(cfg, run_id), load.RESULT_SCHEMA
+        )
     )
 
 
@@ -159,48 +151,48 @@ def load_counters(cfg: Config, run_id: int, remaining: DataFrame) -> tuple[dict[
 
 def _start_run(
     spark: SparkSession, cfg: Config, table: Any, summary: RunSummary, say: Callable[[str], None]
-) -> tuple[state.PendingRun | None, DataFrame | None]:
+) -> tuple[jobstate.PendingRun | None, DataFrame | None]:
     """(run, its spool rows): the interrupted run, else a new one over the files not processed yet
     (recorded as pending once their schema is checked), else (None, None) when there is nothing new."""
-    status = state.read_job_status(table)
-    run = state.pending_run(status)
+    status = jobstate.read_job_status(table)
+    run = jobstate.pending_run(status)
     if run is not None:
         summary.resumed = True
         say(f"resuming run {run.run_id}: {len(run.files):,} files listed by its interrupted attempt")
         return run, extract.read_spool(spark, cfg.spool_dir, run.files)
-    if status is None and state.has_counted_data(table):
-        raise state.JobStateError(
+    if status is None and jobstate.has_counted_data(table):
+        raise jobstate.JobStateError(
             f"table {cfg.table_id} holds buckets but no job state (~job); run with --rebuild to recount it"
         )
     listed_at = datetime.now(UTC)
     with spark_progress(spark, "list spool"):
-        closed_before = state.closed_folders(table)
+        closed_before = jobstate.closed_folders(table)
         files, folders = extract.list_spool_files(spark, cfg.spool_dir, closed_before)
-    done = state.processed_among(table, files)
+    done = jobstate.processed_among(table, files)
     new_files = [f for f in files if f not in done]
     # At most job_max_files_per_run files, the oldest first (the listing is sorted and names sort in
     # time order): a run's memory follows its input, so a backlog after an outage is counted in slices.
     summary.files_left = max(0, len(new_files) - cfg.job_max_files_per_run)
     new_files = new_files[: cfg.job_max_files_per_run]
-    closing = state.folders_to_close(folders, files, done | set(new_files), int(listed_at.timestamp() * 1000))
+    closing = spool.folders_to_close(folders, files, done | set(new_files), int(listed_at.timestamp() * 1000))
     closing = {name: mtime for name, mtime in closing.items() if closed_before.get(name) != mtime}
     if not new_files:
         if closing:  # nothing new, but some folders are now old enough to be closed
-            state.close_folders(table, closing)
+            jobstate.close_folders(table, closing)
         return None, None
     # Read (schema checked) before the run is recorded, so a bad file can be moved aside.
     raw = extract.read_spool(spark, cfg.spool_dir, new_files)
-    return state.begin_run(table, status, new_files, listed_at, closing), raw
+    return jobstate.begin_run(table, status, new_files, listed_at, closing), raw
 
 
-def _extract(cfg: Config, table: Any, run: state.PendingRun, raw: DataFrame, summary: RunSummary) -> None:
+def _extract(cfg: Config, table: Any, run: jobstate.PendingRun, raw: DataFrame, summary: RunSummary) -> None:
     """Count the run's rows; raise SpoolSchemaError when a required column holds nulls."""
     counts = extract.find_nulls(raw).first()
     summary.rows = int(counts["rows"]) if counts else 0
     error = extract.null_error(raw, counts.asDict() if counts else {}, cfg.spool_dir)
     if error is not None:
         if not summary.resumed:  # nothing written yet: forget the run so the file can be moved aside
-            state.abandon_run(table, run)
+            jobstate.abandon_run(table, run)
         raise error
 
 
@@ -290,7 +282,7 @@ def run_once(spark: SparkSession, cfg: Config, rebuild: bool = False, say: Calla
         .transform(tf.on_time)
         .transform(tf.with_hour_start)
     )
-    if state.has_id_index(table):  # else no run has counted anything yet: nothing to look up
+    if jobstate.has_id_index(table):  # else no run has counted anything yet: nothing to look up
         with spark_progress(spark, "look up earlier runs"):
             remaining = drop_already_counted(cfg, run.run_id, remaining, summary)
     say(
@@ -318,8 +310,8 @@ def run_once(spark: SparkSession, cfg: Config, rebuild: bool = False, say: Calla
             f"run {run.run_id}: {summary.failures:,} Bigtable rows failed (first shown above); "
             "the run stays pending and is retried by the next invocation"
         )
-    conflicts_before = (state.read_job_status(table) or {}).get("conflicts_total", 0)
-    state.finish_run(table, run, asdict(summary), datetime.now(UTC), conflicts_before)
+    conflicts_before = (jobstate.read_job_status(table) or {}).get("conflicts_total", 0)
+    jobstate.finish_run(table, run, asdict(summary), datetime.now(UTC), conflicts_before)
     summary.seconds = time.monotonic() - started
     say(summary.line())
     return summary

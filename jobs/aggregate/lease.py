@@ -29,7 +29,8 @@ from typing import Any
 from google.cloud.bigtable import row_filters
 
 from common import rowkeys, store
-from jobs.aggregate.state import LEASE
+from common.jobstate import LEASE
+from common.timeutil import SECOND_US
 
 _SAFE = re.compile(r"[^A-Za-z0-9.-]")
 
@@ -101,7 +102,7 @@ class TableLease:
         self.lost = threading.Event()
 
     def _now_us(self) -> int:
-        return int(self.clock() * 1_000_000)
+        return int(self.clock() * SECOND_US)
 
     def _swap(self, current: bytes | None, new: bytes) -> bool:
         """Write `new` if the lease cell still holds `current` (None: no cell at all)."""
@@ -121,7 +122,7 @@ class TableLease:
         value, holder, expiry = self.current()
         if value and holder and holder != self.holder and expiry > self._now_us() and not dead_on_this_machine(holder):
             return holder, expiry
-        new = f"{self.holder}|{self._now_us() + int(self.seconds * 1_000_000)}".encode()
+        new = f"{self.holder}|{self._now_us() + int(self.seconds * SECOND_US)}".encode()
         if self._swap(value, new):
             self.value = new
             self.lost.clear()
@@ -133,7 +134,7 @@ class TableLease:
         """Push the expiry on; False (and `lost` set) when the lease is no longer ours."""
         if self.value is None:
             return False
-        new = f"{self.holder}|{self._now_us() + int(self.seconds * 1_000_000)}".encode()
+        new = f"{self.holder}|{self._now_us() + int(self.seconds * SECOND_US)}".encode()
         if self._swap(self.value, new):
             self.value = new
             return True
@@ -156,7 +157,7 @@ def held(lease: TableLease, wait: bool = False, say: Callable[[str], None] = lam
     told = False
     while (other := lease.try_claim()) is not None:
         holder, expiry = other
-        left = max(0.0, expiry / 1_000_000 - lease.clock())
+        left = max(0.0, expiry / SECOND_US - lease.clock())
         if not wait:
             raise LeaseHeld(
                 f"another aggregation run ({holder}) holds the job's lease in the table for {left:.0f} s more"

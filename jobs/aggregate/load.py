@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from common import clients, rowkeys, store
 from common.config import Config
-from common.timeutil import format_rfc3339_column
+from common.timeutil import SECOND_US, format_rfc3339_column
 
 ArrowFn = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
 
@@ -147,9 +147,8 @@ def write_conflicts(cfg: Config, run_id: int) -> ArrowFn:
 
 
 def write_transactions(cfg: Config, run_id: int) -> ArrowFn:
-    """Transactions (user_id, event_time, transaction_id, amount_minor, currency, merchant_category,
-    publish_time, message_id) -> their id index rows and dcflist rows, carrying this run's marker,
-    in one MutateRows request per batch."""
+    """Transactions (the spool's columns, spool.TRANSACTION_COLUMNS) -> their id index rows and
+    dcflist rows, carrying this run's marker, in one MutateRows request per batch."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         table = _table(cfg)
@@ -223,7 +222,7 @@ def _totals(totals: list[dict[str, Any]]) -> dict[bytes, int]:
 
 def _hour_deltas(batch: pa.RecordBatch) -> dict[bytes, dict[bytes, int]]:
     return {
-        rowkeys.hour_bucket_key(user, hour // 1_000_000): _totals(totals)
+        rowkeys.hour_bucket_key(user, hour // SECOND_US): _totals(totals)
         for user, hour, totals in zip(
             batch.column("user_id").to_pylist(),
             _micros(batch, "hour_start"),
@@ -235,14 +234,14 @@ def _hour_deltas(batch: pa.RecordBatch) -> dict[bytes, dict[bytes, int]]:
 
 def _minute_deltas(batch: pa.RecordBatch) -> dict[bytes, dict[bytes, int]]:
     return {
-        rowkeys.minute_key(minute // 1_000_000): _totals(totals)
+        rowkeys.minute_key(minute // SECOND_US): _totals(totals)
         for minute, totals in zip(_micros(batch, "minute_start"), batch.column("totals").to_pylist(), strict=True)
     }
 
 
 def _top_deltas(batch: pa.RecordBatch) -> dict[bytes, dict[bytes, int]]:
     return {
-        rowkeys.top_hour_key(hour // 1_000_000): {
+        rowkeys.top_hour_key(hour // SECOND_US): {
             store.top_qualifier(s["currency"], s["user_id"]): s["sum_minor"] for s in spenders
         }
         for hour, spenders in zip(_micros(batch, "hour_start"), batch.column("spenders").to_pylist(), strict=True)

@@ -15,21 +15,13 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-HOUR_US = 3_600_000_000
-MINUTE_US = 60_000_000
-SPOOL_COLUMNS = (
-    "transaction_id",
-    "user_id",
-    "amount_minor",
-    "currency",
-    "merchant_category",
-    "event_time",
-    "publish_time",
-    "message_id",
-)
+from common import spool
+from common.timeutil import HOUR_US, MINUTE_US, SECOND_US
+
+SPOOL_COLUMNS = spool.TRANSACTION_COLUMNS
 
 IDENTITY = ("user_id", "amount_minor", "currency", "event_time")
-LEGACY_AMOUNT = "amount_cents"  # spool files of schema version 1 held every amount in hundredths
+LEGACY_AMOUNT = spool.LEGACY_AMOUNT_COLUMN
 
 
 def _floor_time(column: str, step_us: int) -> Column:
@@ -91,7 +83,7 @@ def flag_late(df: DataFrame, late_horizon_seconds: int) -> DataFrame:
     """Add `late`: published more than the horizon after its event time. Decided per record from
     its own two times, so the answer never depends on when the job runs."""
     lag_us = F.unix_micros("publish_time") - F.unix_micros("event_time")
-    return df.withColumn("late", lag_us > F.lit(int(late_horizon_seconds) * 1_000_000))
+    return df.withColumn("late", lag_us > F.lit(int(late_horizon_seconds) * SECOND_US))
 
 
 def on_time(df: DataFrame) -> DataFrame:

@@ -53,6 +53,7 @@ from common.cli import log
 from common.config import Config, ConfigError
 from common.message import MessageError, parse_message
 from common.outage import Backoff, describe_os_error, first_line, is_outage
+from common.timeutil import SECOND_US
 from jobs.spooler.batch import InternTable, SpoolBatch
 
 DEFAULT_PULLERS = 4
@@ -218,7 +219,7 @@ class Spooler:
                 data = message.data
                 largest = max(largest, len(data))
                 stamp = message.publish_time
-                publish_us = stamp.seconds * 1_000_000 + stamp.nanos // 1000
+                publish_us = stamp.seconds * SECOND_US + stamp.nanos // 1000
                 error: MessageError | None = None
                 try:
                     txn = parse_message(data, now, max_bytes, max_abs)

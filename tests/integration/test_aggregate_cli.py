@@ -14,9 +14,8 @@ from pathlib import Path
 import pandas as pd
 from aggregate_support import assert_contents, expected_contents, make_ledger, read_contents, write_spool
 
-from common import clients
+from common import clients, jobstate
 from common.config import Config
-from jobs.aggregate import state
 from jobs.aggregate.lock import run_lock
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,7 +63,7 @@ def test_a_second_run_while_one_holds_the_lock_exits_with_a_clear_message(cfg: C
         f"error: another aggregation run (pid {os.getpid()}) holds {path}; it will pick up new files too, "
         "or pass --wait to run after it"
     ]
-    assert state.read_job_status(clients.ensure_table(cfg)) is None
+    assert jobstate.read_job_status(clients.ensure_table(cfg)) is None
 
 
 def test_every_with_wait_waits_for_the_lock_then_runs_on_schedule_until_sigterm(cfg: Config, tmp_path: Path) -> None:
@@ -77,14 +76,14 @@ def test_every_with_wait_waits_for_the_lock_then_runs_on_schedule_until_sigterm(
         try:
             time.sleep(3)
             assert proc.poll() is None  # waiting for the lock, not exited
-            assert state.read_job_status(table) is None  # and not running
+            assert jobstate.read_job_status(table) is None  # and not running
         except BaseException:
             proc.kill()
             raise
     try:
-        wait_for(lambda: (state.read_job_status(table) or {}).get("last_run") == 1)
+        wait_for(lambda: (jobstate.read_job_status(table) or {}).get("last_run") == 1)
         write_spool(cfg, second, files=1)
-        wait_for(lambda: (state.read_job_status(table) or {}).get("last_run") == 2)
+        wait_for(lambda: (jobstate.read_job_status(table) or {}).get("last_run") == 2)
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=120)
@@ -118,7 +117,7 @@ def test_a_backlog_beyond_one_run_is_counted_in_back_to_back_runs_by_one_invocat
     write_spool(cfg, more, files=3)
     proc = start(config, "--every", "1h", "--master", "local[1]")
     try:
-        wait_for(lambda: (state.read_job_status(table) or {}).get("last_run") == 5, timeout=240)
+        wait_for(lambda: (jobstate.read_job_status(table) or {}).get("last_run") == 5, timeout=240)
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)

@@ -16,9 +16,8 @@ from typing import Any
 import pandas as pd
 from aggregate_support import assert_contents, duplicates_of, expected_contents, make_ledger, read_contents, write_spool
 
-from common import clients, store
+from common import clients, jobstate, store
 from common.config import Config
-from jobs.aggregate import state
 from jobs.aggregate.load import PAUSE_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,13 +83,13 @@ def test_sigkill_during_the_bigtable_writes_then_a_new_run_is_exact(cfg: Config,
     proc = start_job(config, *SLOW, pause=0.3)
     kill_when(proc, lambda: 0 < rows_of(table, store.LIST) < 600)
     assert rows_of(table, store.HOUR) == 0
-    status = state.read_job_status(table)
+    status = jobstate.read_job_status(table)
     assert status is not None and status["pending"]["run_id"] == 1 and status["last_run"] == 0
 
     # 2: the same run, resumed, killed once some, but not all, hour buckets have been added to.
     proc = start_job(config, *SLOW, pause=0.3)
     kill_when(proc, lambda: 0 < rows_of(table, store.HOUR) < len(expected.buckets))
-    assert state.pending_run(state.read_job_status(table)) is not None
+    assert jobstate.pending_run(jobstate.read_job_status(table)) is not None
 
     # 3: run again to the end.
     result = subprocess.run(
@@ -104,7 +103,7 @@ def test_sigkill_during_the_bigtable_writes_then_a_new_run_is_exact(cfg: Config,
     assert "resuming run 1" in result.stderr
     assert "run 1 (resumed): 3 files, 660 rows, 60 duplicates dropped" in result.stderr
     assert_contents(read_contents(table), expected)
-    status = state.read_job_status(table)
+    status = jobstate.read_job_status(table)
     assert status is not None and status["last_run"] == 1 and status["pending"] is None
 
 

@@ -17,9 +17,9 @@ import pytest
 from aggregate_support import assert_contents, duplicates_of, expected_contents, make_ledger, read_contents, write_spool
 from conftest import cleanup_resources, make_config
 
-from common import clients, rowkeys, spool, store
+from common import clients, jobstate, rowkeys, spool, store
 from common.config import Config
-from jobs.aggregate import job, state
+from jobs.aggregate import job
 from jobs.aggregate.extract import SpoolSchemaError
 
 
@@ -45,10 +45,10 @@ def test_one_run_matches_the_ledger_for_every_user_hour(spark: Any, cfg: Config)
     assert summary.buckets_written == len(expected.buckets)
     table = clients.bigtable_table(cfg)
     assert_contents(read_contents(table), expected)
-    status = state.read_job_status(table)
+    status = jobstate.read_job_status(table)
     assert status is not None and status["last_run"] == 1 and status["pending"] is None
     assert status["last_summary"]["rows_written"] == 1500
-    assert state.spool_backlog(cfg, table) == 0
+    assert jobstate.spool_backlog(cfg, table) == 0
 
 
 def test_three_runs_over_three_slices_equal_one_run_over_all(spark: Any, cfg: Config, other_table: Config) -> None:
@@ -56,7 +56,7 @@ def test_three_runs_over_three_slices_equal_one_run_over_all(spark: Any, cfg: Co
     slices = [make_ledger(f"slice{i}", 400, first_hour=i * 2, hours=6, seed=i) for i in range(3)]
     for index, ledger in enumerate(slices):
         write_spool(cfg, ledger, files=2, seed=index)
-        assert state.spool_backlog(cfg, clients.ensure_table(cfg)) == 2
+        assert jobstate.spool_backlog(cfg, clients.ensure_table(cfg)) == 2
         summary = run(spark, cfg)
         assert (summary.run_id, summary.rows, summary.rows_written) == (index + 1, 400, 400)
     everything = pd.concat(slices, ignore_index=True)
@@ -81,7 +81,7 @@ def test_a_backlog_larger_than_a_run_is_counted_oldest_first_in_slices(
     for run_id, files, left in ((1, 3, 4), (2, 3, 1), (3, 1, 0)):
         summary = run(spark, capped)
         assert (summary.run_id, summary.files, summary.files_left) == (run_id, files, left)
-        processed = sorted(state.processed_among(clients.bigtable_table(cfg), oldest_first))
+        processed = sorted(jobstate.processed_among(clients.bigtable_table(cfg), oldest_first))
         taken.append(processed)
     assert taken == [oldest_first[:3], oldest_first[:6], oldest_first]  # the oldest files first
     assert run(spark, capped).run_id == 0  # nothing left
@@ -122,7 +122,7 @@ def test_duplicates_reordering_and_late_events_are_counted_exactly(spark: Any, c
     assert len(expected.transactions) == 800  # the 50 beyond the horizon are not folded in
     assert_contents(read_contents(clients.bigtable_table(cfg)), expected)
     assert all(p.exists() for p in paths)  # late rows stay in the spool
-    status = state.read_job_status(clients.bigtable_table(cfg))
+    status = jobstate.read_job_status(clients.bigtable_table(cfg))
     assert status is not None and status["last_summary"]["late_rows"] == 50
     # Each late row is recorded for the API's late list, with its own values.
     late = store.read_late(clients.bigtable_table(cfg), *rowkeys.late_range(0, 10**16 - 1))
@@ -148,7 +148,7 @@ def test_rerun_and_rebuild_leave_the_table_identical(spark: Any, cfg: Config) ->
     summary = run(spark, cfg, rebuild=True)
     assert (summary.run_id, summary.files, summary.rows, summary.rows_written) == (1, 4, 850, 800)
     assert store.dump_table(table) == before
-    assert state.read_job_status(table)["last_run"] == 1  # type: ignore[index]
+    assert jobstate.read_job_status(table)["last_run"] == 1  # type: ignore[index]
 
 
 def test_a_run_reads_only_new_files_and_looks_up_only_its_own_ids(spark: Any, cfg: Config) -> None:
@@ -182,7 +182,7 @@ def test_a_spool_file_without_a_column_is_named_and_the_run_is_not_recorded(spar
         run(spark, cfg)
     table = clients.bigtable_table(cfg)
     assert store.dump_table(table) == {}
-    assert state.pending_run(state.read_job_status(table)) is None
+    assert jobstate.pending_run(jobstate.read_job_status(table)) is None
 
     bad_path.rename(bad_path.with_name("_" + bad_path.name))  # moved aside: the next run goes ahead
     assert run(spark, cfg).run_id == 1
@@ -197,7 +197,7 @@ def test_a_spool_file_with_a_column_of_another_type_is_named(spark: Any, cfg: Co
     )
     with pytest.raises(SpoolSchemaError, match="'amount_minor' must be bigint, got double in transactions/"):
         run(spark, cfg)
-    assert state.read_job_status(clients.bigtable_table(cfg)) is None
+    assert jobstate.read_job_status(clients.bigtable_table(cfg)) is None
 
 
 def test_a_table_with_data_but_no_job_state_is_refused(spark: Any, cfg: Config) -> None:
@@ -206,7 +206,7 @@ def test_a_table_with_data_but_no_job_state_is_refused(spark: Any, cfg: Config) 
     run(spark, cfg)
     table = clients.bigtable_table(cfg)
     table.mutate_rows([_delete(table, b"~job")])
-    with pytest.raises(state.JobStateError, match="--rebuild"):
+    with pytest.raises(jobstate.JobStateError, match="--rebuild"):
         run(spark, cfg)
     run(spark, cfg, rebuild=True)
     assert_contents(read_contents(table), expected_contents(ledger, cfg.late_horizon_hours))
@@ -234,20 +234,20 @@ def test_a_file_that_lands_late_in_an_old_folder_is_shown_and_counted_by_the_nex
     later = make_ledger("later", 60, first_hour=4, hours=2)
     write_spool(cfg, later, files=2)
     table = clients.ensure_table(cfg)
-    assert state.spool_backlog(cfg, table) == 3
+    assert jobstate.spool_backlog(cfg, table) == 3
     run(spark, cfg)  # processes everything and closes the five-day-old folder
-    assert state.closed_folders(table) == {first.parent.name: int(first.parent.stat().st_mtime_ns // 1_000_000)}
-    assert state.spool_backlog(cfg, table) == 0
+    assert jobstate.closed_folders(table) == {first.parent.name: int(first.parent.stat().st_mtime_ns // 1_000_000)}
+    assert jobstate.spool_backlog(cfg, table) == 0
     assert run(spark, cfg).run_id == 0  # nothing new
 
     late = make_ledger("late", 25, first_hour=1, hours=1)
     late_frame = pa.Table.from_pandas(late, schema=spool.TRANSACTION_SCHEMA, preserve_index=False)
     placed = spool.write_atomic(late_frame, spool.new_file_path(cfg.spool_dir, spool.TRANSACTIONS, old_day))
     assert placed.parent == first.parent
-    assert state.spool_backlog(cfg, table) == 1  # /health's backlog shows it until a run takes it
+    assert jobstate.spool_backlog(cfg, table) == 1  # /health's backlog shows it until a run takes it
     summary = run(spark, cfg)
     assert (summary.files, summary.rows_written) == (1, 25)
-    assert state.spool_backlog(cfg, table) == 0
+    assert jobstate.spool_backlog(cfg, table) == 0
     everything = pd.concat([older, later, late])
     assert_contents(read_contents(table), expected_contents(everything, cfg.late_horizon_hours))
 
@@ -262,15 +262,15 @@ def test_a_closed_folder_whose_modification_time_is_unchanged_is_not_listed_agai
     spool.write_atomic(frame, old.with_name("_partial.parquet"))  # not a complete file
     _age(old.parent, 30)
     mtime = int(old.parent.stat().st_mtime_ns // 1_000_000)
-    files, folders = state.list_spool_files(cfg.spool_dir)
+    files, folders = spool.list_spool(cfg.spool_dir, spool.TRANSACTIONS)
     assert files == sorted(p.relative_to(cfg.spool_dir).as_posix() for p in (old, recent))
     now_ms = int(time.time() * 1000)
     # Every file processed: only the folder older than the margin closes; today's stays open.
-    assert state.folders_to_close(folders, files, set(files), now_ms) == {old.parent.name: mtime}
-    assert state.folders_to_close(folders, files, {files[1]}, now_ms) == {}
-    state.close_folders(table, {old.parent.name: mtime})
+    assert spool.folders_to_close(folders, files, set(files), now_ms) == {old.parent.name: mtime}
+    assert spool.folders_to_close(folders, files, {files[1]}, now_ms) == {}
+    jobstate.close_folders(table, {old.parent.name: mtime})
     # Closed with its current modification time: skipped, so listing costs nothing for it.
-    assert state.list_spool_files(cfg.spool_dir, state.closed_folders(table))[0] == [files[1]]
+    assert spool.list_spool(cfg.spool_dir, spool.TRANSACTIONS, jobstate.closed_folders(table))[0] == [files[1]]
     # A file renamed into it changes the folder's time: listed again.
     spool.write_atomic(frame, spool.new_file_path(cfg.spool_dir, spool.TRANSACTIONS, datetime(2026, 1, 1, tzinfo=UTC)))
-    assert len(state.list_spool_files(cfg.spool_dir, state.closed_folders(table))[0]) == 3
+    assert len(spool.list_spool(cfg.spool_dir, spool.TRANSACTIONS, jobstate.closed_folders(table))[0]) == 3

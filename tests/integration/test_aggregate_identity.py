@@ -13,9 +13,9 @@ import pyarrow as pa
 import pytest
 from aggregate_support import assert_contents, expected_contents, make_ledger, read_contents, to_frame, write_spool
 
-from common import clients, rowkeys, spool, store
+from common import clients, jobstate, rowkeys, spool, store
 from common.config import Config
-from jobs.aggregate import job, state
+from jobs.aggregate import job
 
 DATA = (store.LIST, store.HOUR, store.MINUTE, store.TOP, store.USER)
 
@@ -84,7 +84,7 @@ def test_copies_of_counted_ids_in_a_later_run_count_once_and_differing_ones_are_
     assert conflicts_in(table) == {
         (t, kept[t], m) for t, m in zip(lost["transaction_id"], lost["message_id"], strict=True)
     }
-    status = state.read_job_status(table)
+    status = jobstate.read_job_status(table)
     assert status is not None and status["conflicts_total"] == 40 and status["last_summary"]["conflicts"] == 40
 
 
@@ -153,7 +153,7 @@ def test_a_crash_between_the_id_index_and_the_counters_then_a_rerun_is_exact(
     table = clients.bigtable_table(cfg)
     fresh_keys = [rowkeys.id_index_key(t) for t in fresh["transaction_id"]]
     assert len(store.read_id_index(table, fresh_keys)) == 200  # the index holds run 2's ids already
-    assert state.pending_run(state.read_job_status(table)) is not None
+    assert jobstate.pending_run(jobstate.read_job_status(table)) is not None
     monkeypatch.undo()
 
     summary = run(spark, cfg)

@@ -26,8 +26,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from bench.api_load import ConflictRow, LateRow, LedgerRow, seed_table
-from common import clients, rowkeys, spool, store
-from jobs.aggregate import state
+from common import clients, jobstate, rowkeys, spool, store
 from webapp import create_app, queries
 
 NOW = datetime(2026, 3, 15, 10, 20, 30, 250_000, tzinfo=UTC)
@@ -729,7 +728,7 @@ def test_cached_sums_follow_each_job_run_and_bypass_a_pending_one(cfg: Any) -> N
     assert total() == ("12.55", 3)
     assert cache.misses == 2
     # A run that has begun and not finished: its counter writes show at once, nothing is cached.
-    run = state.begin_run(table, state.read_job_status(table), [], NOW)
+    run = jobstate.begin_run(table, jobstate.read_job_status(table), [], NOW)
     key = rowkeys.hour_bucket_key("carol", _us(old) // 3_600_000_000 * 3600)
     store.apply_counter_deltas(table, store.HOUR, {key: store.counter_cells("USD", 7, 1)}, run.run_id)
     assert total() == ("12.62", 4)

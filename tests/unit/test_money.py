@@ -6,7 +6,18 @@ from decimal import Decimal
 
 import pytest
 
-from common.money import AmountError, UnknownCurrency, exponent, format_minor, minor_to_decimal, rescale, to_minor
+from common.money import (
+    AmountError,
+    AmountTooLarge,
+    TooManyPlaces,
+    UnknownCurrency,
+    exponent,
+    floor_to_minor,
+    format_minor,
+    minor_to_decimal,
+    rescale,
+    to_minor,
+)
 
 
 @pytest.mark.parametrize(
@@ -63,6 +74,38 @@ def test_shorter_or_zero_padded_fractions_are_exact(text: str, currency: str, un
 def test_more_places_than_the_currency_or_non_plain_decimals_are_refused(text: str, currency: str) -> None:
     with pytest.raises(AmountError):
         to_minor(text, currency)
+
+
+@pytest.mark.parametrize(
+    ("text", "currency", "units"),
+    [
+        ("0000000000000000000012.50", "USD", 1250),
+        ("1.0000000000", "USD", 100),
+        ("-000.0100", "BHD", -10),
+        ("999999999999999999", "JPY", 999_999_999_999_999_999),
+    ],
+)
+def test_leading_and_trailing_zeros_carry_no_value(text: str, currency: str, units: int) -> None:
+    assert to_minor(text, currency) == units
+
+
+def test_too_many_places_is_told_before_too_many_digits() -> None:
+    with pytest.raises(TooManyPlaces) as places:
+        to_minor("1" * 19 + ".001", "USD")
+    assert places.value.places == 2
+    assert "the most USD allows" in str(places.value)
+    with pytest.raises(AmountTooLarge):
+        to_minor("1" * 19 + ".00", "USD")
+    with pytest.raises(AmountError, match="not a plain decimal"):
+        to_minor("1" * 41, "USD")
+
+
+@pytest.mark.parametrize(
+    ("major", "currency", "units"),
+    [("1000000", "USD", 100_000_000), ("1000000", "BHD", 1_000_000_000), ("9.99", "JPY", 9), ("0.0149", "USD", 1)],
+)
+def test_a_major_unit_bound_floors_to_whole_minor_units(major: str, currency: str, units: int) -> None:
+    assert floor_to_minor(Decimal(major), currency) == units
 
 
 def test_hundredths_are_rescaled_exactly_or_not_at_all() -> None:

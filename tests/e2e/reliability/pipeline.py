@@ -7,7 +7,6 @@ expected /sum answers from a DuckDB range join over the same ledger.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
@@ -27,12 +26,12 @@ import pandas as pd
 from aggregate_support import Contents, assert_contents, expected_contents, read_contents, to_frame
 from support.tally import TALLY
 
-from common import clients, spool
+from common import clients, jobstate, spool
 from common.config import Config
-from jobs.aggregate import state
+from common.procs import Supervised, TimedOut
+from common.timeutil import HOUR_US
 
 ROOT = Path(__file__).resolve().parents[3]
-HOUR_US = 3_600_000_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -72,60 +71,24 @@ def run(
     return result
 
 
-class Background:
+class Background(Supervised):
     """A command running in its own process group (so a kill takes its JVM and Python workers too),
     its stdout and stderr going to a log file that the test can read while it runs."""
 
     def __init__(self, argv: Sequence[str], log: Path, env: dict[str, str] | None = None) -> None:
-        self.log = log
-        self._handle = open(log, "w", encoding="utf-8")  # noqa: SIM115 (closed in wait())
-        self.proc = subprocess.Popen(
-            list(argv),
-            cwd=ROOT,
-            env=env or service_env(),
-            stdout=self._handle,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-
-    def __enter__(self) -> Background:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.ensure_stopped()
-
-    def ensure_stopped(self) -> None:
-        """Whatever happened, leave nothing running: SIGKILL the group if it still runs."""
-        if self.running():
-            self.kill()
-
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-    def running(self) -> bool:
-        return self.proc.poll() is None
+        super().__init__(argv, log, env=env or service_env(), cwd=ROOT)
 
     def kill(self) -> None:
         """SIGKILL the whole process group, then reap it."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.signal_group(signal.SIGKILL)
         self.wait(timeout=60)
 
-    def signal_group(self, sig: int) -> None:
-        os.killpg(self.proc.pid, sig)
-
-    def wait(self, timeout: float = 600) -> int:
+    def wait(self, timeout: float | None = 600) -> int:
+        """The exit code; fails the test with the command's output when it runs past `timeout`."""
         try:
-            code = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=60)
-            raise AssertionError(
-                f"{self.proc.args} did not end within {timeout:g} s:\n{self.output()[-4000:]}"
-            ) from None
-        self._handle.close()
-        return code
+            return super().wait(timeout)
+        except TimedOut:
+            raise AssertionError(f"{self.argv} did not end within {timeout:g} s:\n{self.output()[-4000:]}") from None
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 300, watch: Background | None = None) -> None:
@@ -133,7 +96,7 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 300, wat
     deadline = time.monotonic() + timeout
     while not condition():
         if watch is not None and not watch.running():
-            raise AssertionError(f"{what}: the command ended first (exit {watch.proc.returncode}):\n{watch.output()}")
+            raise AssertionError(f"{what}: the command ended first (exit {watch.returncode}):\n{watch.output()}")
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(0.1)
@@ -383,5 +346,5 @@ def spool_rows(spool_dir: str) -> pd.DataFrame:
 
 def all_counted(cfg: Config, table: Any) -> bool:
     """True when no run is pending and every complete spool file has been processed."""
-    status = state.read_job_status(table)
-    return bool(status) and not status.get("pending") and state.spool_backlog(cfg, table) == 0  # type: ignore[union-attr]
+    status = jobstate.read_job_status(table)
+    return bool(status) and not status.get("pending") and jobstate.spool_backlog(cfg, table) == 0  # type: ignore[union-attr]

@@ -95,15 +95,15 @@ def test_runs_while_the_spooler_writes_files_then_a_last_run_count_everything_on
         )
         runs_while_writing = len(re.findall(r"^run \d+: [1-9]", job.output(), re.M))
 
-        emitter.proc.send_signal(signal.SIGTERM)
+        emitter.signal(signal.SIGTERM)
         assert emitter.wait(timeout=60) == 0, emitter.output()
-        spooler.proc.send_signal(signal.SIGTERM)  # writes and acks what it holds, then exits
+        spooler.signal(signal.SIGTERM)  # writes and acks what it holds, then exits
         assert spooler.wait(timeout=60) == 0, spooler.output()
         wait_for(lambda: all_counted(cfg, table), "the job to count the last files", watch=job)
     finally:
         emitter.ensure_stopped()
         spooler.ensure_stopped()
-        job.proc.send_signal(signal.SIGTERM)
+        job.signal(signal.SIGTERM)
         code = job.wait(timeout=300)
     assert code == 0, job.output()[-4000:]
     TALLY.fault("job runs while the spooler wrote", runs_while_writing)

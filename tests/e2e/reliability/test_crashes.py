@@ -17,9 +17,8 @@ from pathlib import Path
 from support.scale import Scale
 from support.tally import TALLY
 
-from common import clients, spool
+from common import clients, jobstate, spool
 from common.config import Config
-from jobs.aggregate import state
 from jobs.aggregate.__main__ import EXIT_LOCKED
 from jobs.aggregate.load import PAUSE_ENV
 from reliability.pipeline import (
@@ -95,7 +94,7 @@ def kill_job_at_random_points(
                 break
             job.kill()
         kills += 1
-        status = state.read_job_status(table)
+        status = jobstate.read_job_status(table)
         print(f"job kill {kills}: {phase} + {delay:.2f} s; pending: {bool(status and status['pending'])}")
         TALLY.fault(f"job SIGKILL ({phase})")
     return kills
@@ -145,7 +144,7 @@ def test_sigkills_of_the_spooler_and_the_job_at_random_points_lose_and_double_co
         loser.output().strip(),
     ), loser.output()
     assert " 0 failures" in winner.output().strip().splitlines()[-1], winner.output()[-3000:]
-    status = state.read_job_status(table)
+    status = jobstate.read_job_status(table)
     assert status is not None and status["last_run"] == 1 and status["pending"] is None
     reconcile(table, ledger, cfg.late_horizon_hours)
     check_sums(cfg, ledger, scale.sum_ranges, seed=SEED)

@@ -19,9 +19,8 @@ from support.scale import Scale
 from support.tally import TALLY
 
 from bench.proxy import OutageProxy
-from common import clients
+from common import clients, jobstate
 from common.config import Config
-from jobs.aggregate import state
 from reliability.faults import SHARED_PUBSUB_PORT
 from reliability.pipeline import (
     Background,
@@ -78,7 +77,7 @@ def test_two_minute_outages_of_pubsub_and_bigtable_during_a_live_run_lose_and_do
     try:
         # Warm up: the job has counted at least one run of spooled transactions.
         wait_for(
-            lambda: (status := state.read_job_status(table)) is not None and status["last_run"] >= 1,
+            lambda: (status := jobstate.read_job_status(table)) is not None and status["last_run"] >= 1,
             "the first job run",
             timeout=300,
             watch=job,
@@ -135,7 +134,7 @@ def test_two_minute_outages_of_pubsub_and_bigtable_during_a_live_run_lose_and_do
         TALLY.outage_survived("Pub/Sub 2 min: emitter, spooler")
         TALLY.outage_survived("Bigtable 2 min: --every job")
         spooler.signal_group(signal.SIGTERM)
-        job.proc.send_signal(signal.SIGTERM)
+        job.signal(signal.SIGTERM)
         assert spooler.wait(timeout=120) == 0, spooler.output()[-3000:]
         assert job.wait(timeout=300) == 0, job.output()[-3000:]
     finally:

@@ -26,9 +26,8 @@ from support.scale import Scale
 from support.tally import TALLY
 
 from bench.proxy import OutageProxy
-from common import clients
+from common import clients, jobstate
 from common.config import Config
-from jobs.aggregate import state
 from jobs.aggregate.load import PAUSE_ENV
 from reliability.faults import SHARED_PUBSUB_PORT, PrivateBigtable
 from reliability.pipeline import (
@@ -130,7 +129,7 @@ def test_bigtable_unreachable_mid_run_then_a_later_run_and_a_rebuild_after_an_em
         assert "Traceback" not in output, output[-3000:]
         last = output.strip().splitlines()[-1]
         assert last.startswith("error:") and "Bigtable" in last, last
-        status = state.read_job_status(table)
+        status = jobstate.read_job_status(table)
         assert status is not None and status["pending"]["run_id"] == 1 and status["last_run"] == 0
 
         # 2. Bigtable is back: the next run resumes run 1 and is exact.

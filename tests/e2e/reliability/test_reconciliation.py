@@ -19,9 +19,8 @@ import pandas as pd
 from support.scale import Scale
 from support.tally import TALLY
 
-from common import clients
+from common import clients, jobstate
 from common.config import Config
-from jobs.aggregate import state
 from reliability.pipeline import (
     Background,
     Emission,
@@ -88,13 +87,13 @@ def test_every_user_hour_and_every_random_sum_equal_the_ledger_for_each_seed(
         wait_for(lambda: all_counted(cfg, table), "the job to count the copies", timeout=600, watch=job)
         reconcile(table, ledger, cfg.late_horizon_hours)
         check_sums(cfg, ledger, scale.sum_ranges // 2, scale.seeds[0] + 100)
-        status = state.read_job_status(table)
+        status = jobstate.read_job_status(table)
         assert status is not None and status["conflicts_total"] == 30
         health = create_app(cfg).test_client().get("/health").get_json()
         assert health["conflicts_total"] == 30, health
         TALLY.checked("conflicting copies recorded", 30, abs(30 - status["conflicts_total"]))
     finally:
-        job.proc.send_signal(signal.SIGTERM)  # stops after the run in progress
+        job.signal(signal.SIGTERM)  # stops after the run in progress
         code = job.wait(timeout=300)
     assert code == 0, job.output()[-4000:]
     assert "0 late rows" in job.output() and " 0 failures" in job.output()

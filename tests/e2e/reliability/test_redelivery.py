@@ -131,12 +131,12 @@ def test_redelivered_and_republished_transactions_are_counted_once(cfg: Config, 
 
         # Thawed, the holder writes its batch anyway: the same messages, spooled a second time.
         holder.signal_group(signal.SIGCONT)
-        holder.proc.send_signal(signal.SIGTERM)
+        holder.signal(signal.SIGTERM)
         assert holder.wait(timeout=120) == 0, holder.output()
         wait_for(lambda: all_counted(cfg, table), "the job to count the thawed spooler's file", watch=job)
     finally:
         holder.ensure_stopped()
-        job.proc.send_signal(signal.SIGTERM)
+        job.signal(signal.SIGTERM)
         code = job.wait(timeout=300)
     assert code == 0, job.output()[-4000:]
 

@@ -1,4 +1,7 @@
-"""The aggregation job's bookkeeping, kept in the Bigtable table itself (family dcfmeta).
+"""The aggregation job's bookkeeping rows, kept in the Bigtable table itself (family dcfmeta).
+
+Part of the table's layout: the job (jobs/aggregate) writes them, the web app reads them (/health,
+/conflicts, the response cache), so they live here and not in either stage.
 
     ~job            last_run          id of the last finished run (runs are numbered 1, 2, 3...)
                     pending           JSON {"run_id", "files", "listed_at"} of a run that started and
@@ -6,29 +9,22 @@
                     last_finished_at  RFC 3339
                     last_summary      JSON counts of the last finished run
                     conflicts_total   conflicting copies found by all finished runs
-                    lease             "<holder>|<expiry, epoch µs>" of the process running a job (lease.py)
+                    lease             "<holder>|<expiry, epoch µs>" of the running job (jobs/aggregate/lease.py)
     ~file#<path>    run               the run that processed this spool file (path relative to spool_dir)
     ~run#<id>       summary           JSON counts of that run
     ~dir#<folder>   mtime             the modification time (epoch ms) a spool folder under
                                       transactions/ had when every file in it was processed
 
-The listing rule: a run lists the folder names under transactions/ with their modification times
-(one call) and lists the files of every folder except those closed with the same modification
-time they have now. Adding or renaming a file into a folder changes its time, so a file that lands
-late in an old folder (a lagging copy, a host whose clock is behind) reopens it: no complete file
-is ever skipped, whatever its folder is called and whatever either clock says, while closed folders
-cost nothing. A folder is closed only once it is older than CLOSE_MARGIN at listing time, so a
-rename in the same clock tick as the listing cannot hide. Where folders carry no modification time
-(object stores), every folder is listed.
+Closed folders follow the spool's listing rule (common/spool.py): a run skips a folder recorded
+here while its modification time is the one recorded.
 
 State lives beside the data so a table that comes back empty is rebuilt from the whole spool by
-the next run. This module does not import PySpark: the web app's /health reads it too.
+the next run. This module does not import PySpark.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -42,10 +38,9 @@ PENDING = b"pending"
 FINISHED_AT = b"last_finished_at"
 SUMMARY = b"last_summary"
 CONFLICTS_TOTAL = b"conflicts_total"
-LEASE = b"lease"  # written by lease.py
+LEASE = b"lease"  # written by jobs/aggregate/lease.py
 RUN_SUMMARY = b"summary"
 MTIME = b"mtime"
-CLOSE_MARGIN_MS = 60_000
 
 
 class JobStateError(RuntimeError):
@@ -60,72 +55,6 @@ class PendingRun:
     files: list[str] = field(default_factory=list)
     listed_at: str = ""
     close_folders: dict[str, int] = field(default_factory=dict)  # folder -> mtime (ms) to record as closed
-
-
-# --- spool listing rules (shared by the job's Hadoop listing and the backlog count) ----------
-
-
-def is_complete_file(relative_path: str) -> bool:
-    """True for a finished Parquet file: no path part starts with '.' or '_' (temp or marker files)."""
-    parts = relative_path.split("/")
-    return relative_path.endswith(".parquet") and not any(p.startswith((".", "_")) for p in parts)
-
-
-def folder_of(relative_path: str) -> str:
-    """The folder under transactions/ a spool-relative path is in ("" for a file directly there)."""
-    parts = relative_path.split("/")
-    return parts[1] if len(parts) > 2 else ""
-
-
-def folders_to_list(folders: dict[str, int], closed: dict[str, int]) -> list[str]:
-    """The folders (name -> modification time, epoch ms) whose files must be listed: all but those
-    closed with the very modification time they have now. A time of 0 (unknown) is never trusted."""
-    return sorted(name for name, mtime in folders.items() if not (mtime > 0 and closed.get(name) == mtime))
-
-
-def folders_to_close(
-    folders: dict[str, int], files: list[str], processed: set[str], listed_at_ms: int
-) -> dict[str, int]:
-    """The listed folders to record as closed once the run that processes `files` minus `processed`
-    finishes: every listed file in them is then processed, and they were last changed at least
-    CLOSE_MARGIN_MS before the listing."""
-    open_folders = {folder_of(f) for f in files if f not in processed}
-    return {
-        name: mtime
-        for name, mtime in folders.items()
-        if name and 0 < mtime <= listed_at_ms - CLOSE_MARGIN_MS and name not in open_folders
-    }
-
-
-def list_spool_files(spool_dir: str, closed: dict[str, int] | None = None) -> tuple[list[str], dict[str, int]]:
-    """Complete transaction files (spool-relative paths, sorted) under the folders the listing rule
-    says to list, and every folder's modification time (epoch ms), through pyarrow's filesystems.
-
-    Works for local paths and the URIs pyarrow knows (gs://, hdfs://); raises OSError when the
-    spool cannot be listed."""
-    from pyarrow import fs as pafs
-
-    if spool.is_local(spool_dir):
-        filesystem: Any = pafs.LocalFileSystem()
-        base = os.path.abspath(spool.local_path(spool_dir))
-    else:
-        filesystem, base = pafs.FileSystem.from_uri(spool_dir)
-    base = base.rstrip("/")
-    root = f"{base}/{spool.TRANSACTIONS}"
-    found: list[str] = []
-    folders: dict[str, Any] = {}
-    for info in filesystem.get_file_info(pafs.FileSelector(root, allow_not_found=True)):
-        name = info.path.rsplit("/", 1)[-1]
-        if info.type == pafs.FileType.Directory and not name.startswith((".", "_")):
-            folders[name] = (info, int(info.mtime_ns // 1_000_000) if info.mtime_ns else 0)
-        elif info.type == pafs.FileType.File:
-            found.append(info.path)
-    mtimes = {name: mtime for name, (_, mtime) in folders.items()}
-    for name in folders_to_list(mtimes, closed or {}):
-        inner = filesystem.get_file_info(pafs.FileSelector(folders[name][0].path, recursive=True))
-        found.extend(i.path for i in inner if i.type == pafs.FileType.File)
-    relative = (p[len(base) + 1 :] for p in found)
-    return sorted(p for p in relative if is_complete_file(p)), mtimes
 
 
 # --- reads ------------------------------------------------------------------------------------
@@ -205,7 +134,7 @@ def closed_folders(table: Any) -> dict[str, int]:
 def spool_backlog(cfg: Config, table: Any) -> int:
     """Complete spool files the next run would process: listed the way the job lists them (every
     folder not closed) and not yet marked processed. Raises OSError when the spool cannot be listed."""
-    files, _ = list_spool_files(cfg.spool_dir, closed_folders(table))
+    files, _ = spool.list_spool(cfg.spool_dir, spool.TRANSACTIONS, closed_folders(table))
     return len(files) - len(processed_among(table, files))
 
 
