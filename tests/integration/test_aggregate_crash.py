@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from aggregate_support import assert_contents, duplicates_of, expected_contents, make_ledger, read_contents, write_spool
+from support.ledger import assert_contents, duplicates_of, expected_contents, make_ledger, read_contents, write_spool
 
 from common import clients, store
 from common.config import Config

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from aggregate_support import duplicates_of, make_ledger, write_spool
+from support.ledger import duplicates_of, make_ledger, write_spool
 from support.scale import Scale
 from support.tally import TALLY
 
