@@ -83,9 +83,18 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0 (seconds)."""
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise ValueError(text)
+    return value
+
+
 # argparse names the type in its error: "invalid integer >= 1 value: '0'".
 positive_int.__name__ = "integer >= 1"
 non_negative_int.__name__ = "integer >= 0"
+non_negative_float.__name__ = "number >= 0"
 
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:

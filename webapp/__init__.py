@@ -28,11 +28,15 @@ def _resolve_config(config: Config | dict[str, Any] | str | Path | None) -> Conf
 
 
 def create_app(
-    config: Config | dict[str, Any] | str | Path | None = None, clock: Callable[[], datetime] | None = None
+    config: Config | dict[str, Any] | str | Path | None = None,
+    clock: Callable[[], datetime] | None = None,
+    table: Any = None,
 ) -> Flask:
     """Build the app from a Config, a config dict, a config file path, or (None) the CONFIG
     environment variable / the default config file. `clock` (aware UTC) replaces the wall clock
-    for relative times, the top-spender hours and the per-minute window."""
+    for relative times, the top-spender hours and the per-minute window. `table` replaces the
+    Bigtable table the config names: any object with the Table reads and writes common.store uses
+    (the tests' in-memory table)."""
     from webapp.api import bp as api_bp
     from webapp.dashboard import bp as dashboard_bp
     from webapp.errors import register as register_error_handlers
@@ -46,7 +50,7 @@ def create_app(
     app = Flask(__name__)
     # Room for a body the message parser can refuse by name; anything larger is cut off at 413.
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_payload_bytes * 4 + 1024
-    app.extensions["txn"] = Services(cfg, clock or utcnow)
+    app.extensions["txn"] = Services(cfg, clock or utcnow, table)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     for blueprint in (api_bp, legacy_bp, health_bp, openapi_bp, dashboard_bp):

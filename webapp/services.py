@@ -23,12 +23,14 @@ ATTEMPT_TIMEOUT_S = 2.0
 
 
 class Services:
-    def __init__(self, cfg: Config, clock: Callable[[], datetime]) -> None:
+    """`table`, when given, is used instead of the Bigtable table the config names."""
+
+    def __init__(self, cfg: Config, clock: Callable[[], datetime], table: Any = None) -> None:
         self.cfg = cfg
         self.clock = clock
         self.read_timeout_s = READ_TIMEOUT_S
         self._lock = threading.Lock()
-        self._table: Any = None
+        self._table: Any = table
         self._publisher: Any = None
         self._dead_letter_cache: tuple[tuple[tuple[str, int], ...], int] | None = None
         self.whole_hours = WholeHourCache()

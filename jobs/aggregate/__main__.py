@@ -23,12 +23,22 @@ import signal
 import threading
 import time
 import traceback
+from argparse import SUPPRESS
 from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any, NoReturn
 
 from common import clients
-from common.cli import EXIT_UNAVAILABLE, ArgumentParser, UsageError, add_config_argument, command_name, log, run
+from common.cli import (
+    EXIT_UNAVAILABLE,
+    ArgumentParser,
+    UsageError,
+    add_config_argument,
+    command_name,
+    log,
+    non_negative_float,
+    run,
+)
 from common.config import Config, load_config
 from common.outage import Backoff, outage_line
 from common.timeutil import TimeFormatError, parse_duration
@@ -51,6 +61,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--rebuild", action="store_true", help="empty the table and reprocess the whole spool")
     parser.add_argument("--every", metavar="DURATION", help="keep running a run every DURATION (e.g. 5m) until stopped")
     parser.add_argument("--wait", action="store_true", help="wait for a run that holds the lock instead of exiting")
+    # For the crash tests only (not in --help): sleep after each written batch, so a test can kill
+    # the run when some, but not all, of its rows are in the table.
+    parser.add_argument("--pause-after-batch", metavar="SECONDS", type=non_negative_float, default=0.0, help=SUPPRESS)
     return parser
 
 
@@ -81,8 +94,9 @@ def parse_every(text: str | None) -> float | None:
 class Runner:
     """Runs under the lock; the SparkSession is built on the first run and kept for the next ones."""
 
-    def __init__(self, cfg: Config, master: str | None, conf: dict[str, str]) -> None:
+    def __init__(self, cfg: Config, master: str | None, conf: dict[str, str], pause_after_batch_s: float = 0.0) -> None:
         self.cfg, self.master, self.conf = cfg, master, conf
+        self.pause_after_batch_s = pause_after_batch_s
         self.spark: Any = None
         self.more = False  # the last run left new files (job_max_files_per_run) for the next one
 
@@ -96,7 +110,10 @@ class Runner:
             with run_lock(self.cfg, wait=wait, say=log):
                 if self.spark is None:
                     self.spark = get_spark(self.master, extra_conf=self.conf)
-                self.more = job.run_once(self.spark, self.cfg, rebuild=rebuild, say=log).files_left > 0
+                summary = job.run_once(
+                    self.spark, self.cfg, rebuild=rebuild, say=log, pause_after_batch_s=self.pause_after_batch_s
+                )
+                self.more = summary.files_left > 0
         except RunLocked as exc:
             log(f"error: {exc}")
             return EXIT_LOCKED
@@ -178,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if every is not None and args.rebuild:
         raise UsageError("--rebuild is a one-off; run it without --every")
     clients.apply_emulator_env(cfg)  # before Spark starts, so the executors inherit it
-    runner = Runner(cfg, args.master, conf)
+    runner = Runner(cfg, args.master, conf, args.pause_after_batch)
     try:
         if every is not None:
             return run_every(runner, every, args.wait)

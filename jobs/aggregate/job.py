@@ -120,27 +120,35 @@ def _collect_results(results: DataFrame) -> tuple[dict[str, int], list[tuple[str
     return written, failures
 
 
-def load_transactions(cfg: Config, run_id: int, remaining: DataFrame) -> tuple[dict[str, int], list]:
+def load_transactions(
+    cfg: Config, run_id: int, remaining: DataFrame, pause_after_batch_s: float = 0.0
+) -> tuple[dict[str, int], list]:
     """Write the id index and dcflist rows of the remaining transactions, marked with this run.
     Returns ({family: rows written}, [(family, failed key, reason)])."""
     return _collect_results(
         remaining.select(*spool.TRANSACTION_COLUMNS).mapInArrow(
-            load.write_transactions(cfg, run_id), load.RESULT_SCHEMA
+            load.write_transactions(cfg, run_id, pause_after_batch_s), load.RESULT_SCHEMA
         )
     )
 
 
-def load_counters(cfg: Config, run_id: int, remaining: DataFrame) -> tuple[dict[str, int], list]:
+def load_counters(
+    cfg: Config, run_id: int, remaining: DataFrame, pause_after_batch_s: float = 0.0
+) -> tuple[dict[str, int], list]:
     """Add the remaining transactions' hour, minute and top-spender deltas (once per run per row) and
     write the user directory, as one Spark job so the executors stay busy."""
     buckets = remaining.transform(tf.hourly_buckets)
     minutes = remaining.transform(tf.minute_stats)
     writers = [
         tf.per_row(buckets, "user_id", "hour_start").mapInArrow(
-            load.apply_hour_deltas(cfg, run_id), load.RESULT_SCHEMA
+            load.apply_hour_deltas(cfg, run_id, pause_after_batch_s), load.RESULT_SCHEMA
         ),
-        tf.per_row(minutes, "minute_start").mapInArrow(load.apply_minute_deltas(cfg, run_id), load.RESULT_SCHEMA),
-        buckets.transform(tf.top_spender_index).mapInArrow(load.apply_top_deltas(cfg, run_id), load.RESULT_SCHEMA),
+        tf.per_row(minutes, "minute_start").mapInArrow(
+            load.apply_minute_deltas(cfg, run_id, pause_after_batch_s), load.RESULT_SCHEMA
+        ),
+        buckets.transform(tf.top_spender_index).mapInArrow(
+            load.apply_top_deltas(cfg, run_id, pause_after_batch_s), load.RESULT_SCHEMA
+        ),
         remaining.transform(tf.distinct_users).mapInArrow(load.write_users(cfg), load.RESULT_SCHEMA),
     ]
     union = writers[0]
@@ -217,12 +225,18 @@ def _transform(cfg: Config, raw: DataFrame, summary: RunSummary) -> DataFrame:
 
 
 def _load(
-    spark: SparkSession, cfg: Config, run_id: int, remaining: DataFrame, summary: RunSummary, say: Callable[[str], None]
+    spark: SparkSession,
+    cfg: Config,
+    run_id: int,
+    remaining: DataFrame,
+    summary: RunSummary,
+    say: Callable[[str], None],
+    pause_after_batch_s: float,
 ) -> list:
     """dcflist rows first, then (when they all succeeded) the counters; returns the failures."""
     phase = time.monotonic()
     with spark_progress(spark, "write dcflist"):
-        written, failures = load_transactions(cfg, run_id, remaining)
+        written, failures = load_transactions(cfg, run_id, remaining, pause_after_batch_s)
     seconds = time.monotonic() - phase
     summary.rows_written = written.get(store.LIST, 0)
     rate = summary.rows_written / seconds if seconds > 0 else 0.0
@@ -231,7 +245,7 @@ def _load(
         return failures
     phase = time.monotonic()
     with spark_progress(spark, "write counters"):
-        counters, failures = load_counters(cfg, run_id, remaining)
+        counters, failures = load_counters(cfg, run_id, remaining, pause_after_batch_s)
     summary.buckets_written = counters.get(store.HOUR, 0)
     summary.minutes_written = counters.get(store.MINUTE, 0)
     summary.top_hours_written = counters.get(store.TOP, 0)
@@ -244,10 +258,18 @@ def _load(
     return failures
 
 
-def run_once(spark: SparkSession, cfg: Config, rebuild: bool = False, say: Callable[[str], None] = print) -> RunSummary:
+def run_once(
+    spark: SparkSession,
+    cfg: Config,
+    rebuild: bool = False,
+    say: Callable[[str], None] = print,
+    pause_after_batch_s: float = 0.0,
+) -> RunSummary:
     """Process the spool files not processed yet (or, with rebuild, the whole spool into an emptied
     table). Returns the summary; raises SpoolSchemaError for a bad spool file and LoadFailed when
-    rows could not be written (the run then stays pending for the next invocation)."""
+    rows could not be written (the run then stays pending for the next invocation).
+    pause_after_batch_s > 0 sleeps after each written batch of rows or counters: the crash tests'
+    kill point, where some but not all of a run's rows are in the table."""
     started = phase = time.monotonic()
     summary = RunSummary()
     if rebuild:
@@ -297,7 +319,7 @@ def run_once(spark: SparkSession, cfg: Config, rebuild: bool = False, say: Calla
     if summary.conflicted_ids and not failures:
         with spark_progress(spark, "record conflicts"):
             failures = record_conflicts(cfg, run.run_id, raw, flagged, summary)
-    failures = failures or _load(spark, cfg, run.run_id, remaining, summary, say)
+    failures = failures or _load(spark, cfg, run.run_id, remaining, summary, say, pause_after_batch_s)
     summary.failures = len(failures)
     for family, key, message in failures[:SHOWN_FAILURES]:
         say(f"failed: {family} row {key}: {message}")

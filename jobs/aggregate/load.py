@@ -8,7 +8,6 @@ RESULT rows: one per batch with the counts, and one per row key that failed, wit
 from __future__ import annotations
 
 import functools
-import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -23,8 +22,6 @@ from common.timeutil import SECOND_US, format_rfc3339_column
 ArrowFn = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
 
 RESULT_SCHEMA = "family string, written long, skipped long, failed_key string, message string"
-# Test hook: seconds to sleep after each written batch, so a test can kill a run mid-write.
-PAUSE_ENV = "AGGREGATE_PAUSE_AFTER_BATCH_SECONDS"
 
 _RESULT_ARROW = pa.schema(
     [
@@ -59,8 +56,9 @@ def _result(family: str, written: int, skipped: int, failures: list[store.RowFai
     )
 
 
-def _pause() -> None:
-    seconds = float(os.environ.get(PAUSE_ENV, "0") or 0)
+def _pause(seconds: float) -> None:
+    """The crash tests' kill point: `seconds` of sleep after each written batch (0 in production),
+    so a run can be killed when some, but not all, of its rows are written."""
     if seconds > 0:
         time.sleep(seconds)
 
@@ -146,9 +144,10 @@ def write_conflicts(cfg: Config, run_id: int) -> ArrowFn:
     return run
 
 
-def write_transactions(cfg: Config, run_id: int) -> ArrowFn:
+def write_transactions(cfg: Config, run_id: int, pause_after_batch_s: float = 0.0) -> ArrowFn:
     """Transactions (the spool's columns, spool.TRANSACTION_COLUMNS) -> their id index rows and
-    dcflist rows, carrying this run's marker, in one MutateRows request per batch."""
+    dcflist rows, carrying this run's marker, in one MutateRows request per batch (then a sleep of
+    pause_after_batch_s, a test's kill point)."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         table = _table(cfg)
@@ -175,7 +174,7 @@ def write_transactions(cfg: Config, run_id: int) -> ArrowFn:
             failures = store.write_cell_rows(table, index + rows)
             index_failed = sum(1 for f in failures if f.key.startswith(rowkeys.ID_PREFIX.encode()))
             yield _result(store.LIST, len(rows) - (len(failures) - index_failed), 0, failures)
-            _pause()
+            _pause(pause_after_batch_s)
 
     return run
 
@@ -202,13 +201,15 @@ def write_late(cfg: Config, run_id: int) -> ArrowFn:
     return run
 
 
-def _apply(cfg: Config, run_id: int, family: str, deltas_of: Callable[[pa.RecordBatch], dict]) -> ArrowFn:
+def _apply(
+    cfg: Config, run_id: int, family: str, deltas_of: Callable[[pa.RecordBatch], dict], pause_after_batch_s: float
+) -> ArrowFn:
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         table = _table(cfg)
         for batch in batches:
             applied, skipped, failures = store.apply_counter_deltas(table, family, deltas_of(batch), run_id)
             yield _result(family, applied, skipped, failures)
-            _pause()
+            _pause(pause_after_batch_s)
 
     return run
 
@@ -248,20 +249,20 @@ def _top_deltas(batch: pa.RecordBatch) -> dict[bytes, dict[bytes, int]]:
     }
 
 
-def apply_hour_deltas(cfg: Config, run_id: int) -> ArrowFn:
+def apply_hour_deltas(cfg: Config, run_id: int, pause_after_batch_s: float = 0.0) -> ArrowFn:
     """Hourly bucket rows (user_id, hour_start, totals) -> dcfbhour counters, once per run."""
-    return _apply(cfg, run_id, store.HOUR, _hour_deltas)
+    return _apply(cfg, run_id, store.HOUR, _hour_deltas, pause_after_batch_s)
 
 
-def apply_minute_deltas(cfg: Config, run_id: int) -> ArrowFn:
+def apply_minute_deltas(cfg: Config, run_id: int, pause_after_batch_s: float = 0.0) -> ArrowFn:
     """Minute rows (minute_start, totals) -> dcfbmin counters, once per run."""
-    return _apply(cfg, run_id, store.MINUTE, _minute_deltas)
+    return _apply(cfg, run_id, store.MINUTE, _minute_deltas, pause_after_batch_s)
 
 
-def apply_top_deltas(cfg: Config, run_id: int) -> ArrowFn:
+def apply_top_deltas(cfg: Config, run_id: int, pause_after_batch_s: float = 0.0) -> ArrowFn:
     """Top-spender index rows (hour_start, spenders) -> dcftop counters, once per run. Each input row
     holds a whole hour, so no two tasks ever touch the same Bigtable row."""
-    return _apply(cfg, run_id, store.TOP, _top_deltas)
+    return _apply(cfg, run_id, store.TOP, _top_deltas, pause_after_batch_s)
 
 
 def write_users(cfg: Config) -> ArrowFn:

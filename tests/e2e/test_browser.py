@@ -11,6 +11,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -21,8 +22,8 @@ import pytest
 import requests
 from conftest import cleanup_resources, make_config
 from playwright.sync_api import Page, sync_playwright
+from support.seed import LedgerRow, random_ledger, run_job
 
-from bench.api_load import LedgerRow, seed_table, synthetic_ledger
 from common import clients
 from common.config import Config
 
@@ -57,7 +58,7 @@ def _parse(text: str) -> datetime:
 @pytest.fixture(scope="module")
 def ledger() -> list[LedgerRow]:
     end = datetime.now(UTC)
-    rows = synthetic_ledger(["alice", "bob", "carol", "dave"], end - timedelta(days=3), end, 3, seed=11)
+    rows = random_ledger(["alice", "bob", "carol", "dave"], end - timedelta(days=3), end, 3, seed=11)
     rows += [
         LedgerRow(f"alice-now-{i}", "alice", 1234 + i, _us(end - timedelta(minutes=i)), "USD", "food & drink")
         for i in range(3)
@@ -75,14 +76,22 @@ def ledger() -> list[LedgerRow]:
 
 
 @pytest.fixture(scope="module")
-def server(
-    emulators: dict[str, str], tmp_path_factory: pytest.TempPathFactory, ledger: list[LedgerRow]
-) -> Iterator[str]:
-    """./run_server.sh on a free port over a freshly seeded table; yields its base URL."""
-    tmp = tmp_path_factory.mktemp("browser")
-    cfg = make_config(tmp)
-    seed_table(clients.ensure_table(cfg), ledger)
+def seeded(
+    spark: Any, emulators: dict[str, str], tmp_path_factory: pytest.TempPathFactory, ledger: list[LedgerRow]
+) -> Iterator[Config]:
+    """A table filled by one aggregation job run over the ledger, shared by both servers."""
+    cfg = make_config(tmp_path_factory.mktemp("browser-table"))
+    run_job(spark, cfg, ledger)
     clients.ensure_topic(cfg)
+    yield cfg
+    cleanup_resources(cfg)
+
+
+@pytest.fixture(scope="module")
+def server(seeded: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """./run_server.sh on a free port over the seeded table; yields its base URL."""
+    tmp = tmp_path_factory.mktemp("browser")
+    cfg = seeded
     config_path = tmp / "config.json"
     config_path.write_text(json.dumps(cfg.to_dict()))
     port = _free_port()
@@ -108,7 +117,6 @@ def server(
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=20)
         log.close()
-        cleanup_resources(cfg)
 
 
 @pytest.fixture(scope="module")
@@ -330,17 +338,11 @@ def _serve(cfg: Config, tmp: Path) -> Iterator[tuple[str, Path]]:
 
 
 @pytest.fixture(scope="module")
-def guarded_server(
-    emulators: dict[str, str], tmp_path_factory: pytest.TempPathFactory, ledger: list[LedgerRow]
-) -> Iterator[tuple[str, Path]]:
+def guarded_server(seeded: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The same table served with a read token."""
     tmp = tmp_path_factory.mktemp("browser-guarded")
-    cfg = make_config(tmp, read_token=READ_TOKEN, ingest_token="dashboard-ingest-t0ken-0123456789")
-    seed_table(clients.ensure_table(cfg), [r for r in ledger if r.user_id == "alice"])
-    clients.ensure_topic(cfg)
-    try:
-        yield from _serve(cfg, tmp)
-    finally:
-        cleanup_resources(cfg)
+    cfg = replace(seeded, read_token=READ_TOKEN, ingest_token="dashboard-ingest-t0ken-0123456789")
+    yield from _serve(cfg, tmp)
 
 
 def test_the_dashboard_asks_for_the_read_token_once_per_session(

@@ -19,8 +19,8 @@ from pathlib import Path
 import pandas as pd
 import pyspark
 import pytest
-from aggregate_support import assert_contents, duplicates_of, expected_contents, make_ledger, read_contents, write_spool
 from conftest import checkout_env, cleanup_resources, make_config
+from support.ledger import assert_contents, duplicates_of, expected_contents, make_ledger, read_contents, write_spool
 
 from common import clients, store
 from common.config import Config

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from aggregate_support import assert_contents, expected_contents, make_ledger, read_contents, write_spool
+from support.ledger import assert_contents, expected_contents, make_ledger, read_contents, write_spool
 
 from common import clients, jobstate
 from common.config import Config

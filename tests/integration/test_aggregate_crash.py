@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from aggregate_support import assert_contents, duplicates_of, expected_contents, make_ledger, read_contents, write_spool
+from support.ledger import assert_contents, duplicates_of, expected_contents, make_ledger, read_contents, write_spool
 
 from common import clients, jobstate, store
 from common.config import Config
-from jobs.aggregate.load import PAUSE_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 # One core, small Arrow batches and uncoalesced shuffle partitions: many short write batches, one
@@ -42,11 +41,10 @@ def config_file(cfg: Config, tmp_path: Path) -> Path:
 
 
 def start_job(config: Path, *flags: str, pause: float = 0.0) -> subprocess.Popen[str]:
-    env = {**os.environ, PAUSE_ENV: str(pause)}
+    """The job as a subprocess, sleeping `pause` seconds after each written batch (its kill point)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "jobs.aggregate", "--config", str(config), *flags],
+        [sys.executable, "-m", "jobs.aggregate", "--config", str(config), *flags, "--pause-after-batch", str(pause)],
         cwd=ROOT,
-        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -14,8 +14,8 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pytest
-from aggregate_support import assert_contents, duplicates_of, expected_contents, make_ledger, read_contents, write_spool
 from conftest import cleanup_resources, make_config
+from support.ledger import assert_contents, duplicates_of, expected_contents, make_ledger, read_contents, write_spool
 
 from common import clients, jobstate, rowkeys, spool, store
 from common.config import Config

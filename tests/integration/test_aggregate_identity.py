@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pytest
-from aggregate_support import assert_contents, expected_contents, make_ledger, read_contents, to_frame, write_spool
+from support.ledger import assert_contents, expected_contents, make_ledger, read_contents, to_frame, write_spool
 
 from common import clients, jobstate, rowkeys, spool, store
 from common.config import Config

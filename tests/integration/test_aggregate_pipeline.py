@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from aggregate_support import assert_contents, expected_contents, read_contents, to_frame
+from support.ledger import assert_contents, expected_contents, read_contents, to_frame
 
 from common import clients, spool
 from common.config import Config

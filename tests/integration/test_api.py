@@ -1,7 +1,8 @@
 """The JSON API and the original routes against the Bigtable emulator.
 
-The table is seeded through the project's own writer (common.store, as the aggregate job writes it)
-from a ledger built here; every expected value is computed from that ledger with plain Python
+The table is filled by the aggregation job itself (tests/support/seed.py: the ledger below written
+as spool files, then two job runs in-process), late rows and conflicts included, from spool content
+as the spooler would write it. Every expected value is computed from that ledger with plain Python
 and Decimal (or pandas), never with the code under test. The app's clock is pinned, so relative
 times, the top-spender hours and the per-minute window are exact. Money is checked per currency,
 with each currency's places written out by hand (PLACES), not taken from common.money.
@@ -24,13 +25,13 @@ import pytest
 from conftest import cleanup_resources, make_config
 from flask import Flask
 from flask.testing import FlaskClient
+from support.seed import LedgerRow, copies, run_job, spool_frame
 
-from bench.api_load import ConflictRow, LateRow, LedgerRow, seed_table
-from common import clients, jobstate, rowkeys, spool, store
+from common import clients, spool
 from webapp import create_app, queries
 
 NOW = datetime(2026, 3, 15, 10, 20, 30, 250_000, tzinfo=UTC)
-USERS = ("alice", "bob", "dense", "multi", "u1", "u10")
+USERS = ("alice", "bob", "carol", "dense", "multi", "u1", "u10")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 PLACES = {"USD": 2, "EUR": 2, "JPY": 0, "BHD": 3}  # ISO 4217 minor units, written out by hand
 
@@ -86,25 +87,47 @@ def build_ledger() -> list[LedgerRow]:
     return rows
 
 
-LEDGER = build_ledger()
-# What the job set aside as late (published days after the event) and the conflicting copies it found.
+FIRST_RUN = build_ledger()
+CAROL = LedgerRow("carol-c", "carol", 99, _us(NOW - timedelta(hours=2)))
+SECOND_RUN = [CAROL]
+LEDGER = FIRST_RUN + SECOND_RUN
+# What the job sets aside as late: published days after the event, beyond the 72 h horizon.
 LATE = [
-    LateRow(f"late-{i}", "alice" if i % 2 else "multi", 100 * i + 1, ("USD", "JPY", "BHD")[i % 3],
-            _us(NOW - timedelta(days=5, minutes=i)), _us(NOW - timedelta(hours=30) + timedelta(minutes=7 * i)))
+    LedgerRow(f"late-{i}", "alice" if i % 2 else "multi", 100 * i + 1, _us(NOW - timedelta(days=5, minutes=i)),
+              currency=("USD", "JPY", "BHD")[i % 3],
+              publish_us=_us(NOW - timedelta(hours=30) + timedelta(minutes=7 * i)))
     for i in range(25)
 ]  # fmt: skip
-CONFLICTS = [
-    ConflictRow(
-        "alice-0",
-        store.Version("alice", LEDGER[0].amount_minor, "USD", LEDGER[0].event_us, 1, "m-1"),
-        store.Version("alice", 999, "JPY", LEDGER[0].event_us, 2, "m-2"),
-    ),
-    ConflictRow(
-        "bob-1",
-        store.Version("bob", 1250, "USD", _us(NOW - timedelta(hours=1)), 3, "m-3"),
-        store.Version("mallory", 1250, "USD", _us(NOW - timedelta(hours=1)), 4, "m-4"),
-    ),
-]
+ALICE_FIRST = FIRST_RUN[0]
+BOB_FIRST = next(r for r in FIRST_RUN if r.user_id == "bob")
+U1_FIRST = next(r for r in FIRST_RUN if r.user_id == "u1")
+
+
+def first_run_spool() -> pd.DataFrame:
+    """The first run's files: the ledger, the late rows, and a copy of alice's first transaction in
+    other money and one of bob's under another user (two conflicts, found within the run)."""
+    return pd.concat(
+        [
+            spool_frame(FIRST_RUN),
+            spool_frame(LATE),
+            copies(spool_frame([ALICE_FIRST]), "-jpy", currency="JPY", amount_minor=999),
+            copies(spool_frame([BOB_FIRST]), "-mallory", user_id="mallory"),
+        ],
+        ignore_index=True,
+    )
+
+
+def second_run_spool() -> pd.DataFrame:
+    """The second run's file: carol's transaction and a copy of it in dinars (a conflict within the
+    run), and a copy of u1's first transaction for another amount (a conflict with the first run)."""
+    return pd.concat(
+        [
+            spool_frame(SECOND_RUN),
+            copies(spool_frame([CAROL]), "-bhd", currency="BHD", amount_minor=7),
+            copies(spool_frame([U1_FIRST]), "-more", amount_minor=U1_FIRST.amount_minor + 1),
+        ],
+        ignore_index=True,
+    )
 
 
 def in_range(user: str, start: datetime, end: datetime, currency: str | None = "USD") -> list[LedgerRow]:
@@ -140,10 +163,10 @@ def newest_first(rows: list[LedgerRow]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def seeded(emulators: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def seeded(spark: Any, emulators: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     cfg = make_config(tmp_path_factory.mktemp("api"))
-    table = clients.ensure_table(cfg)
-    seed_table(table, LEDGER, late=LATE, conflicts=CONFLICTS)
+    run_job(spark, cfg, first_run_spool(), files=2)
+    run_job(spark, cfg, second_run_spool())
     yield cfg
     cleanup_resources(cfg)
 
@@ -159,19 +182,6 @@ def client(app: Flask) -> FlaskClient:
 
 
 # --- /sum -------------------------------------------------------------------------------------
-
-
-def test_totals_add_up_per_currency_and_never_across() -> None:
-    usd, jpy = queries.Totals.of("USD", 1050, 2), queries.Totals.of("JPY", 1050, 1)
-    both = usd + jpy + queries.Totals.of("USD", -50, 1)
-    assert both.parts == (("JPY", 1050, 1), ("USD", 1000, 3))
-    assert both.currency("USD") == (1000, 3) and both.currency("JPY") == (1050, 1)
-    assert both.currency("EUR") == (0, 0)
-    assert both.currencies == ["JPY", "USD"] and both.count == 4
-    assert queries.Totals() + both == both + queries.Totals() == both
-    cells = {b"USD:sum": 1000, b"USD:count": 3, b"JPY:sum": 1050, b"JPY:count": 1}
-    assert queries.Totals.from_counter_cells(cells) == both
-    assert queries.Totals.merge([usd, jpy, usd]).parts == (("JPY", 1050, 1), ("USD", 2100, 4))
 
 
 SUM_RANGES = [
@@ -519,59 +529,47 @@ def test_a_late_page_token_only_continues_its_own_range(client: FlaskClient) -> 
     assert elsewhere.status_code == 400 and elsewhere.get_json()["parameter"] == "page_token"
 
 
-def test_conflicts_newest_run_first_with_both_versions(cfg: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    table = clients.ensure_table(cfg)
-    event = _us(NOW - timedelta(hours=2))
-
-    def conflict(tid: str, counted_amount: int, copy_currency: str, message: str) -> ConflictRow:
-        return ConflictRow(
-            tid,
-            store.Version("carol", counted_amount, "USD", event, event + 5, f"{message}-a"),
-            store.Version("carol", counted_amount, copy_currency, event, 0, f"{message}-b"),
-        )
-
-    a, b, c = conflict("t-a", 1050, "JPY", "m1"), conflict("t-b", 7, "BHD", "m2"), conflict("t-c", 99, "EUR", "m3")
-    seed_table(table, [LedgerRow("t-a", "carol", 1050, event)], conflicts=[a, b])  # run 1
-    seed_table(table, [LedgerRow("t-x", "carol", 1, event)])  # run 2: none
-    seed_table(table, [LedgerRow("t-c", "carol", 99, event)], conflicts=[c])  # run 3
-    client = create_app(cfg, clock=lambda: NOW).test_client()
-    body = client.get("/api/v1/conflicts?limit=10").get_json()
-    assert body["conflicts_total"] == 3
-    assert [(x["run"], x["transaction_id"]) for x in body["conflicts"]] == [(3, "t-c"), (1, "t-a"), (1, "t-b")]
-    assert body["conflicts"][1] == {
-        "run": 1,
-        "transaction_id": "t-a",
-        "reason": "conflicting_duplicate",
-        "counted": {
-            "user_id": "carol",
-            "amount": "10.50",
-            "currency": "USD",
-            "event_time": _rfc3339(event),
-            "publish_time": _rfc3339(event + 5),
-            "message_id": "m1-a",
-        },
-        "copy": {
-            "user_id": "carol",
-            "amount": "1050",
-            "currency": "JPY",
-            "event_time": _rfc3339(event),
-            "publish_time": None,
-            "message_id": "m1-b",
-        },
+def _version(row: LedgerRow, publish_us: int, message_id: str, **changes: Any) -> dict[str, Any]:
+    """One copy as /conflicts shows it, written out from the ledger row."""
+    fields = {"user_id": row.user_id, "amount_minor": row.amount_minor, "currency": row.currency, **changes}
+    return {
+        "user_id": fields["user_id"],
+        "amount": money(fields["amount_minor"], fields["currency"]),
+        "currency": fields["currency"],
+        "event_time": _rfc3339(row.event_us),
+        "publish_time": _rfc3339(publish_us),
+        "message_id": message_id,
     }
-    assert body["conflicts"][2]["copy"]["amount"] == "0.007"  # 7 fils
-    assert [x["transaction_id"] for x in client.get("/api/v1/conflicts?limit=1").get_json()["conflicts"]] == ["t-c"]
-    # A window that fills the row cap is narrowed to its newer runs rather than read whole.
-    monkeypatch.setattr(queries, "CONFLICT_ROW_CAP", 2)
-    narrowed = client.get("/api/v1/conflicts?limit=2").get_json()["conflicts"]
-    assert [(x["run"], x["transaction_id"]) for x in narrowed] == [(3, "t-c"), (1, "t-a")]
-    health = client.get("/health").get_json()
-    assert health["conflicts_total"] == 3
-    assert [(r["run"], r["conflicts"], r["late_rows"]) for r in health["recent_runs"]] == [
-        (3, 1, 0),
-        (2, 0, 0),
-        (1, 2, 0),
+
+
+def test_conflicts_newest_run_first_with_both_versions(client: FlaskClient) -> None:
+    body = client.get("/api/v1/conflicts?limit=10").get_json()
+    assert body["conflicts_total"] == 4
+    assert [(x["run"], x["transaction_id"]) for x in body["conflicts"]] == [
+        (2, "carol-c"),
+        (2, U1_FIRST.transaction_id),
+        (1, "alice-0"),
+        (1, BOB_FIRST.transaction_id),
     ]
+    second, minute = 1_000_000, 60_000_000
+    carol = body["conflicts"][0]
+    assert carol == {
+        "run": 2,
+        "transaction_id": "carol-c",
+        "reason": "conflicting_duplicate",
+        "counted": _version(CAROL, CAROL.event_us + second, "m-carol-c"),
+        "copy": _version(CAROL, CAROL.event_us + second + minute, "m-carol-c-bhd", currency="BHD", amount_minor=7),
+    }
+    assert carol["copy"]["amount"] == "0.007"  # 7 fils
+    u1 = body["conflicts"][1]
+    assert u1["counted"] == _version(U1_FIRST, U1_FIRST.event_us + second, f"m-{U1_FIRST.transaction_id}")
+    assert u1["copy"]["amount"] == money(U1_FIRST.amount_minor + 1)
+    alice = body["conflicts"][2]
+    assert (alice["counted"]["currency"], alice["copy"]["currency"], alice["copy"]["amount"]) == ("USD", "JPY", "999")
+    bob = body["conflicts"][3]
+    assert (bob["counted"]["user_id"], bob["copy"]["user_id"]) == ("bob", "mallory")
+    limited = client.get("/api/v1/conflicts?limit=1").get_json()["conflicts"]
+    assert [x["transaction_id"] for x in limited] == ["carol-c"]
 
 
 def test_users_are_listed_by_prefix(client: FlaskClient) -> None:
@@ -702,38 +700,7 @@ def test_a_missing_table_is_a_503_that_says_so(cfg: Any) -> None:
     assert "does not exist" in response.get_json()["error"]
 
 
-# --- the whole-hour cache and health --------------------------------------------------------------
-
-
-def test_cached_sums_follow_each_job_run_and_bypass_a_pending_one(cfg: Any) -> None:
-    table = clients.ensure_table(cfg)
-    old = NOW - timedelta(days=10)
-    seed_table(
-        table, [LedgerRow("a", "carol", 1000, _us(old)), LedgerRow("b", "carol", 250, _us(NOW - timedelta(seconds=1)))]
-    )
-    app = create_app(cfg, clock=lambda: NOW)
-    client = app.test_client()
-    cache = app.extensions["txn"].whole_hours
-    cache.tag_ttl_s = 0  # re-read the ~job row on every request
-    query = {"from": "-30d", "to": "now"}
-
-    def total() -> tuple[str, int]:
-        body = client.get("/api/v1/users/carol/sum", query_string=query).get_json()
-        return body["sum"], body["count"]
-
-    assert total() == ("12.50", 2)
-    assert total() == ("12.50", 2)
-    assert (cache.misses, cache.hits) == (1, 1)
-    seed_table(table, [LedgerRow("c", "carol", 5, _us(old + timedelta(hours=3)))])  # run 2
-    assert total() == ("12.55", 3)
-    assert cache.misses == 2
-    # A run that has begun and not finished: its counter writes show at once, nothing is cached.
-    run = jobstate.begin_run(table, jobstate.read_job_status(table), [], NOW)
-    key = rowkeys.hour_bucket_key("carol", _us(old) // 3_600_000_000 * 3600)
-    store.apply_counter_deltas(table, store.HOUR, {key: store.counter_cells("USD", 7, 1)}, run.run_id)
-    assert total() == ("12.62", 4)
-    assert total() == ("12.62", 4)
-    assert (cache.misses, cache.hits) == (2, 1)
+# --- health (the whole-hour cache: tests/unit/test_whole_hour_cache.py) ---------------------------
 
 
 def test_health_reports_the_pipeline(seeded: Any) -> None:
@@ -755,10 +722,13 @@ def test_health_reports_the_pipeline(seeded: Any) -> None:
     body = app.test_client().get("/health").get_json()
     assert body["status"] == "ok"
     assert body["bigtable"]["reachable"] and body["pubsub"]["reachable"] and body["pubsub"]["topic_exists"]
-    assert body["last_job_run"]["last_run"] == 1 and body["last_job_run"]["pending"] is None
+    assert body["last_job_run"]["last_run"] == 2 and body["last_job_run"]["pending"] is None
     assert body["spool_backlog"] == 0
     assert body["dead_letter_count"] == 3
-    assert body["conflicts_total"] == len(CONFLICTS) == 2
-    assert body["recent_runs"] == [{"run": 1, "late_rows": len(LATE), "set_aside": 0, "conflicts": len(CONFLICTS)}]
+    assert body["conflicts_total"] == 4
+    assert body["recent_runs"] == [
+        {"run": 2, "late_rows": 0, "set_aside": 0, "conflicts": 2},
+        {"run": 1, "late_rows": len(LATE), "set_aside": 0, "conflicts": 2},
+    ]
     spool.write_atomic(rows.slice(0, 2), spool.new_file_path(str(dead), spool.DEAD_LETTER))
     assert app.test_client().get("/health").get_json()["dead_letter_count"] == 5

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import schemathesis
 from conftest import cleanup_resources, make_config
@@ -23,31 +24,34 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from support.seed import LedgerRow, copies, random_ledger, run_job, spool_frame
 
-from bench.api_load import ConflictRow, LateRow, seed_table, synthetic_ledger
-from common import clients, store
+from common import clients
 from webapp import create_app
 
 # The schema is loaded when the module is collected, from an app that has not touched Bigtable
-# yet (create_app connects to nothing); the fixture below seeds its table before any test runs.
+# yet (create_app connects to nothing); the fixture below fills its table (one job run) before any
+# test runs.
 # (schemathesis' lazy fixture loader does not work with this pytest.)
 CFG = make_config(Path(tempfile.gettempdir()) / "api-fuzz")
 APP = create_app(CFG)
 schema = schemathesis.openapi.from_wsgi("/openapi.json", APP)
 
 
+def fuzz_ledger(end: datetime) -> pd.DataFrame:
+    """Two transactions an hour for two days for each user, with amounts of 2, 0 and 3 places, a row
+    published days after its event (set aside as late) and a copy of the first transaction under
+    another user (a conflict): every shape the document promises."""
+    ledger = random_ledger(["u1", "u10", "a.b-c_d"], end - timedelta(days=2), end, 2, currencies=("USD", "JPY", "BHD"))
+    first = ledger[0]
+    late = LedgerRow("late-1", "u1", 1234, first.event_us - 4 * 86_400_000_000, "BHD", publish_us=first.event_us)
+    conflict = copies(spool_frame([first]), "-other", user_id="u10", amount_minor=5, currency="JPY")
+    return pd.concat([spool_frame([*ledger, late]), conflict], ignore_index=True)
+
+
 @pytest.fixture(scope="module", autouse=True)
-def fuzz_app(emulators: dict[str, str]) -> Iterator[Flask]:
-    end = datetime.now(UTC)
-    # Amounts with 2, 0 and 3 places, a late row and a conflict: every shape the document promises.
-    ledger = synthetic_ledger(
-        ["u1", "u10", "a.b-c_d"], end - timedelta(days=2), end, 2, currencies=("USD", "JPY", "BHD")
-    )
-    event_us = ledger[0].event_us
-    late = [LateRow("late-1", "u1", 1234, "BHD", event_us - 4 * 86_400_000_000, event_us)]
-    counted = store.Version("u1", ledger[0].amount_minor, ledger[0].currency, event_us, event_us + 1, "m1")
-    conflicts = [ConflictRow(ledger[0].transaction_id, counted, store.Version("u10", 5, "JPY", event_us, 0, "m2"))]
-    seed_table(clients.ensure_table(CFG), ledger, late=late, conflicts=conflicts)
+def fuzz_app(spark: Any, emulators: dict[str, str]) -> Iterator[Flask]:
+    run_job(spark, CFG, fuzz_ledger(datetime.now(UTC)))
     clients.ensure_topic(CFG)
     yield APP
     cleanup_resources(CFG)

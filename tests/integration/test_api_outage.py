@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from conftest import cleanup_resources, make_config
 from flask.testing import FlaskClient
+from support.seed import random_ledger, run_job
 
-from bench.api_load import seed_table, synthetic_ledger
 from bench.proxy import OutageProxy
 from common import clients
 from common.config import Config
@@ -95,9 +95,9 @@ def test_a_post_gives_up_with_a_503_when_pubsub_does_not_answer(
 
 
 @pytest.fixture(scope="module")
-def seeded(emulators: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
+def seeded(spark: Any, emulators: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
     cfg = make_config(tmp_path_factory.mktemp("outage-api"))
-    assert seed_table(clients.ensure_table(cfg), synthetic_ledger(["u1", "u2"], NOW - timedelta(days=1), NOW, 3)) > 10
+    run_job(spark, cfg, random_ledger(["u1", "u2"], NOW - timedelta(days=1), NOW, 3))
     clients.ensure_subscription(cfg)
     yield cfg
     cleanup_resources(cfg)

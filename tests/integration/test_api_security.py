@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from conftest import ROOT, cleanup_resources, make_config
 from flask import Flask
+from support.seed import random_ledger, run_job
 
-from bench.api_load import seed_table, synthetic_ledger
 from common import clients
 from common.config import Config, ConfigError, from_dict
 from webapp import create_app
@@ -46,9 +46,9 @@ WRONG = [
 
 
 @pytest.fixture(scope="module")
-def seeded(emulators: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
+def seeded(spark: Any, emulators: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
     cfg = make_config(tmp_path_factory.mktemp("security"), ingest_token=INGEST, read_token=READ)
-    assert seed_table(clients.ensure_table(cfg), synthetic_ledger(USERS, NOW - timedelta(days=1), NOW, 3)) > 10
+    run_job(spark, cfg, random_ledger(USERS, NOW - timedelta(days=1), NOW, 3))
     clients.ensure_topic(cfg)
     yield cfg
     cleanup_resources(cfg)

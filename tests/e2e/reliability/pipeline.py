@@ -1,7 +1,7 @@
 """Running the pipeline's commands as a user runs them, and checking what they produce against the
 emitter's ledger, aggregated independently (DuckDB), never with the code under test.
 
-Expected Bigtable contents come from tests/aggregate_support.py (DuckDB over a spool-shaped ledger);
+Expected Bigtable contents come from tests/support/ledger.py (DuckDB over a spool-shaped ledger);
 expected /sum answers from a DuckDB range join over the same ledger.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import duckdb
 import pandas as pd
-from aggregate_support import Contents, assert_contents, expected_contents, read_contents, to_frame
+from support.ledger import Contents, assert_contents, expected_contents, read_contents, to_frame
 from support.tally import TALLY
 
 from common import clients, jobstate, spool

@@ -29,9 +29,9 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 from support.scale import Scale
+from support.seed import random_ledger, run_job
 from support.tally import TALLY
 
-from bench.api_load import seed_table, synthetic_ledger
 from common import clients
 from common.config import Config
 from webapp import create_app
@@ -82,11 +82,11 @@ PARAMETERS = ["from", "to", "n", "limit", "hours", "minutes", "prefix", "page_to
 
 
 @pytest.fixture(scope="module")
-def seeded(emulators: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
+def seeded(spark: Any, emulators: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
     # The fuzz posts far more than a client may: the limit has its own test below.
     cfg = make_config(tmp_path_factory.mktemp("hostile-api"), ingest_token=TOKEN, post_rate_limit="1000000 per minute")
     # The fuzz is only worth something when the routes have data to read.
-    assert seed_table(clients.ensure_table(cfg), synthetic_ledger(USERS, NOW - timedelta(days=2), NOW, 3)) > 100
+    assert run_job(spark, cfg, random_ledger(USERS, NOW - timedelta(days=2), NOW, 3)).rows_written > 100
     clients.ensure_subscription(cfg)
     yield cfg
     cleanup_resources(cfg)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from aggregate_support import make_ledger
+from support.ledger import make_ledger
 from support.scale import Scale
 from support.tally import TALLY
 

@@ -20,7 +20,6 @@ from support.tally import TALLY
 from common import clients, jobstate, spool
 from common.config import Config
 from jobs.aggregate.__main__ import EXIT_LOCKED
-from jobs.aggregate.load import PAUSE_ENV
 from reliability.pipeline import (
     Background,
     Emission,
@@ -31,7 +30,6 @@ from reliability.pipeline import (
     recent_window,
     reconcile,
     run,
-    service_env,
     spool_rows,
     wait_for,
     write_config,
@@ -81,11 +79,11 @@ def kill_job_at_random_points(
     """One slowed job run per phase, SIGKILLed at a random moment of it; returns the kills made
     (a run may finish before its kill point; then the rest have nothing left to interrupt)."""
     kills = 0
-    env = service_env(**{PAUSE_ENV: "0.2"})
     for attempt, phase in enumerate(phases):
         marker, longest = JOB_PHASES[phase]
         delay = rng.uniform(0.0, longest)
-        with Background(command("jobs.aggregate", config, *SLOW), tmp_path / f"job-{attempt}.log", env=env) as job:
+        argv = command("jobs.aggregate", config, *SLOW, "--pause-after-batch", "0.2")
+        with Background(argv, tmp_path / f"job-{attempt}.log") as job:
             wait_for(lambda: marker in job.output() or not job.running(), f"the job to reach {phase}", timeout=300)  # noqa: B023
             time.sleep(delay)
             if not job.running():

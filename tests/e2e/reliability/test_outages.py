@@ -21,14 +21,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from aggregate_support import duplicates_of, make_ledger, write_spool
+from support.ledger import duplicates_of, make_ledger, write_spool
 from support.scale import Scale
 from support.tally import TALLY
 
 from bench.proxy import OutageProxy
 from common import clients, jobstate
 from common.config import Config
-from jobs.aggregate.load import PAUSE_ENV
 from reliability.faults import SHARED_PUBSUB_PORT, PrivateBigtable
 from reliability.pipeline import (
     Background,
@@ -115,9 +114,9 @@ def test_bigtable_unreachable_mid_run_then_a_later_run_and_a_rebuild_after_an_em
     try:
         # 1. Cut Bigtable off at a random moment of the dcflist writes.
         with Background(
-            command("jobs.aggregate", config, *SLOW),
+            command("jobs.aggregate", config, *SLOW, "--pause-after-batch", "0.2"),
             tmp_path / "job-1.log",
-            env=service_env(bigtable=proxy.address, **{PAUSE_ENV: "0.2"}),
+            env=service_env(bigtable=proxy.address),
         ) as job:
             wait_for(lambda: "lookup:" in job.output(), "the job to start writing", watch=job)
             time.sleep(rng.uniform(0.5, 3.0))
