@@ -26,7 +26,16 @@ from typing import NoReturn
 from bench import hostile, pipeline, soak, stages
 from bench.results import Result, compare, write_all
 from common import clients
-from common.cli import ArgumentParser, UsageError, add_config_argument, command_name, log, run
+from common.cli import (
+    ArgumentParser,
+    UsageError,
+    add_config_argument,
+    add_log_format_argument,
+    command_name,
+    configure_logs,
+    log,
+    run,
+)
 from common.config import load_config
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -61,6 +70,7 @@ def build_parser() -> ArgumentParser:
         prog=command_name("txn-bench", "bench"), description=__doc__.split("\n\n")[0] if __doc__ else None
     )
     add_config_argument(parser)
+    add_log_format_argument(parser)
     parser.add_argument("--quick", action="store_true", help="small sizes: a run of a couple of minutes")
     parser.add_argument("--stages", metavar="A,B", help=f"only these stages ({', '.join(STAGES)})")
     parser.add_argument("--soak-minutes", type=float, default=30.0, metavar="M", help="the soak stage's length")
@@ -75,6 +85,7 @@ def build_parser() -> ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logs(args, "bench")
     warnings.filterwarnings("ignore", message="Connecting to Bigtable emulator")
     names = parse_stages(args.stages)
     base = load_config(args.config)

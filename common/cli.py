@@ -1,19 +1,22 @@
-"""Command-line plumbing every command shares: the --config flag, one-line user errors, progress lines.
+"""Command-line plumbing every command shares: the --config and --log-format flags, one-line user
+errors, progress lines.
 
 A command is `main(argv) -> int` run through `run(main)`. Errors a user can cause (a bad flag, a bad
 config value, a bad time, a bad message) print one line `error: ...` on stderr and exit 2; an
 unreachable Pub/Sub or Bigtable prints one line and exits 3. Anything else is a bug and keeps its
-traceback.
+traceback (with --log-format json, inside one JSON line).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from common import logs
 from common.clients import ServiceUnavailable
 from common.config import ConfigError
 from common.message import MessageError
@@ -107,9 +110,25 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_log_format_argument(parser: argparse.ArgumentParser) -> None:
+    """Add `--log-format {text,json}` (default text); apply it with `configure_logs`."""
+    parser.add_argument(
+        "--log-format",
+        choices=logs.FORMATS,
+        default="text",
+        help="text lines for people (default), or one JSON object per line for log shippers",
+    )
+
+
+def configure_logs(args: argparse.Namespace, process: str) -> None:
+    """Write this command's log lines in the format `args.log_format` names, as `process`."""
+    logs.configure(args.log_format, process)
+
+
 def log(*parts: object) -> None:
-    """One progress or summary line on stderr, so stdout stays free for data."""
-    print(*parts, file=sys.stderr, flush=True)
+    """One progress or summary line on stderr, so stdout stays free for data (a JSON object with
+    --log-format json)."""
+    logs.write(" ".join(str(part) for part in parts))
 
 
 def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> NoReturn:
@@ -123,4 +142,10 @@ def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None 
     except ServiceUnavailable as exc:
         log(f"error: {exc}")
         code = EXIT_UNAVAILABLE
+    except Exception:
+        if not logs.is_json():
+            raise
+        # A bug: its traceback, in one line a log shipper can read.
+        logs.write(f"error: unexpected failure\n{traceback.format_exc().rstrip()}", "error")
+        code = 1
     sys.exit(code)

@@ -21,12 +21,14 @@ from types import FrameType
 
 from tqdm import tqdm
 
-from common import clients
+from common import clients, logs
 from common.cli import (
     ArgumentParser,
     UsageError,
     add_config_argument,
+    add_log_format_argument,
     command_name,
+    configure_logs,
     log,
     non_negative_int,
     positive_int,
@@ -72,6 +74,7 @@ def build_parser() -> ArgumentParser:
         prog=command_name("txn-emit", "emitter"), description=__doc__.split("\n\n")[0] if __doc__ else None
     )
     add_config_argument(parser)
+    add_log_format_argument(parser)
     parser.add_argument("--users", type=positive_int, metavar="N", help="number of card holders (config: users)")
     parser.add_argument(
         "--seed", type=non_negative_int, metavar="S", help="random seed; the same seed gives the same data"
@@ -220,6 +223,7 @@ def _unconfirmed_message(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logs(args, "emitter")
     cfg = load_config(args.config, {"users": args.users, "seed": args.seed, "live_speedup": args.speedup})
     start, end, time_scale = _window(args, cfg, utcnow())
     request = SimulationRequest(Population.from_config(cfg), start, end, time_scale, args.limit)
@@ -245,7 +249,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             mode = f"live, {time_scale:g}x" if end is None else f"{format_rfc3339(start)} .. {format_rfc3339(end)}"
             currencies = describe_currencies(request.population)
             log(f"emitter: {cfg.users} users, seed {cfg.seed}, in {currencies}, {mode} -> {publisher.topic}")
-            result = emit(publisher, producer, stop, paced=end is None, progress=not args.quiet, give_up=give_up)
+            result = emit(
+                publisher,
+                producer,
+                stop,
+                paced=end is None,
+                progress=not (args.quiet or logs.is_json()),
+                give_up=give_up,
+            )
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

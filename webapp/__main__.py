@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from common import clients
-from common.cli import ArgumentParser, command_name, positive_int, run
+from common import clients, logs
+from common.cli import ArgumentParser, add_log_format_argument, command_name, configure_logs, positive_int, run
 from common.config import load_config
 from webapp.security import check_bind
 
@@ -32,6 +32,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--port", type=positive_int, default=5000, help="the port to listen on (default: 5000)")
     parser.add_argument("--workers", type=positive_int, default=2, help="gunicorn processes (default: 2)")
     parser.add_argument("--threads", type=positive_int, default=8, help="threads per process (default: 8)")
+    add_log_format_argument(parser)
     return parser
 
 
@@ -65,10 +66,15 @@ def gunicorn_command(host: str, port: int, workers: int, threads: int) -> list[s
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logs(args, "webapp")
     cfg = load_config(args.config)
     check_bind(cfg, args.host)
     guarded = "read token required" if cfg.read_token else "no read token (loopback only)"
-    print(f"config ok: table '{cfg.table_id}', topic '{cfg.topic_id}'; {clients.describe_target(cfg)}; {guarded}")
+    line = f"config ok: table '{cfg.table_id}', topic '{cfg.topic_id}'; {clients.describe_target(cfg)}; {guarded}"
+    if logs.is_json():
+        logs.write(line)  # a log line like the server's that follow
+    else:
+        print(line)
     if args.check:
         return 0
     if args.config:

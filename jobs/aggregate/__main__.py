@@ -34,7 +34,9 @@ from common.cli import (
     ArgumentParser,
     UsageError,
     add_config_argument,
+    add_log_format_argument,
     command_name,
+    configure_logs,
     log,
     non_negative_float,
     run,
@@ -56,6 +58,7 @@ def build_parser() -> ArgumentParser:
         "processed yet and exits.",
     )
     add_config_argument(parser)
+    add_log_format_argument(parser)
     parser.add_argument("--master", metavar="URL", help="Spark master, e.g. spark://host:7077 (default: local[*])")
     parser.add_argument("--conf", metavar="KEY=VALUE", action="append", default=[], help="a Spark setting; repeatable")
     parser.add_argument("--rebuild", action="store_true", help="empty the table and reprocess the whole spool")
@@ -189,6 +192,7 @@ def run_every(runner: Runner, seconds: float, wait: bool) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logs(args, "aggregate")
     cfg = load_config(args.config)
     conf = parse_conf(args.conf)
     every = parse_every(args.every)

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pyspark.sql import SparkSession
 from tqdm import tqdm
 
+from common import logs
+
 
 @contextlib.contextmanager
 def spark_progress(spark: SparkSession, description: str, interval: float = 0.5) -> Iterator[None]:
@@ -20,7 +22,8 @@ def spark_progress(spark: SparkSession, description: str, interval: float = 0.5)
     context.setJobGroup(group, description)
     tracker = context.statusTracker()
     done = threading.Event()
-    bar = tqdm(desc=description, unit="task", leave=False, dynamic_ncols=True, disable=None)  # off when not a TTY
+    # Off when stderr is not a TTY, and with --log-format json (each stderr line is then JSON).
+    bar = tqdm(desc=description, unit="task", leave=False, dynamic_ncols=True, disable=True if logs.is_json() else None)
 
     def poll() -> None:
         while not done.wait(interval):

@@ -19,7 +19,8 @@ from types import FrameType
 
 from tqdm import tqdm
 
-from common.cli import ArgumentParser, add_config_argument, command_name, log
+from common import logs
+from common.cli import ArgumentParser, add_config_argument, add_log_format_argument, command_name, configure_logs, log
 from common.config import load_config
 from jobs.spooler.spooler import DEFAULT_PULLERS, Spooler, SpoolerStats
 
@@ -47,6 +48,7 @@ def build_parser() -> ArgumentParser:
         prog=command_name("txn-spool", "jobs.spooler"), description=__doc__.split("\n\n")[0] if __doc__ else None
     )
     add_config_argument(parser)
+    add_log_format_argument(parser)
     parser.add_argument(
         "--until-idle", type=_seconds, metavar="SECONDS", help="exit once no message has arrived for this long"
     )
@@ -72,6 +74,7 @@ def summary(stats: SpoolerStats) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logs(args, "spooler")
     cfg = load_config(args.config)
 
     bar: tqdm[None] | None = None
@@ -91,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(sig, on_signal)
     idle = f", exits after {args.until_idle:g} s idle" if args.until_idle else ", until stopped"
     log(f"spooler: {cfg.subscription_id} -> {cfg.spool_dir} ({args.pullers} pullers{idle})")
-    bar = tqdm(unit=" msg", desc="spooled", disable=args.quiet, mininterval=0.5)
+    bar = tqdm(unit=" msg", desc="spooled", disable=args.quiet or logs.is_json(), mininterval=0.5)
     try:
         stats = spooler.run()
     finally:
