@@ -10,6 +10,12 @@ Part of the table's layout: the job (jobs/aggregate) writes them, the web app re
                     last_summary      JSON counts of the last finished run
                     conflicts_total   conflicting copies found by all finished runs
                     lease             "<holder>|<expiry, epoch µs>" of the running job (jobs/aggregate/lease.py)
+                    last_success_at   RFC 3339 end of the last run that succeeded, even one with
+                                      nothing new to do (what "no successful run for 15 min" reads)
+                    last_success_seconds  how long that run took
+                    failed_runs_total runs that raised (a bad spool file, rows not written, a bug)
+                    last_failed_at    RFC 3339 end of the last failed run
+                    last_failure      JSON counts of that run, with "error": its one-line reason
     ~file#<path>    run               the run that processed this spool file (path relative to spool_dir)
     ~run#<id>       summary           JSON counts of that run
     ~dir#<folder>   mtime             the modification time (epoch ms) a spool folder under
@@ -39,6 +45,11 @@ FINISHED_AT = b"last_finished_at"
 SUMMARY = b"last_summary"
 CONFLICTS_TOTAL = b"conflicts_total"
 LEASE = b"lease"  # written by jobs/aggregate/lease.py
+SUCCESS_AT = b"last_success_at"
+SUCCESS_SECONDS = b"last_success_seconds"
+FAILED_RUNS = b"failed_runs_total"
+FAILED_AT = b"last_failed_at"
+FAILURE = b"last_failure"
 RUN_SUMMARY = b"summary"
 MTIME = b"mtime"
 
@@ -71,8 +82,9 @@ def _decode_json(cells: dict[bytes, bytes], qualifier: bytes) -> Any:
 
 
 def read_job_status(table: Any) -> dict[str, Any] | None:
-    """The ~job row as a dict (last_run, pending, last_finished_at, last_summary, conflicts_total),
-    or None when the job has never run against this table."""
+    """The ~job row as a dict (last_run, pending, last_finished_at, last_summary, conflicts_total,
+    last_success_at, last_success_seconds, failed_runs_total, last_failed_at, last_failure), or None
+    when the job has never run against this table."""
     cells = store.read_row_cells(table, rowkeys.JOB_KEY, store.META)
     if not set(cells) - {LEASE}:  # a lease alone: some process claimed it, no run ever started
         return None
@@ -83,6 +95,11 @@ def read_job_status(table: Any) -> dict[str, Any] | None:
         "last_finished_at": cells.get(FINISHED_AT, b"").decode() or None,
         "last_summary": _decode_json(cells, SUMMARY),
         "conflicts_total": int(cells.get(CONFLICTS_TOTAL, b"0") or b"0"),
+        "last_success_at": cells.get(SUCCESS_AT, b"").decode() or None,
+        "last_success_seconds": float(cells.get(SUCCESS_SECONDS, b"0") or b"0"),
+        "failed_runs_total": int(cells.get(FAILED_RUNS, b"0") or b"0"),
+        "last_failed_at": cells.get(FAILED_AT, b"").decode() or None,
+        "last_failure": _decode_json(cells, FAILURE),
     }
 
 
@@ -184,6 +201,26 @@ def close_folders(table: Any, folders: dict[str, int]) -> None:
         raise JobStateError(f"could not record {len(failures)} spool folders as closed, e.g. {failures[0].key!r}")
 
 
+def record_success(table: Any, finished_at: datetime, seconds: float) -> None:
+    """Record that a run (one with nothing new to do included) succeeded at `finished_at`."""
+    _write_job_cells(table, _success_cells(finished_at, seconds))
+
+
+def _success_cells(finished_at: datetime, seconds: float) -> dict[bytes, bytes]:
+    return {SUCCESS_AT: format_rfc3339(finished_at).encode(), SUCCESS_SECONDS: f"{seconds:.3f}".encode()}
+
+
+def record_failure(table: Any, summary: dict[str, Any], error: str, failed_at: datetime) -> None:
+    """Count a failed run and record its counts and one-line `error` as the last failure. The caller
+    holds the run lock, so reading the count and writing it back races with no other run."""
+    before = (read_job_status(table) or {}).get("failed_runs_total", 0)
+    failure = json.dumps({**summary, "error": error[:500]}, sort_keys=True).encode()
+    _write_job_cells(
+        table,
+        {FAILED_RUNS: str(before + 1).encode(), FAILED_AT: format_rfc3339(failed_at).encode(), FAILURE: failure},
+    )
+
+
 def finish_run(
     table: Any, run: PendingRun, summary: dict[str, Any], finished_at: datetime, conflicts_before: int = 0
 ) -> None:
@@ -205,5 +242,6 @@ def finish_run(
         FINISHED_AT: format_rfc3339(finished_at).encode(),
         SUMMARY: text,
         CONFLICTS_TOTAL: str(conflicts_before + int(summary.get("conflicts", 0))).encode(),
+        **_success_cells(finished_at, float(summary.get("seconds", 0.0))),
     }
     _write_job_cells(table, cells)

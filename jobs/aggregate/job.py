@@ -168,7 +168,9 @@ def _start_run(
         summary.resumed = True
         say(f"resuming run {run.run_id}: {len(run.files):,} files listed by its interrupted attempt")
         return run, extract.read_spool(spark, cfg.spool_dir, run.files)
-    if status is None and jobstate.has_counted_data(table):
+    # No run ever finished or started (a row of recorded failures alone counts nothing), yet buckets.
+    never_ran = status is None or not (status["last_run"] or status["pending"])
+    if never_ran and jobstate.has_counted_data(table):
         raise jobstate.JobStateError(
             f"table {cfg.table_id} holds buckets but no job state (~job); run with --rebuild to recount it"
         )
@@ -269,9 +271,41 @@ def run_once(
     table). Returns the summary; raises SpoolSchemaError for a bad spool file and LoadFailed when
     rows could not be written (the run then stays pending for the next invocation).
     pause_after_batch_s > 0 sleeps after each written batch of rows or counters: the crash tests'
-    kill point, where some but not all of a run's rows are in the table."""
-    started = phase = time.monotonic()
+    kill point, where some but not all of a run's rows are in the table.
+
+    The table's job row records every outcome for operators (the web app's /metrics): the time of
+    the last success (a run with nothing new included), or the failed run's counts and reason."""
+    started = time.monotonic()
     summary = RunSummary()
+    try:
+        return _run_once(spark, cfg, rebuild, say, pause_after_batch_s, summary, started)
+    except Exception as exc:
+        summary.seconds = time.monotonic() - started
+        if not service_error(exc):  # with Bigtable away there is nowhere to record it
+            _record_failure(cfg, summary, exc, say)
+        raise
+
+
+def _record_failure(cfg: Config, summary: RunSummary, exc: Exception, say: Callable[[str], None]) -> None:
+    """Count the failed run in the job row; a failure to do so is said, not raised (the run's own
+    error is the one that matters)."""
+    try:
+        error = outage.first_line(exc, limit=300)
+        jobstate.record_failure(clients.bigtable_table(cfg), asdict(summary), error, datetime.now(UTC))
+    except Exception as record_exc:
+        say(f"warning: could not record the failed run in the job state: {outage.first_line(record_exc)}")
+
+
+def _run_once(
+    spark: SparkSession,
+    cfg: Config,
+    rebuild: bool,
+    say: Callable[[str], None],
+    pause_after_batch_s: float,
+    summary: RunSummary,
+    started: float,
+) -> RunSummary:
+    phase = started
     if rebuild:
         say(f"rebuild: emptying table {cfg.table_id}")
         truncate_table(cfg)
@@ -279,6 +313,7 @@ def run_once(
     run, raw = _start_run(spark, cfg, table, summary, say)
     if run is None or raw is None:
         summary.seconds = time.monotonic() - started
+        jobstate.record_success(table, datetime.now(UTC), summary.seconds)
         say(summary.line())
         return summary
     summary.run_id, summary.files = run.run_id, len(run.files)

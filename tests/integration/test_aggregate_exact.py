@@ -197,7 +197,10 @@ def test_a_spool_file_with_a_column_of_another_type_is_named(spark: Any, cfg: Co
     )
     with pytest.raises(SpoolSchemaError, match="'amount_minor' must be bigint, got double in transactions/"):
         run(spark, cfg)
-    assert jobstate.read_job_status(clients.bigtable_table(cfg)) is None
+    status = jobstate.read_job_status(clients.bigtable_table(cfg))
+    assert status is not None  # only the failure is recorded: no run, pending or finished
+    assert (status["last_run"], status["pending"], status["failed_runs_total"]) == (0, None, 1)
+    assert "'amount_minor' must be bigint" in status["last_failure"]["error"]
 
 
 def test_a_table_with_data_but_no_job_state_is_refused(spark: Any, cfg: Config) -> None:
@@ -206,6 +209,10 @@ def test_a_table_with_data_but_no_job_state_is_refused(spark: Any, cfg: Config) 
     run(spark, cfg)
     table = clients.bigtable_table(cfg)
     table.mutate_rows([_delete(table, b"~job")])
+    with pytest.raises(jobstate.JobStateError, match="--rebuild"):
+        run(spark, cfg)
+    # The refusal is recorded as a failed run, and that record does not pass for job state.
+    assert (jobstate.read_job_status(table) or {}).get("failed_runs_total") == 1
     with pytest.raises(jobstate.JobStateError, match="--rebuild"):
         run(spark, cfg)
     run(spark, cfg, rebuild=True)

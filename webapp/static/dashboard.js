@@ -439,7 +439,7 @@
   }
 
   function describeRun(run) {
-    if (!run) return "none yet";
+    if (!run || (!run.last_run && !run.pending)) return "none yet";
     const parts = [`run ${run.last_run}`];
     if (run.last_finished_at) parts.push(`finished ${run.last_finished_at.slice(0, 19).replace("T", " ")}`);
     if (run.pending) parts.push(`run ${run.pending.run_id} in progress`);
