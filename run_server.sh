@@ -4,6 +4,8 @@
 #   PORT=8000 CONFIG=my.json ./run_server.sh
 #   HOST=0.0.0.0 ./run_server.sh          listen on every interface: refused unless the config sets
 #                                         ingest_token, read_token and allowed_origins
+#   ./run_server.sh --log-format json     every log line one JSON object (or LOG_FORMAT=json); other
+#                                         arguments go to txn-serve as they are
 # WORKERS and THREADS tune gunicorn (default 2 processes x 8 threads). The emulator variables are
 # set from the config by the app itself, only when the config names emulator hosts.
 set -euo pipefail
@@ -19,4 +21,5 @@ if [ ! -x .venv/bin/python ]; then
   exit 2
 fi
 # The config check, then gunicorn in this same process: webapp/__main__.py (the txn-serve command).
-exec .venv/bin/python -m webapp --host "$HOST" --port "$PORT" --workers "$WORKERS" --threads "$THREADS"
+exec .venv/bin/python -m webapp --host "$HOST" --port "$PORT" --workers "$WORKERS" --threads "$THREADS" \
+  --log-format "${LOG_FORMAT:-text}" "$@"

@@ -42,6 +42,7 @@ def create_app(
     from webapp.errors import register as register_error_handlers
     from webapp.health import bp as health_bp
     from webapp.legacy import bp as legacy_bp
+    from webapp.metrics import install as install_metrics
     from webapp.openapi import bp as openapi_bp
     from webapp.security import install as install_security
     from webapp.services import Services
@@ -50,8 +51,10 @@ def create_app(
     app = Flask(__name__)
     # Room for a body the message parser can refuse by name; anything larger is cut off at 413.
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_payload_bytes * 4 + 1024
-    app.extensions["txn"] = Services(cfg, clock or utcnow, table)
+    svc = app.extensions["txn"] = Services(cfg, clock or utcnow, table)
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    # GET /metrics, and every request timed and counted (first, so the time includes the checks).
+    install_metrics(app, svc)
 
     for blueprint in (api_bp, legacy_bp, health_bp, openapi_bp, dashboard_bp):
         app.register_blueprint(blueprint)

@@ -1,7 +1,7 @@
 """`txn-serve` and `python -m webapp`: check the config the server will use, then serve the dashboard
 and JSON API with gunicorn (./run_server.sh runs this).
 
-    txn-serve [--config PATH] [--host ADDRESS] [--port N] [--workers N] [--threads N]
+    txn-serve [--config PATH] [--host ADDRESS] [--port N] [--workers N] [--threads N] [--log-format json]
     txn-serve --check [--config PATH] [--host ADDRESS]
 
 --check only validates the config and says where it points. A bad config, or an ADDRESS to listen
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -22,6 +23,10 @@ from common import clients, logs
 from common.cli import ArgumentParser, add_log_format_argument, command_name, configure_logs, positive_int, run
 from common.config import load_config
 from webapp.security import check_bind
+
+# Where the workers keep their metrics so /metrics adds them up (webapp/metrics.py); emptied by
+# webapp/gunicorn_conf.py when the server starts.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def build_parser() -> ArgumentParser:
@@ -37,12 +42,15 @@ def build_parser() -> ArgumentParser:
 
 
 def gunicorn_command(host: str, port: int, workers: int, threads: int) -> list[str]:
-    """The gunicorn command line serving `webapp:create_app()` on host:port."""
+    """The gunicorn command line serving `webapp:create_app()` on host:port, with the settings of
+    webapp/gunicorn_conf.py (metrics added up across workers, JSON log lines with LOG_FORMAT=json)."""
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 address is bracketed
     return [
         sys.executable,
         "-m",
         "gunicorn",
+        "--config",
+        "python:webapp.gunicorn_conf",
         "--bind",
         bind,
         "--workers",
@@ -79,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.config:
         os.environ["CONFIG"] = str(Path(args.config).resolve())
+    # Read by webapp/gunicorn_conf.py in gunicorn's master, and by prometheus_client in the workers.
+    os.environ["LOG_FORMAT"] = args.log_format
+    os.environ.setdefault(MULTIPROC_ENV, str(Path(tempfile.gettempdir()) / f"txn-metrics-{os.getuid()}-{args.port}"))
     command = gunicorn_command(args.host, args.port, args.workers, args.threads)
     sys.stdout.flush()  # exec drops what is still buffered
     # Exec, not a child: signals sent to this process (Ctrl-C, a supervisor's SIGTERM) reach gunicorn's master.

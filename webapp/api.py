@@ -21,6 +21,7 @@ from common.store import StoredTransaction
 from common.timeutil import format_rfc3339, from_epoch_us, to_epoch_us
 from webapp import params, queries
 from webapp.errors import BackendUnavailable, BadParameter, error_response
+from webapp.metrics import count_backend_error
 from webapp.services import get_table, now, services
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -276,9 +277,11 @@ def post_transaction() -> Any:
             .publish(clients.topic_path(cfg), txn.encode(), retry=retry, timeout=PUBLISH_TIMEOUT_S, **txn.attributes())
         )
         message_id = future.result(timeout=PUBLISH_TIMEOUT_S + 1.0)
-    except gexc.NotFound:
+    except gexc.NotFound as exc:
+        count_backend_error("pubsub", exc)
         raise BackendUnavailable(f"Pub/Sub topic '{cfg.topic_id}' does not exist") from None
     except (gexc.GoogleAPIError, concurrent.futures.TimeoutError) as exc:
+        count_backend_error("pubsub", exc)
         log.warning("publish to %s failed: %r", clients.describe_target(cfg), exc)
         raise BackendUnavailable(
             f"Pub/Sub unreachable: no answer within {PUBLISH_TIMEOUT_S:g} s; try again shortly"

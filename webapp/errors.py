@@ -11,6 +11,7 @@ from google.api_core import exceptions as gexc
 from werkzeug.exceptions import HTTPException
 
 from common.clients import describe_target
+from webapp.metrics import count_backend_error
 from webapp.services import services
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,8 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(gexc.GoogleAPIError)
     def _google_error(exc: gexc.GoogleAPIError) -> Any:
+        # The API's Google calls that reach here are Bigtable reads (a publish raises BackendUnavailable).
+        count_backend_error("bigtable", exc)
         log.warning("backend call failed (%s): %s", describe_target(services().cfg), exc)
         return error_response(503, _backend_message(exc))
 

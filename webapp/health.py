@@ -13,6 +13,7 @@ from google.api_core import exceptions as gexc
 
 from common import clients, jobstate, rowkeys, spool, store
 from common.timeutil import format_rfc3339
+from webapp.metrics import count_backend_error
 from webapp.services import Services, services
 
 bp = Blueprint("health", __name__)
@@ -28,6 +29,7 @@ def _bigtable(svc: Services) -> dict[str, Any]:
     except gexc.NotFound:
         return {"reachable": True, "table_exists": False, "table": svc.cfg.table_id}
     except gexc.GoogleAPIError as exc:
+        count_backend_error("bigtable", exc)
         log.warning("health: Bigtable (%s) did not answer: %s", clients.describe_target(svc.cfg), exc)
         return {"reachable": False, "table": svc.cfg.table_id, "error": exc.__class__.__name__}
     return {"reachable": True, "table_exists": True, "table": svc.cfg.table_id}
@@ -40,6 +42,7 @@ def _pubsub(svc: Services) -> dict[str, Any]:
     except gexc.NotFound:
         return {"reachable": True, "topic_exists": False, "topic": svc.cfg.topic_id}
     except gexc.GoogleAPIError as exc:
+        count_backend_error("pubsub", exc)
         return {"reachable": False, "topic": svc.cfg.topic_id, "error": exc.__class__.__name__}
     return {"reachable": True, "topic_exists": True, "topic": svc.cfg.topic_id}
 

@@ -11,8 +11,11 @@ Every check runs in one `before_request` hook, ahead of the handlers, in this or
    even where no token is set.
 3. A POST carrying an `Origin` must come from an allowed origin, or from the page's own loopback
    origin (403): a page on another site cannot publish through the user's browser.
-4. The data routes (`/api/v1/...` GETs and `/sum`, `/hour`, `/list`) need
-   `Authorization: Bearer <read_token>` when it is set, the POST `<ingest_token>` (401).
+4. The data routes (`/api/v1/...` GETs and `/sum`, `/hour`, `/list`) and `/metrics` need
+   `Authorization: Bearer <read_token>` when it is set, the POST `<ingest_token>` (401). /metrics
+   goes with the data routes, as operators expect of a scrape target: open on this machine while no
+   token is set, and once one is, a Prometheus scrape config passes it (`authorization:
+   credentials_file: ...`). /health stays open: it says only whether the backends answer.
 5. The POST takes only `Content-Type: application/json` (415): the form and text/plain bodies a
    page may send cross-site without asking first are refused.
 
@@ -39,7 +42,7 @@ from flask_limiter.util import get_remote_address
 from common.config import Config, ConfigError
 from webapp.errors import Unauthorized, error_response
 
-DATA_BLUEPRINTS = frozenset({"api", "legacy"})
+DATA_BLUEPRINTS = frozenset({"api", "legacy", "metrics"})  # behind read_token (the POST: ingest_token)
 POST_ENDPOINT = "api.post_transaction"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
