@@ -178,6 +178,13 @@ class Config:
     job_lease_seconds: Annotated[float, _positive()] = 60.0
     # A run's memory follows its input: a backlog is counted in slices of this many spool files.
     job_max_files_per_run: Annotated[int, _at_least(1)] = 200
+    # The spooler's Prometheus metrics (jobs/spooler/metrics.py): port 0 serves none.
+    spooler_metrics_port: Annotated[
+        int, Field(strict=True, ge=0, le=65535, description="a port 1-65535, or 0 to serve no metrics")
+    ] = 0
+    spooler_metrics_host: Annotated[
+        str, _text(r"^[A-Za-z0-9_.:-]{1,253}$", 'an address to listen on such as "127.0.0.1" or "0.0.0.0"')
+    ] = "127.0.0.1"
 
     def to_dict(self) -> dict[str, Any]:
         """Every key, secrets included (to write a config file); lists as lists."""

@@ -5,6 +5,9 @@ Valid transactions go to <spool_dir>/transactions/, rejected messages (with the 
 until SIGINT/SIGTERM (which flush and exit cleanly) or, with --until-idle, until the subscription
 has been quiet that long (time in which Pub/Sub does not answer does not count).
 
+With `spooler_metrics_port` set in the config, it serves its counts for Prometheus on that port at
+/metrics (jobs/spooler/metrics.py lists them).
+
 Pub/Sub unreachable, or a spool_dir that is full or read-only, is waited out with a capped backoff
 (config: outage_backoff_max_seconds) and a line on stderr every outage_report_seconds. Exit codes:
 0 done, 1 stopped while messages could not be written (they stay unacked), 2 a bad flag or config
@@ -92,13 +95,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
+    server = None
+    if cfg.spooler_metrics_port:  # first: a port already taken is a config error, said before starting
+        server = spooler.metrics.serve(cfg.spooler_metrics_host, cfg.spooler_metrics_port)
     idle = f", exits after {args.until_idle:g} s idle" if args.until_idle else ", until stopped"
     log(f"spooler: {cfg.subscription_id} -> {cfg.spool_dir} ({args.pullers} pullers{idle})")
+    if server is not None:
+        log(f"spooler: metrics on http://{cfg.spooler_metrics_host}:{cfg.spooler_metrics_port}/metrics")
     bar = tqdm(unit=" msg", desc="spooled", disable=args.quiet or logs.is_json(), mininterval=0.5)
     try:
         stats = spooler.run()
     finally:
         bar.close()
+        if server is not None:
+            server.shutdown()
     log(summary(stats))
     if spooler.unwritten:
         log(

@@ -55,6 +55,7 @@ from common.message import MessageError, parse_message
 from common.outage import Backoff, describe_os_error, first_line, is_outage
 from common.timeutil import SECOND_US
 from jobs.spooler.batch import InternTable, SpoolBatch
+from jobs.spooler.metrics import Snapshot, SpoolerMetrics
 
 DEFAULT_PULLERS = 4
 MAX_PER_PULL = 1000
@@ -86,6 +87,9 @@ class SpoolerStats:
     ack_failures: int = 0
     peak_held_bytes: int = 0  # the most bytes held in batches not yet written
     reasons: collections.Counter[str] = field(default_factory=collections.Counter)
+    pull_errors: collections.Counter[str] = field(default_factory=collections.Counter)  # by error class
+    files_by_kind: collections.Counter[str] = field(default_factory=collections.Counter)
+    write_failures: int = 0
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
 
@@ -148,6 +152,27 @@ class Spooler:
         )
         self._write_retry_at = 0.0
         self.unwritten = 0  # messages held when run() ended because their file could not be written
+        self.metrics = SpoolerMetrics()
+        self.metrics.watch(self.snapshot)
+
+    def snapshot(self) -> Snapshot:
+        """The running tallies at one instant (for the metrics)."""
+        with self._lock:
+            stats = self.stats
+            return Snapshot(
+                received=stats.received,
+                spooled=stats.spooled,
+                dead_lettered=dict(stats.reasons),
+                acked=stats.acked,
+                ack_failures=stats.ack_failures,
+                pull_errors=dict(stats.pull_errors),
+                held_messages=self._outstanding,
+                held_bytes=self._held_bytes,
+                files=dict(stats.files_by_kind),
+                write_failures=stats.write_failures,
+                pubsub_down=self.pubsub_backoff.down,
+                spool_dir_down=self.write_backoff.down,
+            )
 
     def stop(self) -> None:
         """Ask `run()` to flush what it holds and return (safe from a signal handler)."""
@@ -184,6 +209,7 @@ class Spooler:
                     wait = self.pubsub_backoff.failed(first_line(exc))
                     with self._lock:
                         self._last_message = time.monotonic()
+                        self.stats.pull_errors[_error_class(exc)] += 1
                     self._stop.wait(wait)
                     continue
                 self._last_answer = time.monotonic()
@@ -260,9 +286,12 @@ class Spooler:
 
     def _write(self, subscriber: Any, path: str, batches: list[SpoolBatch]) -> None:
         for index, batch in enumerate(batches):
+            started = time.perf_counter()
             try:
                 written = batch.write(self.cfg.spool_dir)
             except OSError as exc:
+                with self._lock:
+                    self.stats.write_failures += 1
                 # Nothing of this batch is acked; it and the ones after it go back to the front of
                 # the queue (their leases are kept up) and are written again after a backoff.
                 wait = self.write_backoff.failed(f"{describe_os_error(exc, 'spool_dir')} ({self.cfg.spool_dir})")
@@ -270,6 +299,7 @@ class Spooler:
                 with self._lock:
                     self._full.extendleft(reversed(batches[index:]))
                 return
+            self.metrics.write_seconds.observe(time.perf_counter() - started)
             if self.write_backoff.down:
                 self.write_backoff.succeeded()
             reasons = collections.Counter(batch.dead_letters["reason"])
@@ -277,6 +307,8 @@ class Spooler:
                 self.stats.spooled += batch.transaction_count
                 self.stats.dead_lettered += batch.dead_letter_count
                 self.stats.files += len(written)
+                self.stats.files_by_kind[spool.TRANSACTIONS] += 1 if batch.transaction_count else 0
+                self.stats.files_by_kind[spool.DEAD_LETTER] += 1 if batch.dead_letter_count else 0
                 self.stats.reasons.update(reasons)
                 self._held_bytes -= batch.bytes  # its rows go with it: room for the pullers
                 self._lock.notify_all()
@@ -363,3 +395,10 @@ class Spooler:
         if self._on_progress:
             self._on_progress(self.stats)
         return self.stats
+
+
+def _error_class(exc: BaseException) -> str:
+    """The class of the error a pull gave up on (a RetryError's last cause)."""
+    if isinstance(exc, gexc.RetryError) and exc.cause is not None:
+        exc = exc.cause
+    return exc.__class__.__name__
