@@ -9,7 +9,7 @@ JSON object:
 
 `time` is UTC, `level` is "error" or "warning" for lines that start so and "info" otherwise,
 `logger` names the command (or the Python logger of a `logging` record), `process` the command.
-In json, Python `logging` records (the web app's own, the client libraries' warnings) go through
+In json, Python `logging` records and warnings (the web app's own, the client libraries') go through
 the same formatter, and the progress bars are off, so every line on stderr parses.
 """
 
@@ -38,6 +38,8 @@ def configure(log_format: str, process: str) -> None:
     root = logging.getLogger()
     for handler in [h for h in root.handlers if isinstance(h, StderrHandler)]:
         root.removeHandler(handler)
+    # Python warnings (a library's RuntimeWarning) become logging records, and so JSON lines too.
+    logging.captureWarnings(log_format == "json")
     if log_format == "json":
         handler = StderrHandler()
         handler.setFormatter(JsonFormatter())

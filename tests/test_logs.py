@@ -7,6 +7,7 @@ import json
 import logging
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -67,10 +68,15 @@ def test_python_logging_records_take_the_same_form_with_their_logger_and_fields(
         raise ValueError("boom")
     except ValueError:
         logging.getLogger("webapp.errors").exception("unhandled error")
-    warning, error = parse_lines(capsys.readouterr().err)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("Connecting to Bigtable emulator at 127.0.0.1:8086", RuntimeWarning, stacklevel=1)
+    warning, error, python_warning = parse_lines(capsys.readouterr().err)
     assert (warning["level"], warning["logger"], warning["process"]) == ("warning", "webapp.errors", "testcmd")
     assert (warning["message"], warning["n"]) == ("backend call failed: Unavailable", 2)
     assert error["level"] == "error" and "ValueError: boom" in error["exception"]
+    assert (python_warning["level"], python_warning["logger"]) == ("warning", "py.warnings")
+    assert "RuntimeWarning: Connecting to Bigtable emulator" in python_warning["message"]
 
 
 def test_text_format_leaves_the_lines_as_they_were(capsys: pytest.CaptureFixture[str]) -> None:
