@@ -8,7 +8,7 @@ import logging
 import subprocess
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from common import logs
-from common.cli import log
+from common.cli import log, run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -116,3 +116,15 @@ def test_the_web_servers_config_check_logs_json(tmp_path: Path) -> None:
     assert refused.returncode == 2
     (error,) = parse_lines(refused.stderr)
     assert error["level"] == "error" and "refusing to listen on 0.0.0.0" in error["message"]
+
+
+def test_a_bug_keeps_its_traceback_inside_one_json_line(json_logs: None, capsys: pytest.CaptureFixture[str]) -> None:
+    def main(argv: Sequence[str] | None) -> int:
+        raise RuntimeError("a bug")
+
+    with pytest.raises(SystemExit) as info:
+        run(main, [])
+    assert info.value.code == 1
+    (line,) = parse_lines(capsys.readouterr().err)
+    assert line["level"] == "error"
+    assert "Traceback (most recent call last)" in line["message"] and "RuntimeError: a bug" in line["message"]
