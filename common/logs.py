@@ -15,16 +15,22 @@ the same formatter, and the progress bars are off, so every line on stderr parse
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
+import re
 import sys
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
 from common.timeutil import format_rfc3339
 
 FORMATS = ("text", "json")
+# A level leading the line ("WARNING: ...") or after a date and time ("26/11/30 20:05:03 WARN ...", log4j).
+_FOREIGN_LEVEL = re.compile(r"^(?:\S+ \S+ )?(ERROR|FATAL|SEVERE|WARN|WARNING|INFO|DEBUG|TRACE)\b")
+_LEVELS = {"FATAL": "error", "SEVERE": "error", "WARN": "warning", "TRACE": "debug"}
 _settings = {"format": "text", "process": os.path.basename(sys.argv[0] or "python")}
 
 
@@ -111,3 +117,59 @@ class StderrHandler(logging.Handler):
             print(self.format(record), file=sys.stderr, flush=True)
         except Exception:
             self.handleError(record)
+
+
+def wrap_foreign_stderr(logger: str) -> None:
+    """In json, pass every line written to file descriptor 2 on as JSON: this process's own lines as
+    they are, any other (a child process such as Spark's JVM, which inherits the descriptor and
+    writes its start-up lines before any log setting applies) wrapped as a message of `logger`, its
+    level read from the line. Nothing to do in text. The lines still in the pipe at exit are
+    written out (atexit)."""
+    if not is_json():
+        return
+    sys.stderr.flush()
+    original = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    flushed = threading.Event()
+    marker = b"\x00txn-stderr-flushed\x00"
+
+    def relay() -> None:
+        pending = b""
+        while chunk := os.read(read_end, 65536):
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                if line == marker:
+                    flushed.set()
+                else:
+                    os.write(original, _as_json_line(line.decode("utf-8", "replace"), logger).encode() + b"\n")
+        if pending:
+            os.write(original, _as_json_line(pending.decode("utf-8", "replace"), logger).encode() + b"\n")
+
+    thread = threading.Thread(target=relay, name="stderr-json", daemon=True)
+    thread.start()
+
+    def restore() -> None:
+        # Everything written before the marker is relayed once the relay reaches it (a child still
+        # holding the pipe would keep it from ever seeing the end).
+        sys.stderr.flush()
+        os.write(2, marker + b"\n")
+        flushed.wait(timeout=5.0)
+        os.dup2(original, 2)
+
+    atexit.register(restore)
+
+
+def _as_json_line(line: str, logger: str) -> str:
+    stripped = line.rstrip("\r")
+    if stripped.startswith("{"):
+        try:
+            if isinstance(json.loads(stripped), dict):
+                return stripped
+        except ValueError:
+            pass
+    found = _FOREIGN_LEVEL.match(stripped)
+    word = found.group(1) if found else "INFO"
+    return json_line(stripped, _LEVELS.get(word, word.lower()), logger)

@@ -128,3 +128,27 @@ def test_a_bug_keeps_its_traceback_inside_one_json_line(json_logs: None, capsys:
     (line,) = parse_lines(capsys.readouterr().err)
     assert line["level"] == "error"
     assert "Traceback (most recent call last)" in line["message"] and "RuntimeError: a bug" in line["message"]
+
+
+def test_lines_of_a_child_process_on_stderr_are_wrapped_as_json(tmp_path: Path) -> None:
+    script = (
+        "import subprocess\n"
+        "from common import logs\n"
+        "from common.cli import log\n"
+        "logs.configure('json', 'aggregate')\n"
+        "logs.wrap_foreign_stderr('spark')\n"
+        "log('before the child')\n"
+        "subprocess.run(['sh', '-c', 'echo \"26/11/30 19:53:18 WARN NativeCodeLoader: no native\" >&2; "
+        "echo Setting default log level to WARN >&2'], check=True)\n"
+        "log('after the child')\n"
+    )
+    result = _command("-c", script)
+    assert result.returncode == 0, result.stderr
+    lines = parse_lines(result.stderr)
+    assert [(line["logger"], line["level"], line["message"]) for line in lines] == [
+        ("aggregate", "info", "before the child"),
+        ("spark", "warning", "26/11/30 19:53:18 WARN NativeCodeLoader: no native"),
+        ("spark", "info", "Setting default log level to WARN"),
+        ("aggregate", "info", "after the child"),
+    ]
+    assert all(line["process"] == "aggregate" for line in lines)

@@ -5,7 +5,11 @@ a failed run is counted with its time while the last success stays where it was.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -20,6 +24,8 @@ from jobs.aggregate import job
 from jobs.aggregate.extract import SpoolSchemaError
 from webapp import create_app
 from webapp import metrics as web_metrics
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def job_metrics(cfg: Config) -> dict[str, float]:
@@ -87,3 +93,33 @@ def test_job_runs_are_exported_with_their_counts_success_time_and_failures(
     assert quiet["txn_job_last_success_timestamp_seconds"] >= before_quiet
     assert (quiet["txn_job_runs_finished_total"], quiet["txn_job_failed_runs_total"]) == (1, 1)
     assert quiet["txn_job_last_run_rows"] == 240 + 30 + 9
+
+
+def test_the_job_command_logs_only_json_lines_with_log_format_json(cfg: Config, tmp_path: Path) -> None:
+    write_spool(cfg, make_ledger("jmcli", 50, hours=2), files=2)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(cfg.to_dict()), encoding="utf-8")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jobs.aggregate",
+            "--config",
+            str(config),
+            "--master",
+            "local[1]",
+            "--log-format",
+            "json",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]  # each one JSON
+    assert all(line["process"] == "aggregate" and line["time"].endswith("Z") for line in lines)
+    assert "spark" in {line["logger"] for line in lines}  # the JVM's own lines, wrapped
+    ours = [line for line in lines if line["logger"] == "aggregate"]
+    assert all(line["level"] == "info" for line in ours), ours
+    assert ours[-1]["message"].startswith("run 1: 2 files, 50 rows, 0 duplicates dropped")

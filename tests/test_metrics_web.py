@@ -57,7 +57,7 @@ def test_requests_are_counted_and_timed_per_url_rule_method_and_status(app: Flas
     for _ in range(3):
         assert client.get("/openapi.json").status_code == 200
     for user in ("alice", "bob"):  # two paths, one rule
-        assert client.get(f"/api/v1/users/{user}/sum", query_string={"start": "not a time"}).status_code == 400
+        assert client.get(f"/api/v1/users/{user}/sum", query_string={"from": "not a time"}).status_code == 400
     assert client.get("/no/such/page").status_code == 404
     assert client.open("/openapi.json", method="BREW").status_code == 405
     assert client.post("/api/v1/transactions", data="x", content_type="text/plain").status_code == 415
@@ -156,7 +156,7 @@ def test_bigtable_errors_are_counted_and_the_job_state_shows_unreadable(
     app = create_app(replace(cfg, bigtable_emulator_host=closed_port))
     app.extensions["txn"].read_timeout_s = 1.0
     client = app.test_client()
-    assert client.get("/api/v1/users/alice/sum", query_string={"start": "-1h"}).status_code == 503
+    assert client.get("/api/v1/users/alice/sum", query_string={"from": "-1h"}).status_code == 503
     first = scrape(client)
     assert sum(of(first, "txn_backend_errors_total").values()) == 1
     ((labels, _),) = of(first, "txn_backend_errors_total").items()

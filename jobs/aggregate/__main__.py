@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any, NoReturn
 
-from common import clients
+from common import clients, logs
 from common.cli import (
     EXIT_UNAVAILABLE,
     ArgumentParser,
@@ -195,6 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logs(args, "aggregate")
     cfg = load_config(args.config)
     conf = parse_conf(args.conf)
+    logs.wrap_foreign_stderr("spark")  # with --log-format json, the JVM's own lines become JSON too
     every = parse_every(args.every)
     if every is not None and args.rebuild:
         raise UsageError("--rebuild is a one-off; run it without --every")
