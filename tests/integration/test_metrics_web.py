@@ -182,12 +182,3 @@ def test_metrics_follow_the_data_routes_rules(cfg: Config) -> None:
     samples = scrape(guarded, headers={"Authorization": f"Bearer {READ}"}, environ_base={"REMOTE_ADDR": "10.0.0.7"})
     assert value(samples, "txn_http_requests_total", method="GET", route="/metrics", status="401") == 2
     assert guarded.get("/health").status_code == 200  # /health stays open
-
-
-def test_job_families_of_a_status_without_runs() -> None:
-    families = {f.name: f for f in web_metrics.job_families(None)}
-    assert families["txn_job_state_up"].samples[0].value == 1
-    assert families["txn_job_last_success_timestamp_seconds"].samples[0].value == 0
-    assert families["txn_job_failed_runs"].samples[0].value == 0
-    names = [f.name for f in web_metrics.job_families({"last_run": 3})]
-    assert len(names) == len(set(names))  # no family twice

@@ -25,7 +25,7 @@ from jobs.aggregate.extract import SpoolSchemaError
 from webapp import create_app
 from webapp import metrics as web_metrics
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def job_metrics(cfg: Config) -> dict[str, float]:

@@ -13,7 +13,7 @@ from jobs.spooler import metrics as spooler_metrics
 from webapp import create_app
 from webapp import metrics as web_metrics
 
-RULES = Path(__file__).resolve().parent.parent / "docs" / "alerts.yml"
+RULES = Path(__file__).resolve().parents[2] / "docs" / "alerts.yml"
 
 
 def exported_names() -> set[str]:

@@ -17,15 +17,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import requests
-from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from common import clients, spool
 from common.config import Config
 from common.message import Transaction
-from jobs.spooler import metrics as spooler_metrics
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
@@ -139,33 +137,3 @@ def test_a_metrics_port_already_taken_is_one_line_naming_the_key(tmp_path: Path)
     assert result.stderr.strip().splitlines() == [
         f"error: config key 'spooler_metrics_port': cannot listen on 127.0.0.1:{port} (Address already in use)"
     ]
-
-
-def test_a_snapshot_becomes_counters_and_gauges_with_their_labels() -> None:
-    snap = spooler_metrics.Snapshot(
-        received=10,
-        spooled=7,
-        dead_lettered={"bad_json": 2, "empty": 1},
-        acked=9,
-        ack_failures=1,
-        pull_errors={"ServiceUnavailable": 4},
-        held_messages=3,
-        held_bytes=512,
-        files={"transactions": 2, "dead-letter": 1},
-        write_failures=2,
-        pubsub_down=True,
-    )
-    metrics = spooler_metrics.SpoolerMetrics()
-    metrics.watch(lambda: snap)
-    metrics.write_seconds.observe(0.02)
-    samples = parse(generate_latest(metrics.registry).decode())
-    assert samples[("txn_spooler_received_messages_total", ())] == 10
-    assert samples[("txn_spooler_dead_lettered_messages_total", (("reason", "bad_json"),))] == 2
-    assert samples[("txn_spooler_dead_lettered_messages_total", (("reason", "empty"),))] == 1
-    assert samples[("txn_spooler_pull_errors_total", (("error", "ServiceUnavailable"),))] == 4
-    assert samples[("txn_spooler_file_writes_total", (("kind", "dead-letter"),))] == 1
-    assert samples[("txn_spooler_file_write_failures_total", ())] == 2
-    assert samples[("txn_spooler_held_bytes", ())] == 512
-    assert (samples[("txn_spooler_pubsub_down", ())], samples[("txn_spooler_spool_dir_down", ())]) == (1, 0)
-    assert samples[("txn_spooler_file_write_seconds_bucket", (("le", "0.025"),))] == 1
-    assert samples[("txn_spooler_file_write_seconds_bucket", (("le", "0.01"),))] == 0
