@@ -63,6 +63,7 @@ LAST_RUN_FIELDS = {
     "late_rows": ("txn_job_last_run_late_rows", "Rows published past the late horizon, kept but not counted"),
     "set_aside": ("txn_job_last_run_set_aside", "Rows whose amount their currency cannot hold"),
     "rows_written": ("txn_job_last_run_rows_written", "Transaction rows the last finished run wrote"),
+    "files_left": ("txn_job_last_run_files_left", "Spool files the last finished run left for the next ones"),
     "failures": ("txn_job_last_run_failures", "Bigtable rows the last finished run failed to write"),
 }
 
