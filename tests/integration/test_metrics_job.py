@@ -15,8 +15,8 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pytest
-from aggregate_support import duplicates_of, make_ledger, write_spool
 from prometheus_client.parser import text_string_to_metric_families
+from support.ledger import duplicates_of, make_ledger, write_spool
 
 from common import spool
 from common.config import Config
