@@ -25,5 +25,5 @@ trap cleanup EXIT
 # Two workers: much of these tiers waits (on outages, kill points, JVM start-up), so two run at
 # once on two cores; --dist worksteal rebalances the long tests.
 echo "==> integration and end-to-end tests"
-if [ "$#" -eq 0 ]; then set -- tests/integration tests/e2e; fi
+if [ "$#" -eq 0 ]; then set -- tests/e2e tests/integration; fi  # the longest tests first, so the workers overlap them
 .venv/bin/python -m pytest -n "${TEST_WORKERS:-2}" --dist worksteal --durations=20 "$@"
