@@ -54,7 +54,7 @@ def test_every_user_hour_and_every_random_sum_equal_the_ledger_for_each_seed(
     )
     table = clients.ensure_table(cfg)
     start, end = recent_window(hours=40)
-    users = max(50, scale.events // 200)  # about 270 transactions per user in 40 hours: the limit cuts
+    users = max(50, scale.events // 150)  # about 200 transactions per user in 40 hours: the limit cuts
     job = Background(command("jobs.aggregate", config, "--every", "2s", "--master", "local[2]"), tmp_path / "job.log")
     ledgers: list[Path] = []
     try:
