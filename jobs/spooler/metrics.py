@@ -1,7 +1,8 @@
 """The spooler's metrics in the Prometheus text format, served on `spooler_metrics_host`:
 `spooler_metrics_port` (config; port 0, the default, serves none).
 
-    txn_spooler_received_messages_total            messages pulled
+    txn_spooler_received_messages_total            messages pulled and kept
+    txn_spooler_returned_messages_total            messages handed back unread (held bytes at the limit)
     txn_spooler_spooled_transactions_total         transactions in durable spool files
     txn_spooler_dead_lettered_messages_total{reason}  messages set aside, by the parser's reason
     txn_spooler_acked_messages_total, txn_spooler_ack_failures_total
@@ -48,6 +49,7 @@ class Snapshot:
     write_failures: int = 0
     pubsub_down: bool = False
     spool_dir_down: bool = False
+    returned: int = 0
 
 
 def families(snap: Snapshot) -> list[Metric]:
@@ -66,7 +68,12 @@ def families(snap: Snapshot) -> list[Metric]:
         return family
 
     return [
-        counter("txn_spooler_received_messages", "Messages pulled from Pub/Sub", snap.received),
+        counter("txn_spooler_received_messages", "Messages pulled from Pub/Sub and kept", snap.received),
+        counter(
+            "txn_spooler_returned_messages",
+            "Messages handed back unread because the held bytes were at their limit",
+            snap.returned,
+        ),
         counter("txn_spooler_spooled_transactions", "Transactions written to durable spool files", snap.spooled),
         by(
             "txn_spooler_dead_lettered_messages",

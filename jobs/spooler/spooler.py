@@ -11,8 +11,10 @@ full batch fits while the next one fills during the write, and memory stays flat
 counts bytes too: pullers also stop while MAX_HELD_BYTES of payloads (and dead letters' attributes)
 are held in batches not yet written, the open batch is closed when it holds half of that or when its
 dead letters hold MAX_DEAD_LETTER_BYTES, and a pull asks for no more messages than fit in the room left
-at the size of the largest message of the puller's previous pull. Held messages whose ack deadline
-draws near get it extended.
+at the size of the largest message of the puller's previous pull. Pull has no byte limit, so a pull
+can still bring more than that guess: the messages beyond the room are handed back at once (ack
+deadline 0, Pub/Sub delivers them again later), and held bytes never pass MAX_HELD_BYTES by more
+than one message, whatever arrives. Held messages whose ack deadline draws near get it extended.
 
 A pull's messages are parsed under the lock: parse_message costs about the same on any input (see
 common/message.py), so no message can hold the writer or the other pullers up for long.
@@ -79,7 +81,8 @@ class SpoolerStats:
     """Running totals; `spooled` and `dead_lettered` count rows in durable files, `acked` the
     messages whose ack Pub/Sub accepted (after their file was durable)."""
 
-    received: int = 0
+    received: int = 0  # kept (spooled, dead-lettered or still held)
+    returned: int = 0  # handed back unread for lack of room (delivered again later)
     spooled: int = 0
     dead_lettered: int = 0
     files: int = 0
@@ -161,6 +164,7 @@ class Spooler:
             stats = self.stats
             return Snapshot(
                 received=stats.received,
+                returned=stats.returned,
                 spooled=stats.spooled,
                 dead_lettered=dict(stats.reasons),
                 acked=stats.acked,
@@ -217,14 +221,25 @@ class Spooler:
                     self.pubsub_backoff.succeeded()
                 received = types.PullResponse.pb(response).received_messages
                 if received:
-                    largest = max(1, self._accept(received))
+                    kept_largest, returned = self._accept(received)
+                    largest = max(1, kept_largest)
+                    if returned:
+                        self._hand_back(subscriber, path, returned)
         except Exception as exc:  # reported by run(), which stops
             self._errors.append(exc)
             self._wake.set()
 
-    def _accept(self, received: Any) -> int:
+    def _hand_back(self, subscriber: Any, path: str, ack_ids: list[str]) -> None:
+        """Return messages unread (ack deadline 0); a failure only means they come back later, when
+        their lease runs out."""
+        with contextlib.suppress(gexc.GoogleAPIError):
+            subscriber.modify_ack_deadline(subscription=path, ack_ids=ack_ids, ack_deadline_seconds=0, timeout=30.0)
+
+    def _accept(self, received: Any) -> tuple[int, list[str]]:
         """Validate pulled messages and add them to the open batch, closing it when it is full (in
-        messages, or in held bytes). Returns the size of the largest payload.
+        messages, or in held bytes). Messages that arrive once the held bytes have reached the limit
+        are not read: their ack ids are returned, to be handed back. Returns the size of the largest
+        payload (of all the pull's messages: the next pull's guess) and those ack ids.
 
         Parsing happens under the lock, in the same pass: parse_message costs about the same on any
         input (the worst of the hostile corpus ~6 x a typical message), so a pull of 1,000 holds the
@@ -235,15 +250,18 @@ class Spooler:
         # a full hold always has a batch being written).
         roll, dead_cap, half_hold = self._roll, self.max_dead_letter_bytes, self.max_held_bytes // 2
         held = largest = 0
+        returned: list[str] = []
         with self._lock:
             self._last_message = time.monotonic()
-            self._outstanding += len(received)
-            self.stats.received += len(received)
+            room = self.max_held_bytes - self._held_bytes
             batch = self._batch
             for item in received:
                 message = item.message
                 data = message.data
                 largest = max(largest, len(data))
+                if held >= room:  # full: this one and the rest go back unread
+                    returned.append(item.ack_id)
+                    continue
                 stamp = message.publish_time
                 publish_us = stamp.seconds * SECOND_US + stamp.nanos // 1000
                 error: MessageError | None = None
@@ -264,9 +282,13 @@ class Spooler:
                     self._full.append(batch)
                     self._batch = batch = SpoolBatch(self._interned)
                     self._wake.set()
+            kept = len(received) - len(returned)
+            self._outstanding += kept
+            self.stats.received += kept
+            self.stats.returned += len(returned)
             self._held_bytes += held
             self.stats.peak_held_bytes = max(self.stats.peak_held_bytes, self._held_bytes)
-        return largest
+        return largest, returned
 
     # ---- main thread ----
 

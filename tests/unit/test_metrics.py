@@ -42,12 +42,14 @@ def test_a_snapshot_becomes_counters_and_gauges_with_their_labels() -> None:
         files={"transactions": 2, "dead-letter": 1},
         write_failures=2,
         pubsub_down=True,
+        returned=5,
     )
     metrics = spooler_metrics.SpoolerMetrics()
     metrics.watch(lambda: snap)
     metrics.write_seconds.observe(0.02)
     samples = parse(generate_latest(metrics.registry).decode())
     assert samples[("txn_spooler_received_messages_total", ())] == 10
+    assert samples[("txn_spooler_returned_messages_total", ())] == 5
     assert samples[("txn_spooler_dead_lettered_messages_total", (("reason", "bad_json"),))] == 2
     assert samples[("txn_spooler_dead_lettered_messages_total", (("reason", "empty"),))] == 1
     assert samples[("txn_spooler_pull_errors_total", (("error", "ServiceUnavailable"),))] == 4

@@ -122,7 +122,7 @@ def test_bigtable_unreachable_mid_run_then_a_later_run_and_a_rebuild_after_an_em
             time.sleep(rng.uniform(0.5, 3.0))
             proxy.refuse()
             TALLY.fault("Bigtable refused mid-run")
-            code = job.wait(timeout=600)
+            code = job.wait(timeout=240)  # within the test's own timeout, so a hang shows the job's output
         output = job.output()
         assert code != 0, output[-3000:]
         assert "Traceback" not in output, output[-3000:]
