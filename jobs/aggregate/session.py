@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
+from pyspark.errors import PySparkRuntimeError
 from pyspark.sql import SparkSession
 
 from jobs.aggregate.archive import NotShippable, project_archive
@@ -51,7 +54,7 @@ def get_spark(
     conf.update(extra_conf or {})
     for key, value in conf.items():
         builder = builder.config(key, value)
-    session = builder.getOrCreate()
+    session = start(builder)
     session.sparkContext.setLogLevel("ERROR")
     if "spark.sql.shuffle.partitions" not in conf:
         # A few partitions per core: the batches are small and 200 tasks per shuffle cost more than they split.
@@ -59,6 +62,27 @@ def get_spark(
         session.conf.set("spark.sql.shuffle.partitions", str(max(4, 2 * cores)))
     ship_packages(session)
     return session
+
+
+GATEWAY_ATTEMPTS = 3
+
+
+def start(builder: Any, attempts: int = GATEWAY_ATTEMPTS, pause: float = 2.0) -> SparkSession:
+    """builder.getOrCreate(), tried again when the JVM exits before handing over its port: on a
+    loaded machine its start-up sometimes dies on a transient error (seen: "epoll_wait error: Bad
+    file descriptor"), and a second start succeeds. Any other error, or the last attempt's, is raised."""
+    for attempt in range(1, attempts + 1):
+        try:
+            session: SparkSession = builder.getOrCreate()
+            return session
+        except PySparkRuntimeError as exc:
+            if exc.getCondition() != "JAVA_GATEWAY_EXITED" or attempt == attempts:
+                raise
+            print(
+                f"spark: the JVM exited while starting; starting it again ({attempt}/{attempts - 1})", file=sys.stderr
+            )
+            time.sleep(pause * attempt)
+    raise AssertionError("unreachable")
 
 
 def ship_packages(session: SparkSession) -> Path | None:
