@@ -121,6 +121,9 @@ class Runner:
             log(f"error: {exc}")
             return EXIT_LOCKED
         except (SpoolSchemaError, JobStateError, job.LoadFailed) as exc:
+            if job.service_error(exc):  # rows that failed because Bigtable could not be reached
+                log(f"error: Bigtable: {outage_line(exc)}")
+                return EXIT_UNAVAILABLE
             log(f"error: {exc}")
             return EXIT_FAILED
         except Exception as exc:
