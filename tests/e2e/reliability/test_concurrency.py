@@ -74,7 +74,7 @@ def test_runs_while_the_spooler_writes_files_then_a_last_run_count_everything_on
     table = clients.ensure_table(cfg)
     ledger_path = tmp_path / "ledger.csv"
     emitter = Background(
-        command("emitter", config, "--live", "--speedup", "3600", "--users", "60", "--seed", "3")
+        command("emitter", config, "--live", "--speedup", "2400", "--users", "20", "--seed", "3")
         + ["--ledger", str(ledger_path), "--quiet"],
         tmp_path / "emitter.log",
     )
