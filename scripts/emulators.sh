@@ -53,6 +53,18 @@ wait_ready() {
   exit 4
 }
 
+# Run "$@" in the background, in a session of its own, with none of this shell's descriptors past
+# stderr: a long-lived emulator must not keep open (or locked) a file its starter had open.
+daemon() {
+  (
+    for fd in /proc/self/fd/*; do
+      fd=${fd##*/}
+      if [ "$fd" -gt 2 ] 2>/dev/null; then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    exec setsid "$@"
+  ) &
+}
+
 start() {
   find_binaries
   mkdir -p "$STATE_DIR"
@@ -60,14 +72,14 @@ start() {
     echo "Pub/Sub emulator already running on $HOST:$PUBSUB_PORT"
   else
     # setsid: the emulator survives the shell that started it and can be stopped as a group.
-    setsid "$PUBSUB_BIN" --host="$HOST" --port="$PUBSUB_PORT" >"$STATE_DIR/pubsub.log" 2>&1 < /dev/null &
+    daemon "$PUBSUB_BIN" --host="$HOST" --port="$PUBSUB_PORT" >"$STATE_DIR/pubsub.log" 2>&1 < /dev/null
     echo $! >"$STATE_DIR/pubsub.pid"
     wait_ready "Pub/Sub emulator" pubsub_ready "$STATE_DIR/pubsub.log"
   fi
   if bigtable_ready; then
     echo "Bigtable emulator already running on $HOST:$BIGTABLE_PORT"
   else
-    setsid "$BIGTABLE_BIN" -host "$HOST" -port "$BIGTABLE_PORT" >"$STATE_DIR/bigtable.log" 2>&1 < /dev/null &
+    daemon "$BIGTABLE_BIN" -host "$HOST" -port "$BIGTABLE_PORT" >"$STATE_DIR/bigtable.log" 2>&1 < /dev/null
     echo $! >"$STATE_DIR/bigtable.pid"
     wait_ready "Bigtable emulator" bigtable_ready "$STATE_DIR/bigtable.log"
   fi
