@@ -18,10 +18,10 @@ test-unit: setup ## The unit tier: no emulator, no Spark, no subprocess (about a
 	$(PY) -m pytest tests/unit
 
 test-integration: setup ## The integration tier on the real emulators and Spark
-	scripts/emulators.sh start >/dev/null && $(PY) -m pytest -n 2 --dist worksteal tests/integration
+	scripts/emulators.sh start >/dev/null && $(PY) -m pytest -n 3 --dist worksteal tests/integration
 
 test-e2e: setup ## The end-to-end tier: demo, browser, notebook, cluster, reliability suite
-	scripts/emulators.sh start >/dev/null && $(PY) -m pytest -n 2 --dist worksteal tests/e2e
+	scripts/emulators.sh start >/dev/null && $(PY) -m pytest -n 3 --dist worksteal tests/e2e
 
 emulators: setup ## Start the Pub/Sub and Bigtable emulators
 	scripts/emulators.sh start

@@ -22,8 +22,8 @@ if ! scripts/emulators.sh status >/dev/null 2>&1; then
 fi
 cleanup() { if [ "$started" = 1 ]; then scripts/emulators.sh stop >/dev/null || true; fi; }
 trap cleanup EXIT
-# Two workers: much of these tiers waits (on outages, kill points, JVM start-up), so two run at
-# once on two cores; --dist worksteal rebalances the long tests.
+# Three workers on two cores: much of these tiers waits (on outages, kill points, JVM start-up),
+# so a third worker fills the waits; --dist worksteal rebalances the long tests.
 echo "==> integration and end-to-end tests"
 if [ "$#" -eq 0 ]; then set -- tests/e2e tests/integration; fi  # the longest tests first, so the workers overlap them
-.venv/bin/python -m pytest -n "${TEST_WORKERS:-2}" --dist worksteal --durations=20 "$@"
+.venv/bin/python -m pytest -n "${TEST_WORKERS:-3}" --dist worksteal --durations=20 "$@"
