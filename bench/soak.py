@@ -262,7 +262,7 @@ def soak(bench: Bench) -> list[Result]:
             next_sample = rss.interval
             while (elapsed := time.monotonic() - started) < timeline.total:
                 while events and elapsed >= events[0][0]:
-                    at, action, what = events.pop(0)
+                    _at, action, what = events.pop(0)
                     action()
                     say(f"    {elapsed / 60:5.1f} min: {what}")
                 if int(elapsed) % 5 == 0:
