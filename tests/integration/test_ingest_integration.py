@@ -213,7 +213,7 @@ def test_spooler_killed_mid_run_loses_nothing_after_a_restart(cfg: Config, tmp_p
         assert spooler.poll() is None and time.monotonic() < deadline
         time.sleep(0.01)
     spooler.send_signal(signal.SIGKILL)
-    spooler.wait(timeout=10)
+    spooler.communicate(timeout=10)  # waits, and closes its pipes
     rows_at_kill = spool.count_rows(spool.list_files(cfg.spool_dir, spool.TRANSACTIONS))
     assert 0 < rows_at_kill < 20000  # it really was killed mid-run
 
@@ -226,7 +226,8 @@ def test_spooler_killed_mid_run_loses_nothing_after_a_restart(cfg: Config, tmp_p
         assert restarted.poll() is None and time.monotonic() < deadline, "transactions still missing"
         time.sleep(0.5)
     restarted.send_signal(signal.SIGTERM)
-    assert restarted.wait(timeout=30) == 0
+    _, stderr = restarted.communicate(timeout=30)
+    assert restarted.returncode == 0, stderr
     assert_spool_holds_ledger(read_spool(cfg.spool_dir), ledger)  # duplicates allowed, nothing lost
 
 
