@@ -151,10 +151,10 @@ def emitter_rate(cfg: Config, n: int, in_process: bool = True) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         config_path = Path(tmp) / "config.json"
         config_path.write_text(json.dumps(cfg.to_dict()))
+        emitter_command = [sys.executable, "-m", "emitter", "--config", str(config_path)]
         started = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "emitter", "--config", str(config_path), "--start", "-3650d", "--limit", str(n)]
-            + ["--quiet"],
+            [*emitter_command, "--start", "-3650d", "--limit", str(n), "--quiet"],
             cwd=ROOT,
             check=True,
             capture_output=True,

@@ -150,9 +150,9 @@ def _ledger_ids(path: Path) -> set[str]:
         return {row["transaction_id"] for row in csv.DictReader(handle)}
 
 
-def _wait_until(condition: object, what: str, timeout: float, watch: list[procs.Started]) -> None:
+def _wait_until(condition: Callable[[], bool], what: str, timeout: float, watch: list[procs.Started]) -> None:
     deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
+    while not condition():
         for started in watch:
             if not started.running():
                 raise RuntimeError(f"{what}: a process exited first: {started.wait(0).tail()}")
@@ -262,7 +262,7 @@ def soak(bench: Bench) -> list[Result]:
             next_sample = rss.interval
             while (elapsed := time.monotonic() - started) < timeline.total:
                 while events and elapsed >= events[0][0]:
-                    at, action, what = events.pop(0)
+                    _at, action, what = events.pop(0)
                     action()
                     say(f"    {elapsed / 60:5.1f} min: {what}")
                 if int(elapsed) % 5 == 0:

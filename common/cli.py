@@ -42,6 +42,7 @@ class ArgumentParser(argparse.ArgumentParser):
         """Let `options` take a value that starts with '-', such as a relative time."""
         self._dash_value_options.update(options)
 
+    # typeshed declares this as overloads (with and without a namespace); one signature serves both.
     def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
         argv = list(sys.argv[1:] if args is None else args)
         joined: list[str] = []

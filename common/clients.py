@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
-from google.cloud import bigtable, pubsub_v1  # type: ignore[attr-defined]
+from google.cloud import bigtable, pubsub_v1
 from google.cloud.bigtable import column_family
 from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
@@ -89,7 +89,7 @@ def ensure_topic(cfg: Config, timeout: float = 10.0) -> str:
     """Create the topic when missing. Raises ServiceUnavailable when Pub/Sub cannot be reached."""
     apply_emulator_env(cfg)
     path = topic_path(cfg)
-    with pubsub_v1.PublisherClient() as client:  # type: ignore[attr-defined]
+    with pubsub_v1.PublisherClient() as client:
         try:
             client.get_topic(topic=path, retry=_admin_retry(timeout), timeout=timeout)
         except gexc.NotFound:

@@ -86,7 +86,7 @@ def to_minor(amount: str | Decimal | int, currency: str) -> int:
     whole = whole.lstrip("0") or "0"
     if len(whole) > MAX_WHOLE_DIGITS:
         raise AmountTooLarge(f"{text[:40]!r} has more than {MAX_WHOLE_DIGITS} whole digits")
-    units = int(whole) * 10**places + (int(fraction.ljust(places, "0")) if places else 0)
+    units: int = int(whole) * 10**places + (int(fraction.ljust(places, "0")) if places else 0)
     return -units if sign == "-" else units
 
 
@@ -117,7 +117,9 @@ def rescale(units: int, from_places: int, currency: str) -> int | None:
     they cannot be held exactly (e.g. 1050 hundredths of a JPY). For spool files written before
     amounts were kept per currency, which held every amount in hundredths."""
     places = exponent(currency)
+    # int ** int is typed Any (a negative power gives a float); these powers are never negative.
     if places >= from_places:
-        return units * 10 ** (places - from_places)
-    step = 10 ** (from_places - places)
+        scale: int = 10 ** (places - from_places)
+        return units * scale
+    step: int = 10 ** (from_places - places)
     return units // step if units % step == 0 else None

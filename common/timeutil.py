@@ -120,4 +120,5 @@ def format_rfc3339_column(times: Any) -> list[str]:
     import pyarrow.compute as pc
 
     text = pc.strftime(times.cast(pa.timestamp("us", tz="UTC")), format="%Y-%m-%dT%H:%M:%SZ")
-    return pc.replace_substring(text, ".000000Z", "Z").to_pylist()  # whole seconds carry no fraction
+    formatted: list[str] = pc.replace_substring(text, ".000000Z", "Z").to_pylist()  # whole seconds: no fraction
+    return formatted

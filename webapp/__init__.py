@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response
+from flask.json.provider import DefaultJSONProvider
 
 from common.config import Config, from_dict, load_config
 from common.timeutil import utcnow
@@ -52,7 +53,9 @@ def create_app(
     # Room for a body the message parser can refuse by name; anything larger is cut off at 413.
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_payload_bytes * 4 + 1024
     svc = app.extensions["txn"] = Services(cfg, clock or utcnow, table)
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    json_provider = DefaultJSONProvider(app)
+    json_provider.sort_keys = False  # JSON keys in the order the handlers build them
+    app.json = json_provider
     # GET /metrics, and every request timed and counted (first, so the time includes the checks).
     install_metrics(app, svc)
 

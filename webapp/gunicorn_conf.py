@@ -45,7 +45,7 @@ def child_exit(server: Any, worker: Any) -> None:
     multiprocess.mark_process_dead(worker.pid)
 
 
-class JsonLogger(glogging.Logger):
+class JsonLogger(glogging.Logger):  # type: ignore[misc]  # gunicorn ships no type information
     """gunicorn's logger writing one JSON object per line (error log and access log)."""
 
     def setup(self, cfg: Any) -> None:

@@ -43,7 +43,7 @@ def _hadoop_fs(spark: SparkSession, uri: str) -> tuple[Any, Any]:
     jvm = spark.sparkContext._jvm
     assert jvm is not None, "the SparkSession has no JVM gateway"
     path = jvm.org.apache.hadoop.fs.Path(uri)
-    filesystem = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[union-attr]
+    filesystem = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
     return jvm, filesystem
 
 

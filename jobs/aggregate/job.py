@@ -28,6 +28,9 @@ from jobs.aggregate.progress import spark_progress
 
 SHOWN_FAILURES = 10
 
+# A Bigtable row a run could not write: (column family, row key, reason).
+Failure = tuple[str, str, str]
+
 
 class LoadFailed(RuntimeError):
     """Some Bigtable rows could not be written; the run stays pending and is retried next time."""
@@ -102,7 +105,9 @@ def drop_already_counted(cfg: Config, run_id: int, transactions: DataFrame, summ
     return remaining
 
 
-def record_conflicts(cfg: Config, run_id: int, raw: DataFrame, flagged: DataFrame, summary: RunSummary) -> list:
+def record_conflicts(
+    cfg: Config, run_id: int, raw: DataFrame, flagged: DataFrame, summary: RunSummary
+) -> list[Failure]:
     """Write a conflict row for every copy in the run that differs from the copy kept for its id;
     returns the failures."""
     copies = tf.conflicting_copies(raw, flagged)
@@ -111,7 +116,7 @@ def record_conflicts(cfg: Config, run_id: int, raw: DataFrame, flagged: DataFram
     return failures
 
 
-def _collect_results(results: DataFrame) -> tuple[dict[str, int], list[tuple[str, str, str]]]:
+def _collect_results(results: DataFrame) -> tuple[dict[str, int], list[Failure]]:
     rows = results.collect()
     written: dict[str, int] = {}
     for r in rows:
@@ -122,7 +127,7 @@ def _collect_results(results: DataFrame) -> tuple[dict[str, int], list[tuple[str
 
 def load_transactions(
     cfg: Config, run_id: int, remaining: DataFrame, pause_after_batch_s: float = 0.0
-) -> tuple[dict[str, int], list]:
+) -> tuple[dict[str, int], list[Failure]]:
     """Write the id index and dcflist rows of the remaining transactions, marked with this run.
     Returns ({family: rows written}, [(family, failed key, reason)])."""
     return _collect_results(
@@ -134,7 +139,7 @@ def load_transactions(
 
 def load_counters(
     cfg: Config, run_id: int, remaining: DataFrame, pause_after_batch_s: float = 0.0
-) -> tuple[dict[str, int], list]:
+) -> tuple[dict[str, int], list[Failure]]:
     """Add the remaining transactions' hour, minute and top-spender deltas (once per run per row) and
     write the user directory, as one Spark job so the executors stay busy."""
     buckets = remaining.transform(tf.hourly_buckets)
@@ -234,7 +239,7 @@ def _load(
     summary: RunSummary,
     say: Callable[[str], None],
     pause_after_batch_s: float,
-) -> list:
+) -> list[Failure]:
     """dcflist rows first, then (when they all succeeded) the counters; returns the failures."""
     phase = time.monotonic()
     with spark_progress(spark, "write dcflist"):
@@ -347,7 +352,7 @@ def _run_once(
         f"{summary.conflicts:,} conflicting copies set aside ({time.monotonic() - phase:.1f} s)"
     )
 
-    failures = []
+    failures: list[Failure] = []
     if summary.late_rows:
         late = flagged.where(F.col("late") & F.col("amount_minor").isNotNull())
         failures = _collect_results(late.mapInArrow(load.write_late(cfg, run.run_id), load.RESULT_SCHEMA))[1]

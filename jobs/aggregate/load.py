@@ -43,7 +43,8 @@ def _table(cfg: Config) -> Any:
 
 
 def _micros(batch: pa.RecordBatch, name: str) -> list[int]:
-    return batch.column(name).cast(pa.int64()).to_pylist()
+    micros: list[int] = batch.column(name).cast(pa.int64()).to_pylist()
+    return micros
 
 
 def _result(family: str, written: int, skipped: int, failures: list[store.RowFailure]) -> pa.RecordBatch:
@@ -202,7 +203,11 @@ def write_late(cfg: Config, run_id: int) -> ArrowFn:
 
 
 def _apply(
-    cfg: Config, run_id: int, family: str, deltas_of: Callable[[pa.RecordBatch], dict], pause_after_batch_s: float
+    cfg: Config,
+    run_id: int,
+    family: str,
+    deltas_of: Callable[[pa.RecordBatch], dict[bytes, dict[bytes, int]]],
+    pause_after_batch_s: float,
 ) -> ArrowFn:
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         table = _table(cfg)

@@ -47,4 +47,5 @@ def spark_progress(spark: SparkSession, description: str, interval: float = 0.5)
         done.set()
         thread.join()
         bar.close()
+        # None clears the property, which pyspark's annotation (value: str) leaves out.
         context.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]

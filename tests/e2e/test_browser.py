@@ -155,7 +155,7 @@ def _wait_ready(page: Page, user: str, span_s: int | None = None, page_index: in
 
 def _average(total: str, count: int) -> str:
     if not count:
-        return "–"
+        return "\N{EN DASH}"  # the dashboard's placeholder
     return str((Decimal(total) / count).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 

@@ -106,6 +106,8 @@ class DemoRun:
         self._done.set()
         for thread in self._threads:
             thread.join(timeout=10)
+        if self.proc.stdout is not None and not self._threads[0].is_alive():
+            self.proc.stdout.close()  # _read has seen its end
 
     def leftovers(self) -> list[psutil.Process]:
         """Processes the demo started that still run (zombies, already dead, do not count)."""

@@ -86,7 +86,7 @@ def test_every_with_wait_waits_for_the_lock_then_runs_on_schedule_until_sigterm(
         wait_for(lambda: (jobstate.read_job_status(table) or {}).get("last_run") == 2)
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=120)
+        _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err[-2000:]
     assert "SIGTERM: stopping after the current run" in err
     assert "run 1: 1 files, 60 rows" in err and "run 2: 1 files, 70 rows" in err

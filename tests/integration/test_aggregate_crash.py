@@ -62,8 +62,15 @@ def kill_when(proc: subprocess.Popen[str], condition: Callable[[], bool], timeou
             os.killpg(proc.pid, signal.SIGKILL)
             raise AssertionError("the kill point never came")
         time.sleep(0.05)
+    kill_group(proc)
+
+
+def kill_group(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL the job's process group, reap the job and close the pipe of its output."""
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
+    if proc.stdout is not None:
+        proc.stdout.close()
 
 
 def rows_of(table: Any, family: str) -> int:
@@ -133,8 +140,7 @@ def test_two_hosts_with_their_own_spool_copies_and_locks_never_run_at_once_on_on
     )
     assert other.returncode == 75, other.stderr[-2000:]
     assert "holds the job's lease" in other.stderr
-    os.killpg(proc.pid, signal.SIGKILL)  # host A dies mid-run, holding the lease
-    proc.wait(timeout=30)
+    kill_group(proc)  # host A dies mid-run, holding the lease
 
     started = time.monotonic()
     taken = subprocess.run(

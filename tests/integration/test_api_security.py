@@ -251,7 +251,7 @@ def test_no_token_reaches_a_log_or_an_answer(
     answers: list[Any] = []
     client = create_app(seeded).test_client()
     near_misses = [READ[:-1], READ + "x", INGEST[:-1], f"{READ} {INGEST}", READ.upper()]
-    for guess in near_misses + [READ, INGEST]:
+    for guess in [*near_misses, READ, INGEST]:
         for route in ["/api/v1/users", "/sum?user_id=u1", "/api/v1/users/%3Cx%3E/sum"]:
             answers.append(client.get(route, headers={"Authorization": f"Bearer {guess}"}))
         answers.append(

@@ -44,5 +44,5 @@ def test_sigterm_to_the_process_group_stops_the_live_emitter_and_its_producer(cf
             live.wait()
     assert live.returncode == 0, stderr
     assert "stopped by signal" in stderr.splitlines()[-1]
-    gone, alive = psutil.wait_procs(helpers, timeout=10)
+    _gone, alive = psutil.wait_procs(helpers, timeout=10)
     assert alive == []

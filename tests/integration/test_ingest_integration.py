@@ -103,10 +103,8 @@ def assert_spool_holds_ledger(spooled: pd.DataFrame, ledger: pd.DataFrame) -> No
 def test_published_transactions_are_exactly_the_spooled_ones(cfg: Config, tmp_path: Path) -> None:
     config = write_config(cfg, tmp_path, spool_roll_messages=300)
     ledger_path = tmp_path / "ledger.csv"
-    emitted = run(
-        command("emitter", config, "--users", "20", "--seed", "5", "--start", "-30d", "--end", "now")
-        + ["--limit", "2000", "--ledger", str(ledger_path), "--quiet"]
-    )
+    simulation = ("--users", "20", "--seed", "5", "--start", "-30d", "--end", "now", "--limit", "2000")
+    emitted = run(command("emitter", config, *simulation, "--ledger", str(ledger_path), "--quiet"))
     assert "published 2000 transactions, 0 failed" in emitted.stderr.splitlines()[-1]
     spooled = run(command("jobs.spooler", config, "--until-idle", "2", "--quiet"))
     assert "spooled 2000 transactions, dead-lettered 0" in spooled.stderr.splitlines()[-1]
@@ -215,7 +213,7 @@ def test_spooler_killed_mid_run_loses_nothing_after_a_restart(cfg: Config, tmp_p
         assert spooler.poll() is None and time.monotonic() < deadline
         time.sleep(0.01)
     spooler.send_signal(signal.SIGKILL)
-    spooler.wait(timeout=10)
+    spooler.communicate(timeout=10)  # waits, and closes its pipes
     rows_at_kill = spool.count_rows(spool.list_files(cfg.spool_dir, spool.TRANSACTIONS))
     assert 0 < rows_at_kill < 20000  # it really was killed mid-run
 
@@ -228,7 +226,8 @@ def test_spooler_killed_mid_run_loses_nothing_after_a_restart(cfg: Config, tmp_p
         assert restarted.poll() is None and time.monotonic() < deadline, "transactions still missing"
         time.sleep(0.5)
     restarted.send_signal(signal.SIGTERM)
-    assert restarted.wait(timeout=30) == 0
+    _, stderr = restarted.communicate(timeout=30)
+    assert restarted.returncode == 0, stderr
     assert_spool_holds_ledger(read_spool(cfg.spool_dir), ledger)  # duplicates allowed, nothing lost
 
 
@@ -263,10 +262,8 @@ def test_live_mode_paces_by_the_wall_clock_until_stopped(cfg: Config, tmp_path: 
     config = write_config(cfg, tmp_path)
     ledger_path = tmp_path / "ledger.csv"
     started = pd.Timestamp.now(tz="UTC")
-    live = start(
-        command("emitter", config, "--live", "--speedup", "3600", "--users", "50", "--ledger", str(ledger_path))
-        + ["--quiet"]
-    )
+    simulation = ("--live", "--speedup", "3600", "--users", "50")
+    live = start(command("emitter", config, *simulation, "--ledger", str(ledger_path), "--quiet"))
     wait_for_start(live, "emitter: ")
     time.sleep(2)
     live.send_signal(stop_signal)

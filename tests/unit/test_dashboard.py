@@ -59,8 +59,10 @@ def test_every_script_and_style_is_served_from_here(client: FlaskClient) -> None
     for source in sources:
         assert not re.match(r"^(https?:)?//", source), source
         if source.startswith("/static/"):
-            assert client.get(source).status_code == 200, source
-    chart = client.get("/static/vendor/chart.umd.min.js").get_data(as_text=True)
+            with client.get(source) as response:  # closes the static file it streams
+                assert response.status_code == 200, source
+    with client.get("/static/vendor/chart.umd.min.js") as response:
+        chart = response.get_data(as_text=True)
     assert "Chart.js v4" in chart[:200]
     assert "<script>" not in html.split("</head>")[1]  # no inline script in the body
 

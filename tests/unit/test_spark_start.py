@@ -15,7 +15,7 @@ class Builder:
         self.failures, self.calls = failures, 0
         self.error = error or PySparkRuntimeError(errorClass="JAVA_GATEWAY_EXITED", messageParameters={})
 
-    def getOrCreate(self) -> str:  # noqa: N802 - the builder's own name
+    def getOrCreate(self) -> str:  # the builder's own name
         self.calls += 1
         if self.calls <= self.failures:
             raise self.error

@@ -230,7 +230,7 @@ def random_ranges(ledger: pd.DataFrame, count: int, seed: int) -> pd.DataFrame:
     rng = random.Random(seed)
     micros = (ledger["event_time"].astype("int64")).tolist()
     users = ledger["user_id"].tolist()
-    names = sorted(set(users)) + ["nobody", "u0"]
+    names = [*sorted(set(users)), "nobody", "u0"]
     low, high = min(micros), max(micros)
     rows = []
     for index in range(count):

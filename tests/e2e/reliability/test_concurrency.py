@@ -73,10 +73,9 @@ def test_runs_while_the_spooler_writes_files_then_a_last_run_count_everything_on
     config = write_config(cfg, tmp_path, spool_roll_messages=100, spool_roll_seconds=0.5)
     table = clients.ensure_table(cfg)
     ledger_path = tmp_path / "ledger.csv"
+    simulation = ("--live", "--speedup", "2400", "--users", "20", "--seed", "3")
     emitter = Background(
-        command("emitter", config, "--live", "--speedup", "2400", "--users", "20", "--seed", "3")
-        + ["--ledger", str(ledger_path), "--quiet"],
-        tmp_path / "emitter.log",
+        command("emitter", config, *simulation, "--ledger", str(ledger_path), "--quiet"), tmp_path / "emitter.log"
     )
     spooler = Background(command("jobs.spooler", config, "--quiet"), tmp_path / "spooler.log")
     job = Background(command("jobs.aggregate", config, "--every", "1s", "--master", "local[1]"), tmp_path / "job.log")
