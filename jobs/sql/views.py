@@ -85,26 +85,23 @@ def _filesystem(spool_dir: str) -> tuple[Any, str]:
     return pafs.FileSystem.from_uri(spool_dir)
 
 
-def _files(spool_dir: str, kind: str) -> tuple[Any, list[str]]:
-    """(filesystem, full paths of the complete files of `kind`) by the spool's listing rule."""
+def _files(spool_dir: str, kind: str) -> tuple[Any, list[str], list[str]]:
+    """(filesystem, full paths, spool-relative names) of the complete files of `kind`, by the
+    spool's listing rule."""
     filesystem, base = _filesystem(spool_dir)
     relative = spool.list_spool(spool_dir, kind)[0]
-    return filesystem, [f"{base}/{name}" for name in relative]
-
-
-def _empty(schema: pa.Schema) -> pa.Table:
-    return schema.empty_table()
+    return filesystem, [f"{base}/{name}" for name in relative], relative
 
 
 def _transaction_source(spool_dir: str) -> tuple[Any, set[str]]:
     """The spool's transaction files as one Arrow dataset (a column some files lack is null in them),
-    and the spool columns present in any file. Every file's schema is checked first."""
-    filesystem, paths = _files(spool_dir, spool.TRANSACTIONS)
+    and the spool columns present in any file. Every file's schema is checked first, from its footer."""
+    filesystem, paths, names = _files(spool_dir, spool.TRANSACTIONS)
     if not paths:
-        return _empty(spool.TRANSACTION_SCHEMA), set(spool.TRANSACTION_COLUMNS)
+        return spool.TRANSACTION_SCHEMA.empty_table(), set(COLUMNS)
     present: set[str] = set()
-    for path in paths:
-        present |= check_file_schema(pq.read_schema(path, filesystem=filesystem), _relative(spool_dir, path))
+    for path, name in zip(paths, names, strict=True):
+        present |= check_file_schema(pq.read_schema(path, filesystem=filesystem), name)
     fields = [f for f in spool.TRANSACTION_SCHEMA if f.name in present]
     if _LEGACY in present:
         fields.append(pa.field(_LEGACY, pa.int64()))
@@ -113,15 +110,10 @@ def _transaction_source(spool_dir: str) -> tuple[Any, set[str]]:
 
 
 def _dead_letter_source(spool_dir: str) -> Any:
-    filesystem, paths = _files(spool_dir, spool.DEAD_LETTER)
+    filesystem, paths, _ = _files(spool_dir, spool.DEAD_LETTER)
     if not paths:
-        return _empty(spool.DEAD_LETTER_SCHEMA)
+        return spool.DEAD_LETTER_SCHEMA.empty_table()
     return pads.dataset(paths, schema=spool.DEAD_LETTER_SCHEMA, format="parquet", filesystem=filesystem)
-
-
-def _relative(spool_dir: str, path: str) -> str:
-    base = _filesystem(spool_dir)[1]
-    return path[len(base) + 1 :] if path.startswith(base + "/") else path
 
 
 def _currency_table(exponents: dict[str, int]) -> pa.Table:
@@ -211,13 +203,13 @@ def view_statements(present: set[str], late_after_us: int) -> list[str]:
     ]
 
 
-def connect(cfg: Config, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+def connect(cfg: Config) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection in UTC whose views (this module's docstring) read the complete
     files of cfg.spool_dir as they are now, with cfg's late horizon. Raises SpoolSchemaError for a
     spool file that is not the transaction schema, OSError when the spool cannot be listed."""
     transactions, present = _transaction_source(cfg.spool_dir)
     dead_letters = _dead_letter_source(cfg.spool_dir)
-    con = duckdb.connect(config={"threads": threads} if threads else {})
+    con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.register("spool_files", transactions)
     con.register("dead_letter_files", dead_letters)
