@@ -29,6 +29,9 @@ emulators: setup ## Start the Pub/Sub and Bigtable emulators
 emulators-stop: ## Stop the emulators
 	scripts/emulators.sh stop
 
+notebook: setup ## JupyterLab on notebooks/main.ipynb with the project's kernel (NOTEBOOK_ARGS="--no-browser --port 8890")
+	scripts/notebook.sh $(NOTEBOOK_ARGS)
+
 server: setup ## Serve the dashboard and API on :5000
 	./run_server.sh
 
@@ -44,4 +47,4 @@ format: setup ## Format the code with ruff
 clean: ## Remove the local spool, emulator state and caches
 	rm -rf spool .emulators .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help setup demo test test-unit test-integration test-e2e emulators emulators-stop server bench lint format clean
+.PHONY: help setup demo notebook test test-unit test-integration test-e2e emulators emulators-stop server bench lint format clean

@@ -54,6 +54,11 @@ TRANSACTION_COLUMNS = tuple(TRANSACTION_SCHEMA.names)
 # currency, where later files hold amount_minor (the job rescales them: jobs/aggregate/transforms.py).
 LEGACY_AMOUNT_COLUMN = "amount_cents"
 
+
+class SpoolSchemaError(ValueError):
+    """Spool files whose columns are not the transaction schema; the message names the column."""
+
+
 DEAD_LETTER_SCHEMA = pa.schema(
     [
         pa.field("message_id", pa.string()),

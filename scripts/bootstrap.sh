@@ -38,3 +38,12 @@ if [ ! -x .venv/bin/txn-serve ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ];
   .venv/bin/python -m pip install --quiet --no-deps -e .
   echo "$want" >"$stamp"
 fi
+
+# The notebook's kernel, `txn-pipeline` (the name notebooks/main.ipynb asks for): this .venv's Python,
+# registered in the .venv's own Jupyter folder, where JupyterLab (`make notebook`) and papermill
+# started from the .venv find it. Its path is in it, so it is written again when the checkout moves.
+kernel=".venv/share/jupyter/kernels/txn-pipeline/kernel.json"
+if ! grep -qF "\"$ROOT/.venv/bin/python\"" "$kernel" 2>/dev/null; then
+  echo "==> registering the notebook kernel txn-pipeline (.venv's Python)"
+  .venv/bin/python -m ipykernel install --sys-prefix --name txn-pipeline --display-name "Python (txn-pipeline)" >/dev/null
+fi

@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from common import spool
+from common.spool import SpoolSchemaError
 
 _ARROW_TO_SPARK = {
     pa.string(): T.StringType(),
@@ -26,10 +27,6 @@ _ARROW_TO_SPARK = {
 EXPECTED_TYPES: dict[str, T.DataType] = {f.name: _ARROW_TO_SPARK[f.type] for f in spool.TRANSACTION_SCHEMA}
 # The column older spool files hold in place of amount_minor (see spool.LEGACY_AMOUNT_COLUMN).
 LEGACY_AMOUNTS = {"amount_minor": spool.LEGACY_AMOUNT_COLUMN}
-
-
-class SpoolSchemaError(ValueError):
-    """Spool files whose columns are not the transaction schema; the message names the column."""
 
 
 def spool_uri(spool_dir: str) -> str:

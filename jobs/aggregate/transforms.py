@@ -7,7 +7,8 @@ to the sums, and every sum is grouped by currency: no two currencies are ever ad
 
 Input columns (the spool's): transaction_id, user_id, amount_minor, currency, merchant_category,
 event_time, publish_time, message_id. A transaction id is a transaction's identity: the fields
-IDENTITY must agree between all copies of one id.
+IDENTITY must agree between all copies of one id. The rules (identity, the copy kept, late) are
+named in common/rules.py, which the analysts' SQL views (jobs/sql) build from too.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from common import spool
-from common.timeutil import HOUR_US, MINUTE_US, SECOND_US
+from common import rules, spool
+from common.timeutil import HOUR_US, MINUTE_US
 
 SPOOL_COLUMNS = spool.TRANSACTION_COLUMNS
 
-IDENTITY = ("user_id", "amount_minor", "currency", "event_time")
+IDENTITY = rules.IDENTITY
 LEGACY_AMOUNT = spool.LEGACY_AMOUNT_COLUMN
 
 
@@ -51,12 +52,11 @@ def rescale_legacy_amounts(df: DataFrame, exponents: dict[str, int]) -> DataFram
 
 
 def dedupe_transactions(df: DataFrame) -> DataFrame:
-    """One row per transaction_id, the spool columns plus `conflicted`. The copy kept is the one
-    published first, then the smallest message_id, so the pick is the same however the rows were
-    split or ordered. `conflicted` is true when some copy of the id differs from another in a field
-    of IDENTITY (see conflicting_copies)."""
-    kept = [c for c in SPOOL_COLUMNS if c not in ("transaction_id", "publish_time", "message_id")]
-    first = F.min(F.struct("publish_time", "message_id", *kept)).alias("first")
+    """One row per transaction_id, the spool columns plus `conflicted`. The copy kept is the first in
+    rules.KEEP_ORDER (published first, then the smallest message_id), so the pick is the same however
+    the rows were split or ordered. `conflicted` is true when some copy of the id differs from another
+    in a field of IDENTITY (see conflicting_copies)."""
+    first = F.min(F.struct(*rules.KEEP_ORDER)).alias("first")
     low, high = F.min(F.struct(*IDENTITY)).alias("low"), F.max(F.struct(*IDENTITY)).alias("high")
     return (
         df.groupBy("transaction_id")
@@ -83,7 +83,7 @@ def flag_late(df: DataFrame, late_horizon_seconds: int) -> DataFrame:
     """Add `late`: published more than the horizon after its event time. Decided per record from
     its own two times, so the answer never depends on when the job runs."""
     lag_us = F.unix_micros("publish_time") - F.unix_micros("event_time")
-    return df.withColumn("late", lag_us > F.lit(int(late_horizon_seconds) * SECOND_US))
+    return df.withColumn("late", lag_us > F.lit(rules.late_after_us(late_horizon_seconds)))
 
 
 def on_time(df: DataFrame) -> DataFrame:

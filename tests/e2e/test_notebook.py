@@ -1,10 +1,12 @@
 """notebooks/main.ipynb runs top to bottom with small parameters (papermill, on a kernel that runs
 this interpreter), its reconciliation says every user is equal to the cent, and the ledger it
-wrote, summed here with DuckDB, equals what Bigtable holds. The committed notebook has no outputs."""
+wrote, summed here with DuckDB, equals what Bigtable holds; its SQL section (txn-sql over the spool)
+agrees with the ledger and with Bigtable. The committed notebook has no outputs."""
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,6 +115,12 @@ def test_notebook_runs_top_to_bottom_and_reconciles_to_the_cent(kernel: str, run
         _tagged(notebook, "api")
     )
     assert _bigtable_by_user(cfg) == expected
+    # The SQL section: txn-sql over the spool agrees with the ledger per user, with Bigtable per category.
+    sql = _outputs(_tagged(notebook, "sql"))
+    assert "merchant_category" in sql and "decimal(38,4)" in sql  # the command's table of top categories
+    categories = re.search(r"(\d+) of (\d+) categories equal to Bigtable", sql)
+    assert f"SQL over the spool: {len(expected)} of {len(expected)} users equal to the ledger" in sql
+    assert categories and categories[1] == categories[2] and int(categories[1]) > 0
     # The figures were drawn: inter-arrival times, amounts, hourly totals.
     images = [o for c in notebook.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) == 3

@@ -27,6 +27,7 @@ COMMANDS = {
     "txn-aggregate": "jobs.aggregate",
     "txn-serve": "webapp",
     "txn-bench": "bench",
+    "txn-sql": "jobs.sql",
 }
 
 

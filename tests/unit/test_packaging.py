@@ -1,4 +1,4 @@
-"""The project's packaging, read without running anything: pyproject declares the five console
+"""The project's packaging, read without running anything: pyproject declares the six console
 scripts and only dependencies that requirements.txt pins; the zip Spark executors get holds exactly
 the sources of the packages they import, is rebuilt only when they change, and a package already
 inside an archive is not zipped again."""
@@ -21,6 +21,7 @@ COMMANDS = {
     "txn-aggregate": "jobs.aggregate",
     "txn-serve": "webapp",
     "txn-bench": "bench",
+    "txn-sql": "jobs.sql",
 }
 
 
@@ -36,7 +37,7 @@ def _sources(package: str) -> dict[str, bytes]:
     return found
 
 
-def test_pyproject_declares_the_five_commands() -> None:
+def test_pyproject_declares_the_six_commands() -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts == {command: f"{module}.__main__:console" for command, module in COMMANDS.items()}
 
