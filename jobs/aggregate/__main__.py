@@ -105,8 +105,8 @@ class Runner:
 
     def run_once(self, rebuild: bool, wait: bool) -> int:
         from common.jobstate import JobStateError
+        from common.spool import SpoolSchemaError
         from jobs.aggregate import job
-        from jobs.aggregate.extract import SpoolSchemaError
         from jobs.aggregate.session import get_spark
 
         try:

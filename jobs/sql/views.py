@@ -46,7 +46,7 @@ VIEWS = ("spool_rows", "transactions", "counted", "conflicts", "set_aside", "dea
 
 
 def _is_string(kind: pa.DataType) -> bool:
-    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
 
 
 def _expected(field: pa.Field) -> tuple[str, Any]:
@@ -82,7 +82,8 @@ def _filesystem(spool_dir: str) -> tuple[Any, str]:
     """(pyarrow filesystem, base path in it) of a spool: local paths and the URIs pyarrow knows."""
     if spool.is_local(spool_dir):
         return pafs.LocalFileSystem(), os.path.abspath(spool.local_path(spool_dir))
-    return pafs.FileSystem.from_uri(spool_dir)
+    filesystem, path = pafs.FileSystem.from_uri(spool_dir)
+    return filesystem, str(path)
 
 
 def _files(spool_dir: str, kind: str) -> tuple[Any, list[str], list[str]]:

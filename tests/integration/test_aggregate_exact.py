@@ -19,8 +19,8 @@ from support.ledger import assert_contents, duplicates_of, expected_contents, ma
 
 from common import clients, jobstate, rowkeys, spool, store
 from common.config import Config
+from common.spool import SpoolSchemaError
 from jobs.aggregate import job
-from jobs.aggregate.extract import SpoolSchemaError
 
 
 def run(spark: Any, cfg: Config, rebuild: bool = False) -> job.RunSummary:

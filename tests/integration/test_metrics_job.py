@@ -20,8 +20,8 @@ from support.ledger import duplicates_of, make_ledger, write_spool
 
 from common import spool
 from common.config import Config
+from common.spool import SpoolSchemaError
 from jobs.aggregate import job
-from jobs.aggregate.extract import SpoolSchemaError
 from webapp import create_app
 from webapp import metrics as web_metrics
 

@@ -9,8 +9,9 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import types as T
 
+from common.spool import SpoolSchemaError
 from jobs.aggregate import transforms as tf
-from jobs.aggregate.extract import SpoolSchemaError, check_schema
+from jobs.aggregate.extract import check_schema
 
 SPOOL = T.StructType(
     [
