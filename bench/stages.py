@@ -296,9 +296,9 @@ WRITER_MAX_ROWS = 40_000
 
 
 def writer_choice(bench: Bench) -> list[Result]:
-    """The store's protobuf writer beside the public data API (bulk_mutate_rows, MutationsBatcher),
-    DirectRow + mutate_rows and the public generated client on the same job-shaped rows: the median
-    per-round ratio of each to the store's writer (bench/writer.py)."""
+    """The store's protobuf writer beside the public data API (bulk_mutate_rows, MutationsBatcher)
+    and DirectRow + mutate_rows on the same job-shaped rows: the median per-round ratio of each to
+    the store's writer (bench/writer.py)."""
     rows = min(bench.sizes.write_rows, WRITER_MAX_ROWS)
     bench.say(f"    {rows:,} job-shaped rows per writer, {WRITER_ROUNDS} rounds, a fresh table each")
     rates = writer.compare_writers(bench.base, rows, WRITER_ROUNDS, bench.say)

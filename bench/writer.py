@@ -1,13 +1,11 @@
-"""The Bigtable writer choice: the same job-shaped rows written three ways, in alternating rounds.
+"""The Bigtable writer choice: the same job-shaped rows written four ways, in alternating rounds.
 
-    (a) store.write_cell_rows   what the job uses: MutateRows requests built as protobufs
+    (a) store.write_cell_rows   what the job uses: MutateRows requests built as protobufs, sent
+                                through the public generated client (common/bigtable_private.py)
     (b) the public data API     google.cloud.bigtable.data: Table.bulk_mutate_rows over
                                 RowMutationEntry / SetCell, per-row failures from MutationsExceptionGroup
     (b') its MutationsBatcher   the same entries through the data API's own batcher
     (c) DirectRow + mutate_rows the legacy client's public bulk write (store.write_rows)
-    (d) GAPIC mutate_rows       the same protobuf requests as (a), sent through the public generated
-                                client (`Client.table_data_client.mutate_rows`) instead of the private
-                                transport stub (a) reaches through `_table_impl`
 
 Each writer writes `rows` rows (2 transaction rows, 2 id index rows, 1 counter row in every 5, the
 cells the job writes) into a fresh table of its own, building the mutations inside the timed
@@ -34,7 +32,6 @@ from google.cloud.bigtable.data import (
     RowMutationEntry,
     SetCell,
 )
-from google.cloud.bigtable_v2.types import bigtable as types
 
 from common import clients, rowkeys, store
 from common.config import Config
@@ -110,36 +107,6 @@ def batcher_writer(table: Any, rows: Rows, timeout: float = store.WRITE_TIMEOUT)
     return []
 
 
-def gapic_writer(
-    gapic: Any, table_name: str, rows: Rows, timeout: float = store.WRITE_TIMEOUT
-) -> list[store.RowFailure]:
-    """(d) The protobuf requests of (a) through the public generated client's mutate_rows (no retry
-    inside the call: the store's own loop retries failed rows)."""
-    failures: list[store.RowFailure] = []
-    request_pb = types.MutateRowsRequest.pb()
-    for start in range(0, len(rows), store.WRITE_CHUNK):
-        chunk = rows[start : start + store.WRITE_CHUNK]
-        request = request_pb(table_name=table_name)
-        for key, cells in chunk:
-            entry = request.entries.add()
-            entry.row_key = key
-            for family, qualifier, value in cells:
-                cell = entry.mutations.add().set_cell
-                cell.family_name, cell.column_qualifier, cell.value = family, qualifier, value
-                cell.timestamp_micros = SERVER_TIME
-        statuses = [(2, "no status returned")] * len(chunk)
-        stream = gapic.mutate_rows(request=types.MutateRowsRequest.wrap(request), retry=None, timeout=timeout)
-        for response in stream:
-            for result in types.MutateRowsResponse.pb(response).entries:
-                statuses[result.index] = (result.status.code, result.status.message)
-        failures += [
-            store.RowFailure(key, message or f"code {code}")
-            for (key, _), (code, message) in zip(chunk, statuses, strict=True)
-            if code != 0
-        ]
-    return failures
-
-
 def direct_row_writer(table: Any, rows: Rows) -> list[store.RowFailure]:
     """(c) The legacy client's public bulk write: DirectRow objects through table.mutate_rows."""
     direct = []
@@ -156,9 +123,8 @@ WRITERS = (
     "data API bulk_mutate_rows",
     "data API MutationsBatcher",
     "DirectRow mutate_rows",
-    "GAPIC mutate_rows (protobuf, public)",
 )
-CANDIDATES = frozenset(WRITERS[1:3] + WRITERS[4:])  # public APIs that could replace write_cell_rows
+CANDIDATES = frozenset(WRITERS[1:3])  # the public data API, which would replace write_cell_rows within 20 %
 
 
 @contextlib.contextmanager
@@ -175,16 +141,13 @@ def _fresh_table(cfg: Config) -> Iterator[Config]:
 def _timed_write(cfg: Config, name: str, rows: Rows, data_client: BigtableDataClient) -> float:
     """Rows/s of one writer over `rows` into a fresh table; raises when any row failed."""
     with _fresh_table(cfg) as scratch:
-        client = clients.bigtable_client(scratch)
-        legacy = client.instance(scratch.instance_id).table(scratch.table_id)
-        gapic = client.table_data_client
+        legacy = clients.bigtable_table(scratch)
         data = data_client.get_table(scratch.instance_id, scratch.table_id)
         writers: dict[str, Callable[[Rows], list[store.RowFailure]]] = {
             WRITERS[0]: lambda some: store.write_cell_rows(legacy, some),
             WRITERS[1]: lambda some: bulk_mutate_rows_writer(data, some),
             WRITERS[2]: lambda some: batcher_writer(data, some),
             WRITERS[3]: lambda some: direct_row_writer(legacy, some),
-            WRITERS[4]: lambda some: gapic_writer(gapic, legacy.name, some),
         }
         # One row first, untimed: the channel's connection is made outside the measurement.
         writers[name](rows[:1])
