@@ -5,8 +5,8 @@
     python -m bench --stages api,job       only those stages (writes bench/out/ unless --out is given)
     python -m bench --stages soak [--soak-minutes 30] [--soak-outage-minutes 10]
 
-Stages, in order: publish, spool, hostile, aggregate, job, incremental, e2e, drain, api; and soak (the live
-pipeline through long outages, 30 minutes), which runs only when named in --stages. Each runs on the
+Stages, in order: publish, spool, hostile, aggregate, job, writer, incremental, e2e, drain, api; and soak
+(the live pipeline through long outages, 30 minutes), which runs only when named in --stages. Each runs on the
 local emulators with its own uuid-named topic, subscription, table and spool, removed afterwards.
 Exit codes: 0 every stage ran (whether or not it met its target), 1 a stage failed to run,
 2 a bad flag or config value, 3 an emulator cannot be reached.
@@ -45,6 +45,7 @@ STAGES: dict[str, Callable[[stages.Bench], list[Result]]] = {
     "hostile": hostile.stage,
     "aggregate": stages.aggregate,
     "job": stages.job,
+    "writer": stages.writer_choice,
     "incremental": stages.incremental,
     "e2e": pipeline.end_to_end,
     "drain": pipeline.drain,

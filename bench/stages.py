@@ -14,6 +14,7 @@ import math
 import os
 import shutil
 import socket
+import statistics
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,7 +26,7 @@ from typing import Any
 
 import requests
 
-from bench import api_load, procs, pubsub_ceilings, spark_ceilings
+from bench import api_load, procs, pubsub_ceilings, spark_ceilings, writer
 from bench.data import write_spool
 from bench.results import Result, compare
 from common import clients, jobstate, spool
@@ -288,6 +289,39 @@ def job(bench: Bench) -> list[Result]:
         ),
         compare("job driver peak RSS", done.peak_rss_bytes / procs.MB, "MB", None, "-", None, "Python driver + JVM"),
     ]
+
+
+WRITER_ROUNDS = 5
+WRITER_MAX_ROWS = 40_000
+
+
+def writer_choice(bench: Bench) -> list[Result]:
+    """The store's protobuf writer beside the public data API (bulk_mutate_rows, MutationsBatcher)
+    and DirectRow + mutate_rows on the same job-shaped rows: the median per-round ratio of each to
+    the store's writer (bench/writer.py)."""
+    rows = min(bench.sizes.write_rows, WRITER_MAX_ROWS)
+    bench.say(f"    {rows:,} job-shaped rows per writer, {WRITER_ROUNDS} rounds, a fresh table each")
+    rates = writer.compare_writers(bench.base, rows, WRITER_ROUNDS, bench.say)
+    store_writer, *others = writer.WRITERS
+    baseline = statistics.median(rates[store_writer])
+    note = f"{rows:,} rows (2 transaction, 2 id index, 1 counter in every 5), median of {WRITER_ROUNDS} rounds"
+    results = [compare(f"{store_writer} (ceiling)", baseline, "rows/s", None, "-", None, note)]
+    for name in others:
+        ratio = writer.median_ratio(rates, name)
+        results.append(
+            Result(
+                name,
+                round(statistics.median(rates[name]), 3),
+                "rows/s",
+                round(baseline, 3),
+                round(ratio, 3),
+                ">= 0.8 x write_cell_rows to replace it" if name in writer.CANDIDATES else "-",
+                ratio >= 0.8 if name in writer.CANDIDATES else None,
+                "ratio: median over the rounds of this round's rate / write_cell_rows' rate; per round: "
+                + ", ".join(f"{a / b:.2f}" for a, b in zip(rates[name], rates[store_writer], strict=True)),
+            )
+        )
+    return results
 
 
 def _history(bench: Bench) -> History:

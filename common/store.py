@@ -23,15 +23,15 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
 from google.api_core import exceptions as gexc
-from google.api_core.gapic_v1 import routing_header
 from google.cloud.bigtable import row_filters
 from google.cloud.bigtable.row_set import RowSet
+
+from common import bigtable_private
 
 LIST, HOUR, MINUTE, TOP, USER, ID, META = "dcflist", "dcfbhour", "dcfbmin", "dcftop", "dcfuser", "dcfid", "dcfmeta"
 FAMILIES = (LIST, HOUR, MINUTE, TOP, USER, ID, META)
@@ -42,7 +42,7 @@ READ_CHUNK = 2000
 WRITE_CHUNK = 5000
 TRANSIENT = (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.Aborted, gexc.InternalServerError)
 WRITE_TIMEOUT = 120.0
-Cell = tuple[str, bytes, bytes]  # (family, qualifier, value)
+Cell = bigtable_private.Cell  # (family, qualifier, value)
 
 
 @dataclass(frozen=True)
@@ -322,44 +322,11 @@ def write_rows(table: Any, rows: Sequence[Any], attempts: int = 4) -> list[RowFa
     return failures
 
 
-def _bulk_sender(table: Any) -> Callable[[list[tuple[bytes, Sequence[Cell]]]], list[tuple[int, str]]] | None:
-    """A MutateRows call on the client's own authenticated channel that takes protobufs built
-    directly; None when this client version does not expose it (callers fall back to write_rows)."""
-    try:
-        from google.cloud.bigtable_v2.types import bigtable as types
-
-        impl = table._table_impl
-        stub = impl.client._gapic_client.transport.mutate_rows
-        table_name, app_profile = impl.table_name, impl.app_profile_id
-    except (AttributeError, ImportError):
-        return None
-    params = {"table_name": table_name, **({"app_profile_id": app_profile} if app_profile else {})}
-    metadata = (routing_header.to_grpc_metadata(params),)
-    request_pb = types.MutateRowsRequest.pb()
-
-    def send(rows: list[tuple[bytes, Sequence[Cell]]]) -> list[tuple[int, str]]:
-        request = request_pb(table_name=table_name, app_profile_id=app_profile or "")
-        for key, cells in rows:
-            entry = request.entries.add()
-            entry.row_key = key
-            for family, qualifier, value in cells:
-                cell = entry.mutations.add().set_cell
-                cell.family_name, cell.column_qualifier, cell.value = family, qualifier, value
-                cell.timestamp_micros = -1  # server time, as DirectRow.set_cell does
-        statuses = [(2, "no status returned")] * len(rows)
-        for response in stub(types.MutateRowsRequest.wrap(request), metadata=metadata, timeout=WRITE_TIMEOUT):
-            for entry in types.MutateRowsResponse.pb(response).entries:
-                statuses[entry.index] = (entry.status.code, entry.status.message)
-        return statuses
-
-    return send
-
-
 def write_cell_rows(table: Any, rows: Sequence[tuple[bytes, Sequence[Cell]]], attempts: int = 4) -> list[RowFailure]:
     """Write rows given as (key, [(family, qualifier, value)]) with MutateRows, building the request
-    protobufs directly (several times faster than DirectRow objects for large batches). Retries
-    failed rows like write_rows and returns the rows that still failed."""
-    send = _bulk_sender(table)
+    protobufs directly (common.bigtable_private says why and how much faster). Retries failed rows
+    like write_rows and returns the rows that still failed."""
+    send = bigtable_private.bulk_sender(table)
     if send is None:
         direct = []
         for key, cells in rows:
@@ -373,11 +340,10 @@ def write_cell_rows(table: Any, rows: Sequence[tuple[bytes, Sequence[Cell]]], at
         pending = list(chunk)
         for attempt in range(attempts):
             try:
-                statuses = send(pending)
-            except grpc.RpcError as exc:
+                statuses = send(pending, WRITE_TIMEOUT)
+            except gexc.GoogleAPICallError as exc:
                 if attempt == attempts - 1:
-                    message = f"{exc.code().name}: {exc.details()}" if hasattr(exc, "code") else str(exc)
-                    failures.extend(RowFailure(key, message) for key, _ in pending)
+                    failures.extend(RowFailure(key, _call_error(exc)) for key, _ in pending)
                 time.sleep(0.1 * 2**attempt)
                 continue
             retry = [(row, status) for row, status in zip(pending, statuses, strict=True) if status[0] != 0]
@@ -387,6 +353,12 @@ def write_cell_rows(table: Any, rows: Sequence[tuple[bytes, Sequence[Cell]]], at
                 failures.extend(RowFailure(row[0], message or f"code {code}") for row, (code, message) in retry)
             pending = [row for row, _ in retry]
     return failures
+
+
+def _call_error(exc: gexc.GoogleAPICallError) -> str:
+    """The error as "UNAVAILABLE: <details>", the form the outage checks (common.outage) look for."""
+    code = exc.grpc_status_code
+    return f"{code.name}: {exc.message}" if code is not None else f"{exc.__class__.__name__}: {exc.message}"
 
 
 def read_run_markers(table: Any, keys: Sequence[bytes]) -> dict[bytes, int]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import current_app
 
-from common import clients
+from common import bigtable_private, clients
 from common.config import Config
 from webapp.cache import WholeHourCache
 
@@ -42,11 +42,7 @@ class Services:
                 table = clients.bigtable_table(self.cfg)
                 # The client's defaults retry an unreachable server for ten minutes; a page must
                 # answer 503 well before a person gives up on it.
-                impl = table._table_impl
-                impl.default_read_rows_operation_timeout = self.read_timeout_s
-                impl.default_read_rows_attempt_timeout = min(ATTEMPT_TIMEOUT_S, self.read_timeout_s)
-                impl.default_operation_timeout = self.read_timeout_s
-                impl.default_attempt_timeout = min(ATTEMPT_TIMEOUT_S, self.read_timeout_s)
+                bigtable_private.bound_read_timeouts(table, self.read_timeout_s, ATTEMPT_TIMEOUT_S)
                 self._table = table
             return self._table
 

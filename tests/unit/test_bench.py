@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import pipeline
+from bench import pipeline, writer
 from bench.__main__ import ON_REQUEST, STAGES, parse_stages
 from bench.results import compare, write_all
 from common.cli import UsageError
@@ -83,3 +83,17 @@ def test_ledger_buckets_add_exact_minor_units_per_user_hour_and_currency(tmp_pat
         ("u0001", ten + 3600, "USD"): (500, 1),
         ("u0002", ten, "USD"): (9999, 1),
     }
+
+
+def test_writer_ratio_is_the_median_of_each_rounds_own_ratio() -> None:
+    # Round by round 0.5, 0.25, 1.0: median 0.5; the ratio of the medians would be 400 / 1000 = 0.4.
+    rates = {writer.WRITERS[0]: [1000.0, 4000.0, 400.0], "other": [500.0, 1000.0, 400.0]}
+    assert writer.median_ratio(rates, "other") == 0.5
+
+
+def test_writer_rows_have_the_jobs_cells_in_their_families() -> None:
+    rows = writer.job_shaped_rows(10)
+    assert len({key for key, _ in rows}) == 10
+    families = [sorted({family for family, _, _ in cells}) for _, cells in rows]
+    assert families[:5] == [["dcflist", "dcfmeta"]] * 2 + [["dcfid", "dcfmeta"]] * 2 + [["dcfbhour", "dcfmeta"]]
+    assert [len(cells) for _, cells in rows[:5]] == [5, 5, 7, 7, 3]
