@@ -101,7 +101,7 @@ def batcher_writer(table: Any, rows: Rows, timeout: float = store.WRITE_TIMEOUT)
                 batcher.append(entry)
     except MutationsExceptionGroup as group:
         return [
-            store.RowFailure(failed.entry.row_key, str(failed.__cause__ or failed))  # type: ignore[attr-defined]
+            store.RowFailure(failed.entry.row_key, str(failed.__cause__ or failed))
             for failed in group.exceptions
         ]
     return []
