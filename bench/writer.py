@@ -100,10 +100,7 @@ def batcher_writer(table: Any, rows: Rows, timeout: float = store.WRITE_TIMEOUT)
             for entry in _entries(rows):
                 batcher.append(entry)
     except MutationsExceptionGroup as group:
-        return [
-            store.RowFailure(failed.entry.row_key, str(failed.__cause__ or failed))
-            for failed in group.exceptions
-        ]
+        return [store.RowFailure(failed.entry.row_key, str(failed.__cause__ or failed)) for failed in group.exceptions]
     return []
 
 
