@@ -18,7 +18,7 @@ from google.cloud import bigtable, pubsub_v1
 from google.cloud.bigtable import column_family
 from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
-from common import store
+from common import bigtable_private, store
 from common.config import Config
 
 
@@ -128,10 +128,17 @@ def bigtable_client(cfg: Config, admin: bool = False) -> bigtable.Client:
     return bigtable.Client(project=cfg.project_id, admin=admin)
 
 
+BIGTABLE_ATTEMPT_SECONDS = 20.0  # one attempt of a read, within bigtable_timeout_seconds
+
+
 def bigtable_table(cfg: Config, client: bigtable.Client | None = None) -> Any:
-    """The data handle of the configured table (no admin calls)."""
+    """The data handle of the configured table (no admin calls). Its reads give up after
+    `bigtable_timeout_seconds` (an outage the caller reports) rather than the library's ten minutes."""
     client = client or bigtable_client(cfg)
-    return client.instance(cfg.instance_id).table(cfg.table_id)
+    table = client.instance(cfg.instance_id).table(cfg.table_id)
+    seconds = cfg.bigtable_timeout_seconds
+    bigtable_private.bound_read_timeouts(table, seconds, min(BIGTABLE_ATTEMPT_SECONDS, seconds))
+    return table
 
 
 def ensure_table(cfg: Config, timeout: float = 15.0) -> Any:

@@ -176,6 +176,9 @@ class Config:
     outage_backoff_max_seconds: Annotated[float, _positive()] = 60.0
     outage_report_seconds: Annotated[float, _positive()] = 60.0
     job_lease_seconds: Annotated[float, _positive()] = 60.0
+    # How long one Bigtable read of the job (driver and executors) retries before the run fails
+    # as an outage; the library's own default is 600 s.
+    bigtable_timeout_seconds: Annotated[float, _positive()] = 60.0
     # A run's memory follows its input: a backlog is counted in slices of this many spool files.
     job_max_files_per_run: Annotated[int, _at_least(1)] = 200
     # The spooler's Prometheus metrics (jobs/spooler/metrics.py): port 0 serves none.

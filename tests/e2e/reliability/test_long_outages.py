@@ -56,6 +56,7 @@ def test_two_minute_outages_of_pubsub_and_bigtable_during_a_live_run_lose_and_do
         spool_roll_messages=5_000,
         outage_backoff_max_seconds=5.0,
         outage_report_seconds=20.0,
+        bigtable_timeout_seconds=20.0,  # a run that meets the outage fails well within it
     )
     clients.ensure_subscription(cfg)
     table = clients.ensure_table(cfg)
