@@ -25,7 +25,8 @@ import pytest
 from conftest import cleanup_resources, make_config
 from flask import Flask
 from flask.testing import FlaskClient
-from support.seed import LedgerRow, copies, run_job, spool_frame
+from support.ledger import copies
+from support.seed import LedgerRow, run_job, spool_frame
 
 from common import clients, spool
 from webapp import create_app, queries

@@ -24,7 +24,8 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from support.seed import LedgerRow, copies, random_ledger, run_job, spool_frame
+from support.ledger import copies
+from support.seed import LedgerRow, random_ledger, run_job, spool_frame
 
 from common import clients
 from webapp import create_app

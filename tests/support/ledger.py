@@ -189,3 +189,17 @@ def assert_contents(actual: Contents, expected: Contents, categories: bool = Tru
     assert actual.minutes == expected.minutes
     assert actual.top == expected.top
     assert actual.users == expected.users
+
+
+def copies(
+    frame: pd.DataFrame, suffix: str, publish_delay: timedelta = timedelta(minutes=1), **changes: Any
+) -> pd.DataFrame:
+    """Another delivery of each row of a spool frame: a new message id (message_id + suffix),
+    published `publish_delay` later, with `changes` applied to its other columns (a change to
+    user_id, amount_minor, currency or event_time makes it a conflicting copy)."""
+    out = frame.copy()
+    out["message_id"] = out["message_id"] + suffix
+    out["publish_time"] = out["publish_time"] + publish_delay
+    for column, value in changes.items():
+        out[column] = value
+    return to_frame(out)

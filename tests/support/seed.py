@@ -3,7 +3,7 @@ aggregation job over them, in-process on the session's SparkSession.
 
 Whatever a test needs in the table comes from spool content, as it would from the spooler:
 buckets, minutes, the top-spender index and the user directory from the job's own transforms;
-a conflict from a copy of a transaction id with other content (`copies`); a late row from a row
+a conflict from a copy of a transaction id with other content (`support.ledger.copies`); a late row from a row
 published beyond the late horizon (`publish_us`). A test's expected values come from its ledger,
 never from the table.
 
@@ -62,20 +62,6 @@ def spool_frame(rows: Iterable[LedgerRow]) -> pd.DataFrame:
         }
 
     return to_frame([spooled(r) for r in rows])
-
-
-def copies(
-    frame: pd.DataFrame, suffix: str, publish_delay: timedelta = timedelta(minutes=1), **changes: Any
-) -> pd.DataFrame:
-    """Another delivery of each row of a spool frame: a new message id (message_id + suffix),
-    published `publish_delay` later, with `changes` applied to its other columns (a change to
-    user_id, amount_minor, currency or event_time makes it a conflicting copy)."""
-    out = frame.copy()
-    out["message_id"] = out["message_id"] + suffix
-    out["publish_time"] = out["publish_time"] + publish_delay
-    for column, value in changes.items():
-        out[column] = value
-    return to_frame(out)
 
 
 def random_ledger(

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from common import spool
 from common.config import Config
-from support.ledger import duplicates_of, make_ledger, to_frame, write_spool
+from support.ledger import copies, duplicates_of, make_ledger, to_frame, write_spool
 
 # ISO 4217 minor-unit places of the currencies used here, written out (not read from common.money).
 PLACES = {"USD": 2, "JPY": 0, "BHD": 3}
@@ -41,22 +41,13 @@ class Written:
     dead_letters: int
 
 
-def _later(frame: pd.DataFrame, suffix: str, delay: timedelta, **changes: object) -> pd.DataFrame:
-    out = frame.copy()
-    out["message_id"] = out["message_id"] + suffix
-    out["publish_time"] = out["publish_time"] + delay
-    for column, value in changes.items():
-        out[column] = value
-    return to_frame(out)
-
-
 def mixed_copies(tag: str = "mx", count: int = 240) -> pd.DataFrame:
     """The schema version 2 copies: a ledger in USD, JPY and BHD, and its awkward deliveries."""
     ledger = make_ledger(tag, count, hours=6, currencies=("USD", "JPY", "BHD"))
     redelivered = duplicates_of(ledger, 0.15, seed=1, delay=timedelta(minutes=1))
     later = ledger.iloc[0:10]
-    conflicting_later = _later(later, "-amt", timedelta(minutes=2), amount_minor=later["amount_minor"] + 1)
-    conflicting_earlier = _later(ledger.iloc[10:20], "-usr", timedelta(seconds=-1), user_id="zed")
+    conflicting_later = copies(later, "-amt", timedelta(minutes=2), amount_minor=later["amount_minor"] + 1)
+    conflicting_earlier = copies(ledger.iloc[10:20], "-usr", timedelta(seconds=-1), user_id="zed")
     same_instant = ledger.iloc[20:25].copy()
     same_instant["message_id"] = "l-" + same_instant["message_id"]  # sorts before "m-...": kept
     same_instant["merchant_category"] = "same-instant"
@@ -64,7 +55,7 @@ def mixed_copies(tag: str = "mx", count: int = 240) -> pd.DataFrame:
     edges = ledger.iloc[25:31].copy()
     lags = [horizon, horizon + timedelta(microseconds=1), horizon, horizon + timedelta(hours=28), horizon, horizon]
     edges["publish_time"] = edges["event_time"] + pd.to_timedelta(lags)
-    late_redelivery = _later(ledger.iloc[31:36], "-late", timedelta(hours=100))
+    late_redelivery = copies(ledger.iloc[31:36], "-late", timedelta(hours=100))
     rest = ledger.drop(ledger.index[25:31])
     return to_frame(
         pd.concat(
