@@ -106,13 +106,7 @@ def batcher_writer(table: Any, rows: Rows, timeout: float = store.WRITE_TIMEOUT)
 
 def direct_row_writer(table: Any, rows: Rows) -> list[store.RowFailure]:
     """(c) The legacy client's public bulk write: DirectRow objects through table.mutate_rows."""
-    direct = []
-    for key, cells in rows:
-        row = table.direct_row(key)
-        for family, qualifier, value in cells:
-            row.set_cell(family, qualifier, value)
-        direct.append(row)
-    return store.write_rows(table, direct)
+    return store.write_rows(table, store.direct_rows(table, rows))
 
 
 WRITERS = (

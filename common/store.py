@@ -322,19 +322,24 @@ def write_rows(table: Any, rows: Sequence[Any], attempts: int = 4) -> list[RowFa
     return failures
 
 
+def direct_rows(table: Any, rows: Sequence[tuple[bytes, Sequence[Cell]]]) -> list[Any]:
+    """Rows given as (key, [(family, qualifier, value)]) as the legacy client's DirectRow objects."""
+    direct = []
+    for key, cells in rows:
+        row = table.direct_row(key)
+        for family, qualifier, value in cells:
+            row.set_cell(family, qualifier, value)
+        direct.append(row)
+    return direct
+
+
 def write_cell_rows(table: Any, rows: Sequence[tuple[bytes, Sequence[Cell]]], attempts: int = 4) -> list[RowFailure]:
     """Write rows given as (key, [(family, qualifier, value)]) with MutateRows, building the request
     protobufs directly (common.bigtable_private says why and how much faster). Retries failed rows
     like write_rows and returns the rows that still failed."""
     send = bigtable_private.bulk_sender(table)
     if send is None:
-        direct = []
-        for key, cells in rows:
-            row = table.direct_row(key)
-            for family, qualifier, value in cells:
-                row.set_cell(family, qualifier, value)
-            direct.append(row)
-        return write_rows(table, direct, attempts)
+        return write_rows(table, direct_rows(table, rows), attempts)
     failures: list[RowFailure] = []
     for chunk in _chunks(list(rows), WRITE_CHUNK):
         pending = list(chunk)
