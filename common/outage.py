@@ -47,6 +47,12 @@ _OUTAGE_TYPES = (
 )
 
 
+def names_outage(text: str) -> bool:
+    """True when an error's text names a service that could not be reached (a gRPC status, or the
+    words of a refused or reset connection), as errors that crossed a process boundary do."""
+    return any(marker in text for marker in _OUTAGE_MARKERS)
+
+
 def is_outage(exc: BaseException) -> bool:
     """True when `exc` (or what it was raised from) means a service could not be reached, judged by
     its type or, for errors that crossed a process boundary as text, by the gRPC status it names."""
@@ -56,8 +62,7 @@ def is_outage(exc: BaseException) -> bool:
         seen.add(id(current))
         if isinstance(current, _OUTAGE_TYPES):
             return True
-        text = f"{current.__class__.__name__}: {current}"
-        if any(marker in text for marker in _OUTAGE_MARKERS):
+        if names_outage(f"{current.__class__.__name__}: {current}"):
             return True
         current = current.__cause__ or current.__context__
     return False
@@ -67,7 +72,7 @@ def outage_line(exc: BaseException, limit: int = 200) -> str:
     """The line of `exc`'s text that names the outage (an executor's error carries a whole remote
     traceback), else its first line; shortened to `limit` characters."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    telling = [line for line in lines if any(marker in line for marker in _OUTAGE_MARKERS)]
+    telling = [line for line in lines if names_outage(line)]
     line = (telling or lines or [exc.__class__.__name__])[-1 if telling else 0]
     return line if len(line) <= limit else line[: limit - 3] + "..."
 

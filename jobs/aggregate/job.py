@@ -370,8 +370,7 @@ def _run_once(
     if failures:
         # When every row failed for want of Bigtable, say so: the caller then reports an outage
         # (and does not try to record the failure in the table it cannot reach).
-        reasons = {message for _, _, message in failures}
-        cause = f" ({failures[0][2]})" if all(outage.is_outage(RuntimeError(r)) for r in reasons) else ""
+        cause = f" ({failures[0][2]})" if all(outage.names_outage(message) for _, _, message in failures) else ""
         raise LoadFailed(
             f"run {run.run_id}: {summary.failures:,} Bigtable rows failed{cause}; "
             "the run stays pending and is retried by the next invocation"

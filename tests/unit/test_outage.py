@@ -8,7 +8,7 @@ from google.api_core import exceptions as gexc
 from pyspark.errors import PythonException
 
 from common.clients import ServiceUnavailable
-from common.outage import Backoff, describe_os_error, first_line, is_outage, outage_line
+from common.outage import Backoff, describe_os_error, first_line, is_outage, names_outage, outage_line
 
 # What the driver receives when a Bigtable write fails inside an executor (shortened).
 EXECUTOR_TEXT = """
@@ -71,3 +71,9 @@ def test_backoff_doubles_to_its_cap_reports_once_per_interval_and_says_when_it_e
     assert lines[-1] == "spooler: Pub/Sub back after 0 s"
     backoff.failed("again")
     assert backoff.outages == 2 and len(lines) == 3  # a new outage is reported at once
+
+
+def test_a_row_failures_text_names_an_outage_or_not() -> None:
+    refused = "UNAVAILABLE: failed to connect to all addresses; last error: Connection refused"
+    assert names_outage(refused)
+    assert not names_outage("INVALID_ARGUMENT: column family dcfnope does not exist")
