@@ -62,6 +62,8 @@ def test_overrides_win_and_none_is_ignored(tmp_path: Path) -> None:
         ("spool_roll_messages", 0, "an integer >= 1"),
         ("spool_roll_seconds", -5, "a number > 0"),
         ("job_lease_seconds", 0, "a number > 0"),
+        ("bigtable_timeout_seconds", 0, "a number > 0"),
+        ("bigtable_timeout_seconds", "60", "a number > 0"),
         ("job_max_files_per_run", 0, "an integer >= 1"),
         ("job_max_files_per_run", 2.5, "an integer >= 1"),
         ("outage_backoff_max_seconds", -1, "a number > 0"),
