@@ -56,12 +56,29 @@ def get_spark(
         builder = builder.config(key, value)
     session = start(builder)
     session.sparkContext.setLogLevel("ERROR")
+    quiet_task_failures(session)
     if "spark.sql.shuffle.partitions" not in conf:
         # A few partitions per core: the batches are small and 200 tasks per shuffle cost more than they split.
         cores = session.sparkContext.defaultParallelism
         session.conf.set("spark.sql.shuffle.partitions", str(max(4, 2 * cores)))
     ship_packages(session)
     return session
+
+
+# Loggers that print a failed task's whole Python traceback on the driver's stderr (local mode), though
+# the same error reaches the driver's code, which reports it: one line for an outage, the traceback
+# for a bug. On a cluster these log on the executors, not here.
+TASK_FAILURE_LOGGERS = ("org.apache.spark.executor.Executor", "org.apache.spark.scheduler.TaskSetManager")
+
+
+def quiet_task_failures(session: SparkSession) -> None:
+    """Turn off the TASK_FAILURE_LOGGERS (log4j2's Configurator, through the session's JVM)."""
+    jvm = session.sparkContext._jvm
+    if jvm is None:
+        return
+    off = jvm.org.apache.logging.log4j.Level.OFF
+    for name in TASK_FAILURE_LOGGERS:
+        jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(name, off)
 
 
 GATEWAY_ATTEMPTS = 3
