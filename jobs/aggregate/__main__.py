@@ -102,15 +102,33 @@ class Runner:
         self.pause_after_batch_s = pause_after_batch_s
         self.spark: Any = None
         self.more = False  # the last run left new files (job_max_files_per_run) for the next one
+        self.lease_lost = threading.Event()
+
+    def on_lease_lost(self) -> None:
+        """Called from the lease's heartbeat: another process may take the run over, so this one
+        stops writing now. Its Spark jobs are cancelled; the run stays pending for the next holder."""
+        self.lease_lost.set()
+        if self.spark is not None:
+            self.spark.sparkContext.cancelAllJobs()
 
     def run_once(self, rebuild: bool, wait: bool) -> int:
+        self.lease_lost.clear()
+        try:
+            return self._run_once(rebuild, wait)
+        except Exception:
+            if not self.lease_lost.is_set():
+                raise
+        log("error: Bigtable: the job's lease could not be kept, so the run stopped; it stays pending")
+        return EXIT_UNAVAILABLE
+
+    def _run_once(self, rebuild: bool, wait: bool) -> int:
         from common.jobstate import JobStateError
         from common.spool import SpoolSchemaError
         from jobs.aggregate import job
         from jobs.aggregate.session import get_spark
 
         try:
-            with run_lock(self.cfg, wait=wait, say=log):
+            with run_lock(self.cfg, wait=wait, say=log, on_lost=self.on_lease_lost):
                 if self.spark is None:
                     self.spark = get_spark(self.master, extra_conf=self.conf)
                 summary = job.run_once(
@@ -121,6 +139,8 @@ class Runner:
             log(f"error: {exc}")
             return EXIT_LOCKED
         except (SpoolSchemaError, JobStateError, job.LoadFailed) as exc:
+            if self.lease_lost.is_set():
+                raise
             if job.service_error(exc):  # rows that failed because Bigtable could not be reached
                 log(f"error: Bigtable: {outage_line(exc)}")
                 return EXIT_UNAVAILABLE
@@ -129,7 +149,7 @@ class Runner:
         except Exception as exc:
             # A Bigtable error raised inside an executor reaches here as a PythonException or a
             # Py4JJavaError: is_outage reads the gRPC status from its text.
-            if not job.service_error(exc):
+            if self.lease_lost.is_set() or not job.service_error(exc):
                 raise
             log(f"error: Bigtable: {outage_line(exc)}")
             return EXIT_UNAVAILABLE

@@ -101,7 +101,7 @@ class TableLease:
         self.value: bytes | None = None  # the cell as we last wrote it, while we hold the lease
         self.lost = threading.Event()
 
-    def _now_us(self) -> int:
+    def now_us(self) -> int:
         return int(self.clock() * SECOND_US)
 
     def _swap(self, current: bytes | None, new: bytes) -> bool:
@@ -120,9 +120,9 @@ class TableLease:
     def try_claim(self) -> tuple[str, int] | None:
         """Claim the lease; None when claimed, else (holder, expiry in epoch µs) of whoever has it."""
         value, holder, expiry = self.current()
-        if value and holder and holder != self.holder and expiry > self._now_us() and not dead_on_this_machine(holder):
+        if value and holder and holder != self.holder and expiry > self.now_us() and not dead_on_this_machine(holder):
             return holder, expiry
-        new = f"{self.holder}|{self._now_us() + int(self.seconds * SECOND_US)}".encode()
+        new = f"{self.holder}|{self.now_us() + int(self.seconds * SECOND_US)}".encode()
         if self._swap(value, new):
             self.value = new
             self.lost.clear()
@@ -134,7 +134,7 @@ class TableLease:
         """Push the expiry on; False (and `lost` set) when the lease is no longer ours."""
         if self.value is None:
             return False
-        new = f"{self.holder}|{self._now_us() + int(self.seconds * SECOND_US)}".encode()
+        new = f"{self.holder}|{self.now_us() + int(self.seconds * SECOND_US)}".encode()
         if self._swap(self.value, new):
             self.value = new
             return True
@@ -150,10 +150,25 @@ class TableLease:
             self.value = None
 
 
+def expiry_of(value: bytes | None) -> int:
+    """The expiry (epoch µs) in a lease cell as this holder wrote it; 0 when there is none."""
+    return parse_lease(value or b"")[1]
+
+
 @contextlib.contextmanager
-def held(lease: TableLease, wait: bool = False, say: Callable[[str], None] = lambda line: None) -> Iterator[TableLease]:
+def held(
+    lease: TableLease,
+    wait: bool = False,
+    say: Callable[[str], None] = lambda line: None,
+    on_lost: Callable[[], None] = lambda: None,
+) -> Iterator[TableLease]:
     """Hold the lease for the block, renewed in the background. Raises LeaseHeld at once when
-    another process has it, unless `wait`, which retries until it is free or expires."""
+    another process has it, unless `wait`, which retries until it is free or expires.
+
+    When the lease is lost (another process took it over, or Bigtable could not be reached to renew
+    it before its expiry), `lease.lost` is set and `on_lost` is called once, from the heartbeat
+    thread: the caller stops its work there, since another process may take the run over. A holder
+    that cannot renew gives the lease up at its last beat before the expiry, not after it."""
     told = False
     while (other := lease.try_claim()) is not None:
         holder, expiry = other
@@ -167,15 +182,31 @@ def held(lease: TableLease, wait: bool = False, say: Callable[[str], None] = lam
             told = True
         time.sleep(min(max(lease.seconds / 6, 0.2), 2.0, left + 0.05))
     stop = threading.Event()
+    beat = lease.seconds / 3
+
+    def give_up(line: str) -> None:
+        say(line)
+        lease.value = None
+        lease.lost.set()
+        on_lost()
 
     def heartbeat() -> None:
-        while not stop.wait(lease.seconds / 3):
+        expiry = expiry_of(lease.value)
+        while not stop.wait(beat):
             try:
                 if not lease.renew():
-                    say(f"aggregate: lost the job's lease ({lease.holder}); another process took it over")
+                    give_up(f"aggregate: lost the job's lease ({lease.holder}); another process took it over")
                     return
-            except Exception as exc:  # Bigtable unreachable: try again at the next beat
-                say(f"aggregate: could not renew the job's lease: {str(exc).splitlines()[0][:200]}")
+                expiry = expiry_of(lease.value)
+            except Exception as exc:  # Bigtable unreachable: try again at the next beat, if it comes in time
+                reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+                if lease.now_us() + int(beat * SECOND_US) >= expiry:
+                    give_up(
+                        f"aggregate: gave up the job's lease ({lease.holder}): it could not be renewed "
+                        f"before its expiry ({reason})"
+                    )
+                    return
+                say(f"aggregate: could not renew the job's lease: {reason}")
 
     thread = threading.Thread(target=heartbeat, name="lease-heartbeat", daemon=True)
     thread.start()

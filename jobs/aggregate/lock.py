@@ -30,13 +30,19 @@ def lock_path(cfg: Config) -> Path:
 
 
 @contextlib.contextmanager
-def run_lock(cfg: Config, wait: bool = False, say: Callable[[str], None] = lambda line: None) -> Iterator[Path]:
+def run_lock(
+    cfg: Config,
+    wait: bool = False,
+    say: Callable[[str], None] = lambda line: None,
+    on_lost: Callable[[], None] = lambda: None,
+) -> Iterator[Path]:
     """Hold this host's lock file, then the job's lease in the table, for the block. Raises
-    RunLocked at once when either is taken, unless `wait`."""
+    RunLocked at once when either is taken, unless `wait`. `on_lost` is called (from another
+    thread) if the lease is lost while the block runs: see lease.held."""
     with _host_lock(cfg, wait) as path:
         table = clients.ensure_table(cfg)
         try:
-            with lease.held(lease.TableLease(table, cfg.job_lease_seconds), wait=wait, say=say):
+            with lease.held(lease.TableLease(table, cfg.job_lease_seconds), wait=wait, say=say, on_lost=on_lost):
                 yield path
         except lease.LeaseHeld as exc:
             raise RunLocked(f"{exc}; it will pick up new files too, or pass --wait to run after it") from None
