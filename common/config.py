@@ -165,6 +165,7 @@ class Config:
     late_horizon_hours: Annotated[int, _at_least(1)] = 72
     spool_roll_messages: Annotated[int, _at_least(1)] = 50_000
     spool_roll_seconds: Annotated[float, _positive()] = 10.0
+    stream_poll_seconds: Annotated[float, _positive()] = 1.0
     max_payload_bytes: Annotated[int, _at_least(64)] = 8192
     max_abs_amount: Annotated[_Amount, AfterValidator(_above_zero)] = "1000000.00"
     ingest_token: _Secret = ""

@@ -3,7 +3,7 @@ processed yet, then exit. A run takes at most job_max_files_per_run files (the o
 its memory follows its input; a larger backlog is counted in several runs, one after another.
 
     txn-aggregate [--config PATH] [--master URL] [--conf KEY=VALUE ...]
-                  [--rebuild] [--every DURATION] [--wait]
+                  [--rebuild] [--every DURATION] [--wait] [--stream]
     spark-submit --master URL jobs/aggregate/__main__.py [same flags]   (the project installed, as
                                                                         scripts/bootstrap.sh does)
 
@@ -15,6 +15,11 @@ With --every, a run that fails (Bigtable unreachable, rows that could not be wri
 again after a capped exponential backoff (config: outage_backoff_max_seconds, never longer than the
 period), with one line per failed run and a summary every outage_report_seconds, until it succeeds;
 the loop itself ends only on SIGINT/SIGTERM.
+
+--stream is the live mode: the same loop with a run every stream_poll_seconds (1 s by default), one
+warm Spark session, and no line for a poll that found nothing new. Each run has the same lock,
+lease, run ids and crash resumption as any other, so the numbers stay exact; failed runs back off
+up to outage_backoff_max_seconds.
 """
 
 from __future__ import annotations
@@ -64,6 +69,12 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--rebuild", action="store_true", help="empty the table and reprocess the whole spool")
     parser.add_argument("--every", metavar="DURATION", help="keep running a run every DURATION (e.g. 5m) until stopped")
     parser.add_argument("--wait", action="store_true", help="wait for a run that holds the lock instead of exiting")
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="keep one Spark session warm and count new spool files as they appear: a run every "
+        "stream_poll_seconds, quiet while nothing is new (the live mode)",
+    )
     # For the crash tests only (not in --help): sleep after each written batch, so a test can kill
     # the run when some, but not all, of its rows are in the table.
     parser.add_argument("--pause-after-batch", metavar="SECONDS", type=non_negative_float, default=0.0, help=SUPPRESS)
@@ -103,6 +114,7 @@ class Runner:
         self.spark: Any = None
         self.more = False  # the last run left new files (job_max_files_per_run) for the next one
         self.lease_lost = threading.Event()
+        self.quiet_idle = False  # --stream: no line for a poll that found nothing new
 
     def on_lease_lost(self) -> None:
         """Called from the lease's heartbeat: another process may take the run over, so this one
@@ -131,8 +143,9 @@ class Runner:
             with run_lock(self.cfg, wait=wait, say=log, on_lost=self.on_lease_lost):
                 if self.spark is None:
                     self.spark = get_spark(self.master, extra_conf=self.conf)
+                say = _quiet_when_idle if self.quiet_idle else log
                 summary = job.run_once(
-                    self.spark, self.cfg, rebuild=rebuild, say=log, pause_after_batch_s=self.pause_after_batch_s
+                    self.spark, self.cfg, rebuild=rebuild, say=say, pause_after_batch_s=self.pause_after_batch_s
                 )
                 self.more = summary.files_left > 0
         except RunLocked as exc:
@@ -160,9 +173,19 @@ class Runner:
             self.spark.stop()
 
 
-def run_every(runner: Runner, seconds: float, wait: bool) -> int:
+def _quiet_when_idle(line: str) -> None:
+    """log, but for the summary of a run that found no new file (in --stream, one a second)."""
+    from jobs.aggregate.job import IDLE_LINE  # here, like every import of Spark code: --help stays fast
+
+    if not line.startswith(IDLE_LINE):
+        log(line)
+
+
+def run_every(runner: Runner, seconds: float, wait: bool, backoff_cap: float | None = None) -> int:
     """A run every `seconds` (measured start to start) until SIGINT or SIGTERM; a second signal
-    interrupts the run in progress, which the next invocation resumes."""
+    interrupts the run in progress, which the next invocation resumes. Failed runs are retried after
+    a backoff capped at `backoff_cap` (default: outage_backoff_max_seconds, never longer than the
+    period)."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -179,7 +202,7 @@ def run_every(runner: Runner, seconds: float, wait: bool) -> int:
         "aggregate",
         "Bigtable",
         log,
-        cap=min(cfg.outage_backoff_max_seconds, seconds),
+        cap=backoff_cap if backoff_cap is not None else min(cfg.outage_backoff_max_seconds, seconds),
         report_every=cfg.outage_report_seconds,
         initial=min(1.0, seconds),
         problem="runs failing for {since:.0f} s ({reason})",
@@ -222,9 +245,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     every = parse_every(args.every)
     if every is not None and args.rebuild:
         raise UsageError("--rebuild is a one-off; run it without --every")
+    if args.stream and (every is not None or args.rebuild):
+        raise UsageError("--stream runs continuously: give it without --every or --rebuild")
     clients.apply_emulator_env(cfg)  # before Spark starts, so the executors inherit it
     runner = Runner(cfg, args.master, conf, args.pause_after_batch)
     try:
+        if args.stream:
+            runner.quiet_idle = True
+            return run_every(runner, cfg.stream_poll_seconds, wait=True, backoff_cap=cfg.outage_backoff_max_seconds)
         if every is not None:
             return run_every(runner, every, args.wait)
         code = runner.run_once(rebuild=args.rebuild, wait=args.wait)

@@ -27,6 +27,7 @@ from jobs.aggregate import transforms as tf
 from jobs.aggregate.progress import spark_progress
 
 SHOWN_FAILURES = 10
+IDLE_LINE = "no new spool files"  # the summary line of a run that found nothing to do
 
 # A Bigtable row a run could not write: (column family, row key, reason).
 Failure = tuple[str, str, str]
@@ -62,7 +63,7 @@ class RunSummary:
 
     def line(self) -> str:
         """The one-line summary printed at the end of a run."""
-        head = f"run {self.run_id}" + (" (resumed)" if self.resumed else "") if self.run_id else "no new spool files"
+        head = f"run {self.run_id}" + (" (resumed)" if self.resumed else "") if self.run_id else IDLE_LINE
         return (
             f"{head}: {self.files:,} files, {self.rows:,} rows, {self.duplicates_dropped:,} duplicates dropped, "
             f"{self.already_counted:,} already counted, {self.conflicts:,} conflicting copies, "

@@ -94,6 +94,28 @@ def test_every_with_wait_waits_for_the_lock_then_runs_on_schedule_until_sigterm(
     assert_contents(read_contents(table), expected)
 
 
+def test_stream_counts_each_new_file_as_it_appears_and_says_nothing_while_idle(cfg: Config, tmp_path: Path) -> None:
+    first, second = make_ledger("live1", 40, hours=1), make_ledger("live2", 50, first_hour=1, hours=1)
+    config = config_file(cfg, tmp_path, stream_poll_seconds=0.5)
+    table = clients.ensure_table(cfg)
+    proc = start(config, "--stream", "--master", "local[1]")
+    try:
+        write_spool(cfg, first, files=1)
+        wait_for(lambda: (jobstate.read_job_status(table) or {}).get("last_run") == 1)
+        time.sleep(3)  # several polls that find nothing new
+        assert proc.poll() is None
+        write_spool(cfg, second, files=1)
+        wait_for(lambda: (jobstate.read_job_status(table) or {}).get("last_run") == 2, timeout=60)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    assert "run 1: 1 files, 40 rows" in err and "run 2: 1 files, 50 rows" in err
+    assert "no new spool files" not in err
+    expected = expected_contents(pd.concat([first, second]), cfg.late_horizon_hours)
+    assert_contents(read_contents(table), expected)
+
+
 def test_a_backlog_beyond_one_run_is_counted_in_back_to_back_runs_by_one_invocation_and_by_every(
     cfg: Config, tmp_path: Path
 ) -> None:
@@ -133,6 +155,7 @@ def test_bad_flags_and_config_values_get_one_line_and_exit_code_2(cfg: Config, t
         (["--every", "soon"], "error: --every must be a positive duration such as 30s, 5m or 1h, got 'soon'"),
         (["--conf", "spark.executor.memory"], "error: --conf must be KEY=VALUE such as spark.executor.memory=2g"),
         (["--every", "5m", "--rebuild"], "error: --rebuild is a one-off; run it without --every"),
+        (["--stream", "--every", "5m"], "error: --stream runs continuously: give it without --every or --rebuild"),
         (["--no-such-flag"], "error: unrecognized arguments: --no-such-flag"),
     ]
     for flags, message in cases:

@@ -64,6 +64,7 @@ def test_overrides_win_and_none_is_ignored(tmp_path: Path) -> None:
         ("job_lease_seconds", 0, "a number > 0"),
         ("bigtable_timeout_seconds", 0, "a number > 0"),
         ("bigtable_timeout_seconds", "60", "a number > 0"),
+        ("stream_poll_seconds", 0, "a number > 0"),
         ("job_max_files_per_run", 0, "an integer >= 1"),
         ("job_max_files_per_run", 2.5, "an integer >= 1"),
         ("outage_backoff_max_seconds", -1, "a number > 0"),
