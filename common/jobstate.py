@@ -18,6 +18,7 @@ Part of the table's layout: the job (jobs/aggregate) writes them, the web app re
                     last_failure      JSON counts of that run, with "error": its one-line reason
     ~file#<path>    run               the run that processed this spool file (path relative to spool_dir)
     ~run#<id>       summary           JSON counts of that run
+                    finished_at       RFC 3339 end of that run (rows written before it was kept lack it)
     ~dir#<folder>   mtime             the modification time (epoch ms) a spool folder under
                                       transactions/ had when every file in it was processed
 
@@ -51,6 +52,7 @@ FAILED_RUNS = b"failed_runs_total"
 FAILED_AT = b"last_failed_at"
 FAILURE = b"last_failure"
 RUN_SUMMARY = b"summary"
+RUN_FINISHED_AT = b"finished_at"
 MTIME = b"mtime"
 
 
@@ -101,6 +103,32 @@ def read_job_status(table: Any) -> dict[str, Any] | None:
         "last_failed_at": cells.get(FAILED_AT, b"").decode() or None,
         "last_failure": _decode_json(cells, FAILURE),
     }
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """One finished run as its ~run# row records it."""
+
+    run_id: int
+    finished_at: str | None  # RFC 3339; None for a row written before runs kept it
+    summary: dict[str, Any]
+
+
+def read_runs(table: Any, first: int, last: int) -> list[FinishedRun]:
+    """The finished runs with ids in [first, last], oldest first, from their ~run# rows (one read);
+    an id without a row (not finished, or the table was emptied since) is left out."""
+    if last < first:
+        return []
+    keys = {rowkeys.run_key(run): run for run in range(max(1, first), last + 1)}
+    found = store.read_rows_at(table, list(keys), store.META)
+    runs = []
+    for key, cells in sorted(found.items()):
+        summary = _decode_json(cells, RUN_SUMMARY)
+        if not isinstance(summary, dict):
+            continue
+        finished = cells.get(RUN_FINISHED_AT, b"").decode() or None
+        runs.append(FinishedRun(keys[key], finished, summary))
+    return runs
 
 
 def pending_run(status: dict[str, Any] | None) -> PendingRun | None:
@@ -233,7 +261,8 @@ def finish_run(
         raise JobStateError(f"could not mark {len(failures)} spool files processed, e.g. {failures[0].key!r}")
     close_folders(table, run.close_folders)
     text = json.dumps(summary, sort_keys=True).encode()
-    failures = store.write_cells(table, rowkeys.run_key(run.run_id), store.META, {RUN_SUMMARY: text})
+    run_cells = {RUN_SUMMARY: text, RUN_FINISHED_AT: format_rfc3339(finished_at).encode()}
+    failures = store.write_cells(table, rowkeys.run_key(run.run_id), store.META, run_cells)
     if failures:
         raise JobStateError(f"could not write the summary of run {run.run_id}: {failures[0].message}")
     cells = {
