@@ -176,11 +176,37 @@ def closed_folders(table: Any) -> dict[str, int]:
     return {rowkeys.parse_spool_dir_key(key): cells.get(MTIME, 0) for key, cells in rows}
 
 
+def unprocessed_files(cfg: Config, table: Any) -> tuple[list[str], dict[str, int]]:
+    """Complete spool files (spool-relative paths, sorted) the next run would process: listed the
+    way the job lists them (every folder not closed) and not yet marked processed; and every folder
+    under transactions/ with its modification time. Raises OSError when the spool cannot be listed."""
+    files, folders = spool.list_spool(cfg.spool_dir, spool.TRANSACTIONS, closed_folders(table))
+    done = processed_among(table, files)
+    return [f for f in files if f not in done], folders
+
+
 def spool_backlog(cfg: Config, table: Any) -> int:
-    """Complete spool files the next run would process: listed the way the job lists them (every
-    folder not closed) and not yet marked processed. Raises OSError when the spool cannot be listed."""
-    files, _ = spool.list_spool(cfg.spool_dir, spool.TRANSACTIONS, closed_folders(table))
-    return len(files) - len(processed_among(table, files))
+    """How many complete spool files the next run would process (unprocessed_files)."""
+    return len(unprocessed_files(cfg, table)[0])
+
+
+def newest_processed_file(table: Any, folders: list[str], after: str = "") -> str | None:
+    """The newest spool file (by name, which sorts by write time) some finished run processed,
+    looking in the newest of `folders` (names under transactions/) that holds one; `after`, a file
+    known to be processed, bounds the read to the rows past it in its own folder. Reads keys only."""
+    for folder in sorted(folders, reverse=True):
+        prefix = f"{spool.TRANSACTIONS}/{folder}/"
+        start, end = rowkeys.processed_file_range(prefix)
+        keys = (
+            store.read_keys(table, store.META, rowkeys.processed_file_key(after), end)
+            if after.startswith(prefix)
+            else []
+        )
+        # Nothing from `after` on (a table emptied since): the whole folder.
+        keys = keys or store.read_keys(table, store.META, start, end)
+        if keys:
+            return rowkeys.parse_processed_file_key(keys[-1])
+    return None
 
 
 # --- writes -----------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ import math
 import time
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from flask import Flask, request
 from flask_limiter import Limiter, RateLimitExceeded
@@ -183,7 +183,8 @@ def _require_bearer(expected: str, cookie: str | None = None) -> None:
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected.encode()):
         return
-    if cookie is not None and hmac.compare_digest(cookie.encode(), expected.encode()):
+    # The dashboard writes the cookie percent-encoded (a token may hold ';' or ',').
+    if cookie is not None and hmac.compare_digest(unquote(cookie).encode(), expected.encode()):
         return
     raise Unauthorized("a valid 'Authorization: Bearer <token>' header is required")
 
