@@ -95,7 +95,7 @@ def server(seeded: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     config_path = tmp / "config.json"
     config_path.write_text(json.dumps(cfg.to_dict()))
     port = _free_port()
-    env = {**os.environ, "PORT": str(port), "CONFIG": str(config_path), "WORKERS": "1", "THREADS": "4"}
+    env = {**os.environ, "PORT": str(port), "CONFIG": str(config_path), "WORKERS": "1", "THREADS": "6"}
     log = (tmp / "server.log").open("wb")
     process = subprocess.Popen(
         [str(ROOT / "run_server.sh")], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -312,7 +312,7 @@ def _serve(cfg: Config, tmp: Path) -> Iterator[tuple[str, Path]]:
     config_path = tmp / "config.json"
     config_path.write_text(json.dumps(cfg.to_dict()))
     port = _free_port()
-    env = {**os.environ, "PORT": str(port), "CONFIG": str(config_path), "WORKERS": "1", "THREADS": "4"}
+    env = {**os.environ, "PORT": str(port), "CONFIG": str(config_path), "WORKERS": "1", "THREADS": "6"}
     log_path = tmp / "server.log"
     log = log_path.open("wb")
     process = subprocess.Popen(
