@@ -128,7 +128,7 @@ def _runs_stream_op() -> Any:
             "and its `data:` the run's counts as JSON ({run, finished_at, files, rows, ...}); a comment "
             "line every push_heartbeat_seconds in between. The stream ends after at most ten minutes "
             "(browsers reconnect and resume).",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {"text/event-stream": {"schema": _ref("RunEvent")}},
         },
         "A reconnecting client sends `Last-Event-ID` (browsers do) and gets the runs after it, none "
         "twice; a first connection may say where to start with `after`. The read token, when the "
@@ -317,6 +317,20 @@ def document() -> dict[str, Any]:
                 "currency": {"type": "string", "pattern": "^[A-Z]{3}$", "default": "USD"},
                 "event_time": TIME,
                 "merchant_category": {"type": "string", "default": "unknown"},
+            },
+        },
+        "RunEvent": {
+            "type": "object",
+            "description": "One event of the run stream (keep-alive comments are not events).",
+            "required": ["event", "id", "data"],
+            "properties": {
+                "event": {"type": "string", "enum": ["run"]},
+                "id": {"type": "string", "pattern": "^[0-9]{1,10}$", "description": "The run id."},
+                "data": {
+                    "type": "string",
+                    "description": "The run as JSON: run, finished_at (RFC 3339, null for runs recorded before "
+                    "runs kept it), and its counts (files, rows, rows_written, late_rows, conflicts, seconds ...).",
+                },
             },
         },
         "Health": {
