@@ -189,6 +189,12 @@ class Config:
     spooler_metrics_host: Annotated[
         str, _text(r"^[A-Za-z0-9_.:-]{1,253}$", 'an address to listen on such as "127.0.0.1" or "0.0.0.0"')
     ] = "127.0.0.1"
+    # GET /api/v1/runs/stream (webapp/push.py): open streams per server process (each holds one of
+    # its threads; txn-serve wants --threads above it), the keep-alive comment's period, and how
+    # often the process's one poller reads the job's row.
+    push_max_streams: Annotated[int, _at_least(1)] = 4
+    push_heartbeat_seconds: Annotated[float, _positive()] = 15.0
+    push_poll_seconds: Annotated[float, _positive()] = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         """Every key, secrets included (to write a config file); lists as lists."""

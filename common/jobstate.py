@@ -18,6 +18,7 @@ Part of the table's layout: the job (jobs/aggregate) writes them, the web app re
                     last_failure      JSON counts of that run, with "error": its one-line reason
     ~file#<path>    run               the run that processed this spool file (path relative to spool_dir)
     ~run#<id>       summary           JSON counts of that run
+                    finished_at       RFC 3339 end of that run (rows written before it was kept lack it)
     ~dir#<folder>   mtime             the modification time (epoch ms) a spool folder under
                                       transactions/ had when every file in it was processed
 
@@ -51,6 +52,7 @@ FAILED_RUNS = b"failed_runs_total"
 FAILED_AT = b"last_failed_at"
 FAILURE = b"last_failure"
 RUN_SUMMARY = b"summary"
+RUN_FINISHED_AT = b"finished_at"
 MTIME = b"mtime"
 
 
@@ -103,6 +105,32 @@ def read_job_status(table: Any) -> dict[str, Any] | None:
     }
 
 
+@dataclass(frozen=True)
+class FinishedRun:
+    """One finished run as its ~run# row records it."""
+
+    run_id: int
+    finished_at: str | None  # RFC 3339; None for a row written before runs kept it
+    summary: dict[str, Any]
+
+
+def read_runs(table: Any, first: int, last: int) -> list[FinishedRun]:
+    """The finished runs with ids in [first, last], oldest first, from their ~run# rows (one read);
+    an id without a row (not finished, or the table was emptied since) is left out."""
+    if last < first:
+        return []
+    keys = {rowkeys.run_key(run): run for run in range(max(1, first), last + 1)}
+    found = store.read_rows_at(table, list(keys), store.META)
+    runs = []
+    for key, cells in sorted(found.items()):
+        summary = _decode_json(cells, RUN_SUMMARY)
+        if not isinstance(summary, dict):
+            continue
+        finished = cells.get(RUN_FINISHED_AT, b"").decode() or None
+        runs.append(FinishedRun(keys[key], finished, summary))
+    return runs
+
+
 def pending_run(status: dict[str, Any] | None) -> PendingRun | None:
     """The unfinished run recorded in a job status, if any."""
     pending = (status or {}).get("pending")
@@ -148,11 +176,37 @@ def closed_folders(table: Any) -> dict[str, int]:
     return {rowkeys.parse_spool_dir_key(key): cells.get(MTIME, 0) for key, cells in rows}
 
 
+def unprocessed_files(cfg: Config, table: Any) -> tuple[list[str], dict[str, int]]:
+    """Complete spool files (spool-relative paths, sorted) the next run would process: listed the
+    way the job lists them (every folder not closed) and not yet marked processed; and every folder
+    under transactions/ with its modification time. Raises OSError when the spool cannot be listed."""
+    files, folders = spool.list_spool(cfg.spool_dir, spool.TRANSACTIONS, closed_folders(table))
+    done = processed_among(table, files)
+    return [f for f in files if f not in done], folders
+
+
 def spool_backlog(cfg: Config, table: Any) -> int:
-    """Complete spool files the next run would process: listed the way the job lists them (every
-    folder not closed) and not yet marked processed. Raises OSError when the spool cannot be listed."""
-    files, _ = spool.list_spool(cfg.spool_dir, spool.TRANSACTIONS, closed_folders(table))
-    return len(files) - len(processed_among(table, files))
+    """How many complete spool files the next run would process (unprocessed_files)."""
+    return len(unprocessed_files(cfg, table)[0])
+
+
+def newest_processed_file(table: Any, folders: list[str], after: str = "") -> str | None:
+    """The newest spool file (by name, which sorts by write time) some finished run processed,
+    looking in the newest of `folders` (names under transactions/) that holds one; `after`, a file
+    known to be processed, bounds the read to the rows past it in its own folder. Reads keys only."""
+    for folder in sorted(folders, reverse=True):
+        prefix = f"{spool.TRANSACTIONS}/{folder}/"
+        start, end = rowkeys.processed_file_range(prefix)
+        keys = (
+            store.read_keys(table, store.META, rowkeys.processed_file_key(after), end)
+            if after.startswith(prefix)
+            else []
+        )
+        # Nothing from `after` on (a table emptied since): the whole folder.
+        keys = keys or store.read_keys(table, store.META, start, end)
+        if keys:
+            return rowkeys.parse_processed_file_key(keys[-1])
+    return None
 
 
 # --- writes -----------------------------------------------------------------------------------
@@ -233,7 +287,8 @@ def finish_run(
         raise JobStateError(f"could not mark {len(failures)} spool files processed, e.g. {failures[0].key!r}")
     close_folders(table, run.close_folders)
     text = json.dumps(summary, sort_keys=True).encode()
-    failures = store.write_cells(table, rowkeys.run_key(run.run_id), store.META, {RUN_SUMMARY: text})
+    run_cells = {RUN_SUMMARY: text, RUN_FINISHED_AT: format_rfc3339(finished_at).encode()}
+    failures = store.write_cells(table, rowkeys.run_key(run.run_id), store.META, run_cells)
     if failures:
         raise JobStateError(f"could not write the summary of run {run.run_id}: {failures[0].message}")
     cells = {

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
@@ -240,3 +241,23 @@ def list_files(spool_dir: str, kind: str) -> list[Path]:
 def count_rows(paths: Iterable[Path]) -> int:
     """Rows in the given Parquet files, from their footers only."""
     return sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
+
+
+def footer_facts(path: Path) -> tuple[int, datetime | None]:
+    """A transaction file's row count and newest publish_time (aware UTC; None for no rows), from
+    its footer's statistics; the publish_time column is read only when a writer kept none."""
+    metadata = pq.ParquetFile(path).metadata
+    if metadata.num_rows == 0:
+        return 0, None
+    column = metadata.schema.to_arrow_schema().get_field_index("publish_time")
+    newest: datetime | None = None
+    for group in range(metadata.num_row_groups):
+        stats = metadata.row_group(group).column(column).statistics
+        if stats is None or not stats.has_min_max:
+            top = pc.max(pq.read_table(path, columns=["publish_time"]).column(0)).as_py()
+            return metadata.num_rows, top.astimezone(UTC) if top else None
+        top = stats.max
+        if isinstance(top, datetime):
+            top = top.astimezone(UTC) if top.tzinfo else top.replace(tzinfo=UTC)
+            newest = top if newest is None or top > newest else newest
+    return metadata.num_rows, newest

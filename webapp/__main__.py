@@ -4,9 +4,10 @@ and JSON API with gunicorn (./run_server.sh runs this).
     txn-serve [--config PATH] [--host ADDRESS] [--port N] [--workers N] [--threads N] [--log-format json]
     txn-serve --check [--config PATH] [--host ADDRESS]
 
---check only validates the config and says where it points. A bad config, or an ADDRESS to listen
-on that is not a loopback address while the config lacks a token or an allowed origin, is one line
-on stderr and exit 2, before anything listens. The config (--config, else CONFIG, else config.json,
+--check only validates the config and says where it points. A bad config, an ADDRESS to listen
+on that is not a loopback address while the config lacks a token or an allowed origin, or --threads
+not above the config's push_max_streams (each open run stream holds a thread: the API needs some
+left), is one line on stderr and exit 2, before anything listens. The config (--config, else CONFIG, else config.json,
 else config.sample.json) reaches gunicorn's workers through CONFIG.
 """
 
@@ -21,7 +22,7 @@ from typing import NoReturn
 
 from common import clients, logs
 from common.cli import ArgumentParser, add_log_format_argument, command_name, configure_logs, positive_int, run
-from common.config import load_config
+from common.config import ConfigError, load_config
 from webapp.security import check_bind
 
 # Where the workers keep their metrics so /metrics adds them up (webapp/metrics.py); emptied by
@@ -77,6 +78,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logs(args, "webapp")
     cfg = load_config(args.config)
     check_bind(cfg, args.host)
+    if args.threads <= cfg.push_max_streams:
+        raise ConfigError(
+            f"config key 'push_max_streams' must be below --threads ({args.threads}), got "
+            f"{cfg.push_max_streams}: each open run stream holds a thread and the API needs some left"
+        )
     guarded = "read token required" if cfg.read_token else "no read token (loopback only)"
     line = f"config ok: table '{cfg.table_id}', topic '{cfg.topic_id}'; {clients.describe_target(cfg)}; {guarded}"
     if logs.is_json():

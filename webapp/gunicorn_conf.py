@@ -7,6 +7,10 @@ prometheus_client: txn-serve (webapp/__main__.py) sets it; when gunicorn is star
 sets one of its own. The directory is emptied when the server starts (counts of an earlier server
 would otherwise be added in), and the files of a worker that exits are dropped.
 
+Run streams (webapp/push.py): a worker told to stop (SIGTERM, SIGINT, SIGQUIT) ends its open
+streams at once, so its graceful shutdown does not wait out graceful-timeout for browser tabs that
+would keep them open; the browsers reconnect and resume from their last run.
+
 Logs: with LOG_FORMAT=json, gunicorn's own lines, the access log and the app's logging records are
 each one JSON object (common/logs.py); the access line carries method, route path, status, bytes and
 duration_ms as fields of their own.
@@ -17,6 +21,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import signal
 import tempfile
 from typing import Any
 
@@ -43,6 +48,21 @@ def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker: Any) -> None:
+    """Chain stop_streams before the worker's own handlers of the signals that stop it."""
+    from webapp.push import stop_streams
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        previous = signal.getsignal(signum)
+
+        def handler(number: int, frame: Any, previous: Any = previous) -> None:
+            stop_streams()
+            if callable(previous):
+                previous(number, frame)
+
+        signal.signal(signum, handler)
 
 
 class JsonLogger(glogging.Logger):  # type: ignore[misc]  # gunicorn ships no type information

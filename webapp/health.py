@@ -1,6 +1,8 @@
 """GET /health: is Bigtable and Pub/Sub reachable, when did the job last run, how much waits in the
-spool, how many messages were dead-lettered, how many conflicting copies the job has found, and
-how many rows each recent run set aside as late. 200 when the API can serve, else 503."""
+spool, how fresh the numbers are (webapp/freshness.py: the newest counted transaction's age, the time
+since the last run, the backlog in files and rows), how many messages were dead-lettered, how many
+conflicting copies the job has found, and how many rows each recent run set aside as late. 200 when
+the API can serve, else 503."""
 
 from __future__ import annotations
 
@@ -69,8 +71,15 @@ def _recent_runs(table: Any, last_run: int) -> list[dict[str, Any]]:
 
 def _job_fields(svc: Services, table_ok: bool) -> dict[str, Any]:
     if not table_ok:
-        return {"last_job_run": None, "spool_backlog": None, "conflicts_total": None, "recent_runs": None}
+        return {
+            "last_job_run": None,
+            "spool_backlog": None,
+            "freshness": None,
+            "conflicts_total": None,
+            "recent_runs": None,
+        }
     out: dict[str, Any] = {}
+    status = None
     try:
         status = jobstate.read_job_status(svc.table())
         out["last_job_run"] = status
@@ -80,10 +89,12 @@ def _job_fields(svc: Services, table_ok: bool) -> dict[str, Any]:
         log.warning("reading the job status failed: %s", exc)
         out.update(last_job_run=None, conflicts_total=None, recent_runs=None)
     try:
-        out["spool_backlog"] = jobstate.spool_backlog(svc.cfg, svc.table())
+        fresh = svc.freshness.measure(svc.cfg, svc.table(), status)
+        out["spool_backlog"] = fresh.backlog_files
+        out["freshness"] = fresh.as_json(svc.clock())
     except Exception as exc:
-        log.warning("measuring the spool backlog failed: %s", exc)
-        out["spool_backlog"] = None
+        log.warning("measuring the spool backlog and freshness failed: %s", exc)
+        out.update(spool_backlog=None, freshness=None)
     return out
 
 

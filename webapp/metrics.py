@@ -9,6 +9,9 @@
   read when scraped and kept JOB_CACHE_SECONDS: the time of its last success, the counts of its last
   run, its failed runs. One scrape target is enough to alert on "no successful run for 15 minutes".
   `txn_job_state_up` is 0 when the row could not be read (the other txn_job_* are then absent).
+- `txn_freshness_*` and `txn_spool_backlog_*` (webapp/freshness.py), measured when scraped and
+  kept JOB_CACHE_SECONDS: the newest counted transaction's publish time and age, the time since the
+  last run finished, the spool files the next run would process and their rows. Absent when unknown.
 
 Who may scrape: the same rules as the data routes (webapp/security.py). Without tokens the server
 answers only its own machine; once `read_token` is set, a scraper sends it as a bearer token.
@@ -37,6 +40,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from common.jobstate import read_job_status
+from webapp.freshness import Freshness
 from webapp.services import Services
 
 bp = Blueprint("metrics", __name__)
@@ -149,6 +153,56 @@ class JobCollector(Collector):
             yield from self._cached[1]
 
 
+def freshness_families(fresh: Freshness, now: datetime) -> list[Metric]:
+    """The txn_freshness_* and txn_spool_backlog_* gauges of one measurement, ages at `now`."""
+    figures = fresh.as_json(now)
+    known: list[tuple[str, str, float | None]] = [
+        (
+            "txn_freshness_newest_counted_publish_timestamp_seconds",
+            "Publish time of the newest transaction a finished run processed",
+            fresh.newest_counted_publish_time.timestamp() if fresh.newest_counted_publish_time else None,
+        ),
+        (
+            "txn_freshness_newest_counted_age_seconds",
+            "Seconds since the newest transaction a finished run processed was published",
+            figures["newest_counted_age_seconds"],
+        ),
+        (
+            "txn_freshness_since_last_run_seconds",
+            "Seconds since the job last finished a run (one with nothing new included)",
+            figures["since_last_run_seconds"],
+        ),
+        ("txn_spool_backlog_files", "Spool files the next run would process", fresh.backlog_files),
+        ("txn_spool_backlog_rows", "Rows in the spool files the next run would process", fresh.backlog_rows),
+    ]
+    return [GaugeMetricFamily(name, text, value=value) for name, text, value in known if value is not None]
+
+
+class FreshnessCollector(Collector):
+    """The freshness gauges, measured at scrape time and kept JOB_CACHE_SECONDS; none when the
+    measurement failed (logged)."""
+
+    def __init__(self, measure: Callable[[], Freshness], clock: Callable[[], datetime]) -> None:
+        self._measure = measure
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._cached: tuple[float, Freshness | None] | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            now = time.monotonic()
+            if self._cached is None or now - self._cached[0] >= JOB_CACHE_SECONDS:
+                try:
+                    fresh: Freshness | None = self._measure()
+                except Exception as exc:
+                    log.warning("measuring freshness for /metrics failed: %s", exc)
+                    fresh = None
+                self._cached = (now, fresh)
+            measured = self._cached[1]
+        if measured is not None:
+            yield from freshness_families(measured, self._clock())
+
+
 class WebMetrics:
     """One app's request and backend counters, and the job collector, in a registry of its own."""
 
@@ -175,6 +229,10 @@ class WebMetrics:
         )
         self.job = JobCollector(lambda: read_job_status(svc.table()), lambda exc: self.backend_error("bigtable", exc))
         self.registry.register(self.job)
+        self.freshness = FreshnessCollector(
+            lambda: svc.freshness.measure(svc.cfg, svc.table(), read_job_status(svc.table())), svc.clock
+        )
+        self.registry.register(self.freshness)
 
     def backend_error(self, backend: str, exc: BaseException) -> None:
         if isinstance(exc, gexc.RetryError) and exc.cause is not None:
@@ -189,6 +247,7 @@ class WebMetrics:
         combined = CollectorRegistry()
         MultiProcessCollector(combined, path=directory)
         combined.register(self.job)
+        combined.register(self.freshness)
         return generate_latest(combined)
 
 

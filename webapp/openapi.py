@@ -119,6 +119,39 @@ def _list_op() -> Any:
     )
 
 
+def _runs_stream_op() -> Any:
+    operation = _get(
+        "The aggregation job's finished runs, pushed as Server-Sent Events",
+        params.RunsStreamQuery,
+        {
+            "description": "An open text/event-stream: one `event: run` per finished run, its `id:` the run id "
+            "and its `data:` the run's counts as JSON ({run, finished_at, files, rows, ...}); a comment "
+            "line every push_heartbeat_seconds in between. The stream ends after at most ten minutes "
+            "(browsers reconnect and resume).",
+            "content": {"text/event-stream": {"schema": _ref("RunEvent")}},
+        },
+        "A reconnecting client sends `Last-Event-ID` (browsers do) and gets the runs after it, none "
+        "twice; a first connection may say where to start with `after`. The read token, when the "
+        "config sets one, goes in the Authorization header, or in the `txn_read_token` cookie (a "
+        "browser's EventSource sends no headers). Each server process serves at most "
+        "push_max_streams streams at once.",
+    )["get"]
+    operation["parameters"] = [
+        {
+            "name": "Last-Event-ID",
+            "in": "header",
+            "required": False,
+            "description": "The id of the last event the client received: the stream resumes after that run.",
+            "schema": {"type": "string", "pattern": "^[0-9]{1,9}$"},
+        }
+    ]
+    operation["responses"]["503"] = {
+        **_json(_ref("Error"), "This server process already serves push_max_streams streams; wait Retry-After."),
+        "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
+    }
+    return {"get": operation}
+
+
 def document() -> dict[str, Any]:
     """The whole OpenAPI document as a dict."""
     transaction = {
@@ -286,6 +319,20 @@ def document() -> dict[str, Any]:
                 "merchant_category": {"type": "string", "default": "unknown"},
             },
         },
+        "RunEvent": {
+            "type": "object",
+            "description": "One event of the run stream (keep-alive comments are not events).",
+            "required": ["event", "id", "data"],
+            "properties": {
+                "event": {"type": "string", "enum": ["run"]},
+                "id": {"type": "string", "pattern": "^[0-9]{1,10}$", "description": "The run id."},
+                "data": {
+                    "type": "string",
+                    "description": "The run as JSON: run, finished_at (RFC 3339, null for runs recorded before "
+                    "runs kept it), and its counts (files, rows, rows_written, late_rows, conflicts, seconds ...).",
+                },
+            },
+        },
         "Health": {
             "type": "object",
             "required": [
@@ -334,6 +381,51 @@ def document() -> dict[str, Any]:
                     },
                 },
                 "spool_backlog": {"type": "integer", "nullable": True},
+                "freshness": {
+                    "type": "object",
+                    "nullable": True,
+                    "description": "How fresh the served numbers are; null when the spool or the job's rows "
+                    "could not be read. Times and ages are null where unknown.",
+                    "required": [
+                        "newest_counted_publish_time",
+                        "newest_counted_age_seconds",
+                        "last_run_finished_at",
+                        "since_last_run_seconds",
+                        "backlog_files",
+                        "backlog_rows",
+                        "backlog_rows_partial",
+                    ],
+                    "properties": {
+                        "newest_counted_publish_time": {
+                            **TIME,
+                            "nullable": True,
+                            "description": "The newest publish time in the newest spool file a finished run processed.",
+                        },
+                        "newest_counted_age_seconds": {"type": "number", "minimum": 0, "nullable": True},
+                        "last_run_finished_at": {
+                            **TIME,
+                            "nullable": True,
+                            "description": "When the job last finished a run (one with nothing new included).",
+                        },
+                        "since_last_run_seconds": {"type": "number", "minimum": 0, "nullable": True},
+                        "backlog_files": {
+                            "type": "integer",
+                            "minimum": 0,
+                            "description": "Spool files the next run would process.",
+                        },
+                        "backlog_rows": {
+                            "type": "integer",
+                            "minimum": 0,
+                            "nullable": True,
+                            "description": "Their rows, from the Parquet footers (null: the spool is not local).",
+                        },
+                        "backlog_rows_partial": {
+                            "type": "boolean",
+                            "description": "True when backlog_rows counts only the footers read so far "
+                            "(each /health call reads a bounded number more).",
+                        },
+                    },
+                },
                 "dead_letter_count": {"type": "integer", "nullable": True},
             },
         },
@@ -413,6 +505,7 @@ def document() -> dict[str, Any]:
                 },
             }
         },
+        "/api/v1/runs/stream": _runs_stream_op(),
         "/health": {
             "get": {
                 "summary": "Pipeline health",
@@ -435,7 +528,7 @@ def document() -> dict[str, Any]:
     for path, operations in paths.items():
         for operation in operations.values():
             if "query" in operation:
-                operation["parameters"] = parameters(operation.pop("query"), path)
+                operation["parameters"] = parameters(operation.pop("query"), path) + operation.get("parameters", [])
     return {
         "openapi": "3.0.3",
         "info": {

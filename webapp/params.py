@@ -153,6 +153,8 @@ def _refusal(model: type[Query], error: ErrorDetails) -> BadParameter:
     if isinstance(cause, ValueError):
         return BadParameter(name, str(cause))
     schema = json_schema(model)["properties"][name]
+    if "anyOf" in schema:  # an optional parameter: its checks are on the branch that is not null
+        schema = next(branch for branch in schema["anyOf"] if branch.get("type") != "null")
     shown = str(error["input"])
     if "maximum" in schema:
         low, high = schema["minimum"], schema["maximum"]
@@ -247,6 +249,15 @@ class LateQuery(RangeQuery):
 
 class ConflictsQuery(Query):
     limit: Count = _count(10, 1, 100, "How many.")
+
+
+class RunsStreamQuery(Query):
+    # The bounds ahead of the digit check: so placed, the schema says minimum and maximum.
+    after: Annotated[int, Field(ge=0, le=999_999_999), BeforeValidator(_digits)] | None = Field(
+        None,
+        description="Send the runs after this run id (a reconnecting browser's Last-Event-ID header wins over "
+        "it); default: only runs that finish from now on. 0: every run.",
+    )
 
 
 class UsersQuery(Query):

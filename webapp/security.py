@@ -12,7 +12,11 @@ Every check runs in one `before_request` hook, ahead of the handlers, in this or
 3. A POST carrying an `Origin` must come from an allowed origin, or from the page's own loopback
    origin (403): a page on another site cannot publish through the user's browser.
 4. The data routes (`/api/v1/...` GETs and `/sum`, `/hour`, `/list`) and `/metrics` need
-   `Authorization: Bearer <read_token>` when it is set, the POST `<ingest_token>` (401). /metrics
+   `Authorization: Bearer <read_token>` when it is set, the POST `<ingest_token>` (401). The run
+   stream (`/api/v1/runs/stream`) takes the read token from the `txn_read_token` cookie too: a
+   browser's EventSource cannot send a header, and a cookie, unlike a query parameter, is written
+   to no access log. The dashboard sets it for that path only, SameSite=Strict, so no other site's
+   page sends it. /metrics
    goes with the data routes, as operators expect of a scrape target: open on this machine while no
    token is set, and once one is, a Prometheus scrape config passes it (`authorization:
    credentials_file: ...`). /health stays open: it says only whether the backends answer.
@@ -33,7 +37,7 @@ import math
 import time
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from flask import Flask, request
 from flask_limiter import Limiter, RateLimitExceeded
@@ -42,8 +46,11 @@ from flask_limiter.util import get_remote_address
 from common.config import Config, ConfigError
 from webapp.errors import Unauthorized, error_response
 
-DATA_BLUEPRINTS = frozenset({"api", "legacy", "metrics"})  # behind read_token (the POST: ingest_token)
+DATA_BLUEPRINTS = frozenset({"api", "legacy", "metrics", "push"})  # behind read_token (the POST: ingest_token)
 POST_ENDPOINT = "api.post_transaction"
+# The run stream (webapp/push.py) takes the read token from this cookie too: EventSource sends no headers.
+STREAM_ENDPOINT = "push.runs_stream"
+STREAM_TOKEN_COOKIE = "txn_read_token"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -158,6 +165,8 @@ class Gate:
             _require_bearer(cfg.ingest_token)
             if request.mimetype != "application/json":
                 raise UnsupportedMediaType("Content-Type must be application/json")
+        elif request.endpoint == STREAM_ENDPOINT:
+            _require_bearer(cfg.read_token, request.cookies.get(STREAM_TOKEN_COOKIE))
         else:
             _require_bearer(cfg.read_token)
 
@@ -166,12 +175,18 @@ class UnsupportedMediaType(ValueError):
     """A POST body that is not declared application/json."""
 
 
-def _require_bearer(expected: str) -> None:
+def _require_bearer(expected: str, cookie: str | None = None) -> None:
+    """Let the request through when no token is expected, or its bearer token (else the `cookie`
+    value, where the route takes one) is the expected one; raise Unauthorized otherwise."""
     if not expected:
         return
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
-        raise Unauthorized("a valid 'Authorization: Bearer <token>' header is required")
+    if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected.encode()):
+        return
+    # The dashboard writes the cookie percent-encoded (a token may hold ';' or ',').
+    if cookie is not None and hmac.compare_digest(unquote(cookie).encode(), expected.encode()):
+        return
+    raise Unauthorized("a valid 'Authorization: Bearer <token>' header is required")
 
 
 def install(app: Flask, cfg: Config, rate_limited: Iterable[Any]) -> Limiter:

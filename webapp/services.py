@@ -17,6 +17,7 @@ from flask import current_app
 from common import bigtable_private, clients
 from common.config import Config
 from webapp.cache import WholeHourCache
+from webapp.freshness import FreshnessTracker
 
 READ_TIMEOUT_S = 5.0  # a whole request's Bigtable reads; past it the API answers 503
 ATTEMPT_TIMEOUT_S = 2.0
@@ -34,6 +35,7 @@ class Services:
         self._publisher: Any = None
         self._dead_letter_cache: tuple[tuple[tuple[str, int], ...], int] | None = None
         self.whole_hours = WholeHourCache()
+        self.freshness = FreshnessTracker()
 
     def table(self) -> Any:
         """The Bigtable table handle, built once. Reads retry for at most read_timeout_s."""

@@ -95,7 +95,7 @@ def server(seeded: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     config_path = tmp / "config.json"
     config_path.write_text(json.dumps(cfg.to_dict()))
     port = _free_port()
-    env = {**os.environ, "PORT": str(port), "CONFIG": str(config_path), "WORKERS": "1", "THREADS": "4"}
+    env = {**os.environ, "PORT": str(port), "CONFIG": str(config_path), "WORKERS": "1", "THREADS": "6"}
     log = (tmp / "server.log").open("wb")
     process = subprocess.Popen(
         [str(ROOT / "run_server.sh")], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -312,7 +312,7 @@ def _serve(cfg: Config, tmp: Path) -> Iterator[tuple[str, Path]]:
     config_path = tmp / "config.json"
     config_path.write_text(json.dumps(cfg.to_dict()))
     port = _free_port()
-    env = {**os.environ, "PORT": str(port), "CONFIG": str(config_path), "WORKERS": "1", "THREADS": "4"}
+    env = {**os.environ, "PORT": str(port), "CONFIG": str(config_path), "WORKERS": "1", "THREADS": "6"}
     log_path = tmp / "server.log"
     log = log_path.open("wb")
     process = subprocess.Popen(
@@ -394,3 +394,34 @@ def test_the_dashboard_asks_for_the_read_token_once_per_session(
     assert any("/api/v1/users/alice/sum" in url for url in urls)
     log = log_path.read_text()
     assert "/api/v1/users/alice/sum" in log and READ_TOKEN not in log
+
+
+def test_a_finished_run_reaches_the_page_by_push_before_any_poll(
+    spark: Any, seeded: Config, server: str, browser_page: tuple[Page, list[str]]
+) -> None:
+    browser = browser_page[0].context.browser
+    assert browser is not None
+    context = browser.new_context(viewport={"width": 1280, "height": 1400})
+    sums: list[str] = []
+    context.on("request", lambda request: sums.append(request.url) if "/users/erin/sum" in request.url else None)
+    try:
+        page = context.new_page()
+        page.goto(f"{server}/?user=erin&range=1h")
+        _wait_ready(page, "erin", 3600)
+        assert page.locator("#kpi-count").text_content() == "0"  # erin has spent nothing yet
+        page.wait_for_function("() => document.getElementById('live-status').textContent.includes('pushed')")
+        health = page.locator("#health-list").text_content() or ""
+        assert "Freshness" in health and "last run" in health
+        polled = len(sums)
+        now = datetime.now(UTC)
+        run_job(
+            spark, seeded, [LedgerRow(f"erin-{i}", "erin", 700 + i, _us(now - timedelta(minutes=i))) for i in (1, 2)]
+        )
+        finished = time.monotonic()
+        # While the stream is open the page polls once a minute: an update within seconds is the push.
+        page.wait_for_function("() => document.getElementById('kpi-count').textContent === '2'", timeout=8_000)
+        assert time.monotonic() - finished < 8
+        assert page.locator("#kpi-sum").text_content() == "14.03"
+        assert len(sums) == polled + 1  # one refresh, for the one run
+    finally:
+        context.close()

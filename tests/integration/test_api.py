@@ -25,7 +25,7 @@ import pytest
 from conftest import cleanup_resources, make_config
 from flask import Flask
 from flask.testing import FlaskClient
-from support.ledger import copies
+from support.ledger import copies, write_spool
 from support.seed import LedgerRow, run_job, spool_frame
 
 from common import clients, spool
@@ -733,3 +733,23 @@ def test_health_reports_the_pipeline(seeded: Any) -> None:
     ]
     spool.write_atomic(rows.slice(0, 2), spool.new_file_path(str(dead), spool.DEAD_LETTER))
     assert app.test_client().get("/health").get_json()["dead_letter_count"] == 5
+
+
+def test_health_reports_freshness_and_the_backlog_in_rows(seeded: Any) -> None:
+    clients.ensure_topic(seeded)
+    app = create_app(seeded, clock=lambda: NOW)
+    body = app.test_client().get("/health").get_json()
+    fresh = body["freshness"]
+    # The second run's one file is the newest processed: its newest publish time, from pandas.
+    newest = second_run_spool()["publish_time"].max().to_pydatetime()
+    assert datetime.fromisoformat(fresh["newest_counted_publish_time"]) == newest
+    job = body["last_job_run"]
+    assert fresh["last_run_finished_at"] == max(job["last_finished_at"], job["last_success_at"])
+    assert (fresh["backlog_files"], fresh["backlog_rows"], fresh["backlog_rows_partial"]) == (0, 0, False)
+    waiting = write_spool(seeded, spool_frame(LATE), files=1)
+    try:
+        fresh = app.test_client().get("/health").get_json()["freshness"]
+        assert (fresh["backlog_files"], fresh["backlog_rows"]) == (1, len(LATE))
+    finally:
+        for path in waiting:
+            path.unlink()

@@ -16,6 +16,7 @@ from common.cli import run
 from common.config import ConfigError, load_config, resolve_path
 from emitter.cli import main as emitter_main
 from jobs.spooler.cli import main as spooler_main
+from webapp.__main__ import main as serve_main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,6 +68,10 @@ def test_overrides_win_and_none_is_ignored(tmp_path: Path) -> None:
         ("stream_poll_seconds", 0, "a number > 0"),
         ("job_max_files_per_run", 0, "an integer >= 1"),
         ("job_max_files_per_run", 2.5, "an integer >= 1"),
+        ("push_max_streams", 0, "an integer >= 1"),
+        ("push_max_streams", "4", "an integer >= 1"),
+        ("push_heartbeat_seconds", 0, "a number > 0"),
+        ("push_poll_seconds", -1, "a number > 0"),
         ("outage_backoff_max_seconds", -1, "a number > 0"),
         ("pubsub_emulator_host", "localhost", "host:port"),
         ("spooler_metrics_port", -1, "a port 1-65535, or 0 to serve no metrics"),
@@ -167,3 +172,12 @@ def test_emitter_flag_errors_are_one_line_and_exit_2(args: list[str], named: str
 def test_spooler_flag_errors_are_one_line_and_exit_2(args: list[str], named: str, capsys: Any) -> None:
     line = run_in_process(spooler_main, ["--config", str(ROOT / "config.sample.json"), *args], capsys)
     assert named in line
+
+
+def test_serve_refuses_threads_the_run_streams_could_all_take(tmp_path: Path, capsys: Any) -> None:
+    config = write(tmp_path, {"push_max_streams": 4})
+    line = run_in_process(serve_main, ["--check", "--config", str(config), "--threads", "4"], capsys)
+    assert "'push_max_streams'" in line and "--threads (4)" in line
+    with pytest.raises(SystemExit) as info:
+        run(serve_main, ["--check", "--config", str(config), "--threads", "5"])
+    assert info.value.code == 0

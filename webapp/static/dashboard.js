@@ -23,6 +23,16 @@
   const charts = {};
   let timer = null;
   let lookupTimer = null;
+  // Finished runs are pushed (GET /api/v1/runs/stream); while that stream is open the page polls
+  // only to move its relative windows along, and at refreshSeconds again as soon as it fails.
+  const STREAM_PATH = "/api/v1/runs/stream";
+  const PUSHED_POLL_SECONDS = 60;
+  const STREAM_RETRY_SECONDS = 30;
+  let stream = null;
+  let streamLive = false;
+  let lastRun = null; // the last run id this page has shown (from /health, then from the stream)
+  let refreshing = null; // the refresh in flight
+  let refreshAgain = false; // a run arrived while it ran
 
   const $ = (id) => document.getElementById(id);
 
@@ -438,6 +448,25 @@
       .join(", ");
   }
 
+  function ago(seconds) {
+    if (seconds === null || seconds === undefined) return "unknown";
+    if (seconds < 120) return `${Math.round(seconds)} s ago`;
+    if (seconds < 7200) return `${Math.round(seconds / 60)} min ago`;
+    return `${Math.round(seconds / 3600)} h ago`;
+  }
+
+  function describeFreshness(fresh) {
+    if (!fresh) return "unknown";
+    return `newest counted transaction published ${ago(fresh.newest_counted_age_seconds)}; last run ${ago(fresh.since_last_run_seconds)}`;
+  }
+
+  function describeBacklog(health) {
+    const fresh = health.freshness;
+    if (!fresh) return health.spool_backlog === null ? "unknown" : `${health.spool_backlog} files`;
+    if (fresh.backlog_rows === null) return `${fresh.backlog_files} files`;
+    return `${fresh.backlog_files} files, ${fresh.backlog_rows}${fresh.backlog_rows_partial ? "+" : ""} rows`;
+  }
+
   function describeRun(run) {
     if (!run || (!run.last_run && !run.pending)) return "none yet";
     const parts = [`run ${run.last_run}`];
@@ -461,7 +490,8 @@
       ["Bigtable", health.bigtable.reachable ? (health.bigtable.table_exists ? "reachable" : "table missing") : "unreachable"],
       ["Pub/Sub", health.pubsub.reachable ? (health.pubsub.topic_exists ? "reachable" : "topic missing") : "unreachable"],
       ["Last job run", describeRun(health.last_job_run)],
-      ["Spool backlog", health.spool_backlog === null ? "unknown" : String(health.spool_backlog)],
+      ["Freshness", describeFreshness(health.freshness)],
+      ["Spool backlog", describeBacklog(health)],
       ["Dead letters", health.dead_letter_count === null ? "unknown" : String(health.dead_letter_count)],
       ["Conflicts", health.conflicts_total === null || health.conflicts_total === undefined ? "unknown" : String(health.conflicts_total)],
       ["Late rows", describeLate(health.recent_runs)],
@@ -472,9 +502,14 @@
       list.appendChild(document.createElement("dt")).textContent = name;
       list.appendChild(document.createElement("dd")).textContent = value;
     }
+    const shown = health.last_job_run ? health.last_job_run.last_run : 0;
+    if (lastRun === null && typeof shown === "number") {
+      lastRun = shown;
+      connectStream(); // runs after the one these figures include are pushed
+    }
   }
 
-  async function refresh() {
+  async function refreshOnce() {
     // Top spenders wait for the per-minute answer, which names the server's default currency.
     const minutes = loadMinutes();
     const jobs = [loadUser(), minutes, minutes.then(loadTop, loadTop), loadHealth(), loadConflicts()];
@@ -484,9 +519,67 @@
     setText("updated-at", new Date().toISOString().slice(11, 19) + " UTC");
   }
 
+  // One refresh at a time; runs that arrive meanwhile ask for one more after it, not one each.
+  function refresh() {
+    if (refreshing) {
+      refreshAgain = true;
+      return refreshing;
+    }
+    refreshing = refreshOnce().finally(() => {
+      refreshing = null;
+      if (refreshAgain) {
+        refreshAgain = false;
+        refresh();
+      }
+    });
+    return refreshing;
+  }
+
   function schedule() {
     if (timer) window.clearInterval(timer);
-    timer = $("auto-refresh").checked ? window.setInterval(refresh, refreshSeconds * 1000) : null;
+    const seconds = streamLive ? PUSHED_POLL_SECONDS : refreshSeconds;
+    timer = $("auto-refresh").checked ? window.setInterval(refresh, seconds * 1000) : null;
+    setText("live-status", streamLive ? "runs pushed as they finish" : `polling every ${refreshSeconds} s`);
+  }
+
+  function setStreamLive(live) {
+    if (streamLive === live) return;
+    streamLive = live;
+    schedule();
+  }
+
+  // EventSource sends no headers: the read token goes in a cookie only the stream's path gets,
+  // never sent by another site's page (SameSite=Strict), and written to no access log.
+  function setStreamCookie() {
+    const token = readToken();
+    const secure = window.location.protocol === "https:" ? "; Secure" : "";
+    const value = token ? encodeURIComponent(token) : "";
+    const expiry = token ? "" : "; Max-Age=0";
+    document.cookie = `txn_read_token=${value}; Path=${STREAM_PATH}; SameSite=Strict${secure}${expiry}`;
+  }
+
+  function connectStream() {
+    if (stream || typeof window.EventSource !== "function") return;
+    setStreamCookie();
+    // `after` places a first connection; a reconnect sends Last-Event-ID, which the server prefers.
+    stream = new window.EventSource(`${STREAM_PATH}?after=${encodeURIComponent(lastRun || 0)}`);
+    stream.addEventListener("open", () => setStreamLive(true));
+    stream.addEventListener("run", (event) => {
+      // The server sends each run once, in order (a reconnect resumes after Last-Event-ID).
+      lastRun = Number(event.lastEventId);
+      setStreamLive(true);
+      if ($("auto-refresh").checked) refresh();
+    });
+    stream.addEventListener("error", () => {
+      if (stream.readyState !== window.EventSource.CLOSED) {
+        setStreamLive(false); // reconnecting by itself; poll meanwhile
+        return;
+      }
+      // Refused (too many streams, a token asked for, no such route): poll, and try again later.
+      stream = null;
+      setStreamLive(false);
+      window.setTimeout(connectStream, STREAM_RETRY_SECONDS * 1000);
+    });
   }
 
   // --- user picker ---------------------------------------------------------------------------------
@@ -590,6 +683,7 @@
       showMessage("");
       suggest($("user-input").value.trim());
       refresh();
+      if (lastRun !== null) connectStream(); // a stream refused for want of the token
     });
     $("auto-refresh").addEventListener("change", schedule);
 
