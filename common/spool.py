@@ -302,16 +302,23 @@ def _object_lister(filesystem: Any) -> Lister:
     return list_dir
 
 
-def list_spool(spool_dir: str, kind: str, closed: dict[str, int] | None = None) -> tuple[list[str], dict[str, int]]:
-    """list_complete through pyarrow's filesystems: local paths, gs:// URIs (common/gcs.py) and the
-    other URIs pyarrow knows (hdfs://). Raises OSError when the spool cannot be listed."""
+def filesystem(spool_dir: str) -> tuple[Any, str]:
+    """(pyarrow filesystem, base path in it) of a spool: a local path, a gs:// URI (common/gcs.py),
+    or another URI pyarrow knows (hdfs://)."""
     if is_local(spool_dir):
-        base = os.path.abspath(local_path(spool_dir))
-        return list_complete(_pyarrow_lister(pafs.LocalFileSystem()), base, kind, closed)
+        return pafs.LocalFileSystem(), os.path.abspath(local_path(spool_dir))
     if gcs.is_gcs(spool_dir):
-        return list_complete(_object_lister(gcs.filesystem()), gcs.object_base(spool_dir), kind, closed)
-    filesystem, base = pafs.FileSystem.from_uri(spool_dir)
-    return list_complete(_pyarrow_lister(filesystem), base, kind, closed)
+        return gcs.filesystem(), gcs.object_base(spool_dir)
+    found, base = pafs.FileSystem.from_uri(spool_dir)
+    return found, str(base)
+
+
+def list_spool(spool_dir: str, kind: str, closed: dict[str, int] | None = None) -> tuple[list[str], dict[str, int]]:
+    """list_complete through pyarrow's filesystems (see `filesystem`); an object store's names are
+    grouped into folders by _object_lister. Raises OSError when the spool cannot be listed."""
+    found, base = filesystem(spool_dir)
+    lister = _object_lister(found) if gcs.is_gcs(spool_dir) else _pyarrow_lister(found)
+    return list_complete(lister, base, kind, closed)
 
 
 def list_files(spool_dir: str, kind: str) -> list[Path]:
