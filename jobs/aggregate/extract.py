@@ -39,9 +39,6 @@ def spool_uri(spool_dir: str) -> str:
     return spool_dir.rstrip("/")
 
 
-GCS_CONNECTOR = "com.google.cloud.hadoop.fs.gcs.GoogleHadoopFileSystem"
-
-
 def _hadoop_fs(spark: SparkSession, uri: str) -> tuple[Any, Any]:
     """The JVM and the Hadoop FileSystem for `uri`; ConfigError when it is gs:// and this Spark has
     no Cloud Storage connector."""
@@ -51,10 +48,14 @@ def _hadoop_fs(spark: SparkSession, uri: str) -> tuple[Any, Any]:
     try:
         filesystem = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
     except Py4JJavaError as exc:
-        unsupported = exc.java_exception.getClass().getName().endswith("UnsupportedFileSystemException")
-        if gcs.is_gcs(uri) and unsupported:
+        # No class for the scheme: Hadoop names the one it looked for (its own gs:// mapping or
+        # fs.gs.impl) in a ClassNotFoundException, or says the scheme is unsupported.
+        missing = exc.java_exception.getClass().getName().endswith("UnsupportedFileSystemException") or (
+            "ClassNotFoundException" in str(exc.java_exception.toString()) + str(exc)
+        )
+        if gcs.is_gcs(uri) and missing:
             raise ConfigError(
-                f"config key 'spool_dir' is {uri}, but this Spark has no Cloud Storage connector ({GCS_CONNECTOR}) "
+                f"config key 'spool_dir' is {uri}, but this Spark has no Cloud Storage connector for Hadoop "
                 "on its classpath: run the job where it is (Dataproc has it), or add the gcs-connector jar with "
                 "--conf spark.jars=..."
             ) from None

@@ -73,7 +73,8 @@ def _download(emulators: dict[str, str], bucket: str, name: str) -> pa.Table:
 
 
 def _publish(cfg: Config, count: int) -> pd.DataFrame:
-    """`count` transactions in three currencies and two malformed messages; the transactions as sent."""
+    """Publish `count` transactions in three currencies and two malformed messages (bad JSON, bad
+    UTF-8); return the transactions as sent."""
     clients.ensure_subscription(cfg, ack_deadline_seconds=10)
     publisher = clients.publisher_client(cfg)
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
@@ -83,7 +84,7 @@ def _publish(cfg: Config, count: int) -> pd.DataFrame:
         txn = Transaction(str(uuid.uuid4()), f"u{i % 7}", 100 + 37 * i, currency, start + timedelta(seconds=i), "fuel")
         sent.append(txn)
     futures = [publisher.publish(clients.topic_path(cfg), t.encode()) for t in sent]
-    futures += [publisher.publish(clients.topic_path(cfg), body) for body in (b"{not json", b"")]
+    futures += [publisher.publish(clients.topic_path(cfg), body) for body in (b"{not json", b"\xff\xfe")]
     for future in futures:
         future.result(timeout=60)
     return pd.DataFrame(
@@ -105,7 +106,9 @@ def test_the_spooler_writes_a_gs_spool_that_an_independent_reader_finds_equal_to
     published = _publish(gs_cfg, 500)
 
     stats = Spooler(gs_cfg, until_idle=2.0, say=lambda line: None).run()
-    assert (stats.spooled, stats.dead_lettered, stats.acked) == (500, 2, 502)
+    # At least once: a message redelivered before its ack lands is spooled again (the job counts it once).
+    assert stats.spooled >= 500 and stats.dead_lettered >= 2
+    assert stats.acked == stats.spooled + stats.dead_lettered
 
     names = _objects(emulators, bucket)
     relative = [n.removeprefix("lake/spool/") for n in names]
@@ -113,14 +116,15 @@ def test_the_spooler_writes_a_gs_spool_that_an_independent_reader_finds_equal_to
     tx_names = [n for n in names if "/transactions/" in n]
     assert len(tx_names) >= 500 // 120
     spooled = pd.concat([_download(emulators, bucket, n).to_pandas() for n in tx_names], ignore_index=True)
-    got = spooled[["transaction_id", "user_id", "amount_minor", "currency", "event_time"]]
+    assert len(spooled) == stats.spooled
+    got = spooled[["transaction_id", "user_id", "amount_minor", "currency", "event_time"]].drop_duplicates()
     pd.testing.assert_frame_equal(
         got.sort_values("transaction_id").reset_index(drop=True),
         published.sort_values("transaction_id").reset_index(drop=True),
         check_dtype=False,
     )
     dead = pd.concat([_download(emulators, bucket, n).to_pandas() for n in names if "/dead-letter/" in n])
-    assert sorted(dead["reason"]) == ["bad_json", "empty"]
+    assert set(dead["reason"]) == {"bad_encoding", "bad_json"}
 
     # The listing rule the job and /health apply, over the same bucket, finds exactly these objects.
     listed, folders = spool.list_spool(spool_dir, spool.TRANSACTIONS)
@@ -157,6 +161,6 @@ def test_the_job_refuses_a_gs_spool_in_one_line_when_spark_has_no_cloud_storage_
     last = result.stderr.strip().splitlines()[-1]
     assert last == (
         f"error: config key 'spool_dir' is gs://{bucket}/spool, but this Spark has no Cloud Storage connector "
-        "(com.google.cloud.hadoop.fs.gcs.GoogleHadoopFileSystem) on its classpath: run the job where it is "
-        "(Dataproc has it), or add the gcs-connector jar with --conf spark.jars=..."
+        "for Hadoop on its classpath: run the job where it is (Dataproc has it), or add the gcs-connector jar "
+        "with --conf spark.jars=..."
     ), result.stderr[-3000:]
