@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields
 from decimal import Decimal, DecimalException
 from pathlib import Path
@@ -98,6 +99,17 @@ def _origin(value: Any) -> str:
     return f"{parts.scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
 
 
+_SPOOL_FORM = "a local path, or gs://bucket/prefix (bucket: 3-63 lowercase letters, digits, '-', '_' or '.')"
+_GS_URI = re.compile(r"gs://[a-z0-9][a-z0-9_.-]{1,61}[a-z0-9](/[^\s]*)?")
+
+
+def _spool_dir(value: str) -> str:
+    """A gs:// spool must name a valid bucket (other URIs are left to the job's Hadoop)."""
+    if value.startswith("gs:") and not _GS_URI.fullmatch(value):
+        raise ValueError(_SPOOL_FORM)
+    return value
+
+
 def _text(pattern: str, form: str) -> Any:
     """A string in which `pattern` is found (anchor it to match the whole), described by `form`."""
     return Field(strict=True, pattern=pattern, description=form)
@@ -120,7 +132,7 @@ _Id = Annotated[
 ]
 _Instance = Annotated[str, _text(r"^[a-z][a-z0-9-]{4,31}$", "6-33 lowercase letters, digits or hyphens")]
 _Table = Annotated[str, _text(r"^[A-Za-z0-9_.-]{1,50}$", "1-50 letters, digits or _.-")]
-_Path = Annotated[str, _text(r"\S", "a non-empty path or Hadoop-compatible URI")]
+_Path = Annotated[str, AfterValidator(_spool_dir), _text(r"\S", "a non-empty path or Hadoop-compatible URI")]
 _Currency = Annotated[str, _text(r"^[A-Z]{3}$", 'a 3-letter ISO 4217 code such as "USD"')]
 _Host = Annotated[str, _text(r"^$|^[A-Za-z0-9_.\[\]:-]+:[0-9]{1,5}$", 'host:port, or "" to use Google Cloud')]
 _Secret = Annotated[

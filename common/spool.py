@@ -1,10 +1,16 @@
 """The Parquet spool: its schemas, its layout, and the one atomic file writer.
 
 Layout under spool_dir (dt is the UTC date the file was written):
-    transactions/dt=YYYY-MM-DD/part-<UTC time>-<random>.parquet     valid transactions
-    dead-letter/dt=YYYY-MM-DD/part-<UTC time>-<random>.parquet      rejected messages, with the reason
-A file appears only once complete: written to a hidden temp name, fsynced, renamed, and the
-directory fsynced. Readers skip names starting with '.' or '_'. Names sort by write time.
+    transactions/dt=YYYY-MM-DD/part-<UTC time>-<host>-<pid>-<tag>-<n>.parquet   valid transactions
+    dead-letter/dt=YYYY-MM-DD/part-<UTC time>-<host>-<pid>-<tag>-<n>.parquet    rejected messages
+Names sort by write time, and no two writers ever make the same one (see WriterName), so any number
+of spoolers, on one host or many, can share one spool. Files of older versions, named
+part-<UTC time>-<random>.parquet, are read the same way: nothing but the rules below reads a name.
+
+spool_dir is a local path or a gs://bucket/prefix URI (common/gcs.py). A local file appears only
+once complete: written to a hidden temp name, fsynced, renamed, and the directory fsynced. An object
+in Cloud Storage is uploaded whole and appears when its upload is finalized. Readers skip names
+starting with '.' or '_'.
 
 The listing rule (list_complete, the one walk every reader uses): a listing reads the folder names
 under transactions/ with their modification times (one call) and lists the files of every folder
@@ -20,8 +26,11 @@ records closed folders in its bookkeeping rows (common/jobstate.py).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
-import uuid
+import re
+import secrets
+import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +41,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
+
+from common import gcs
 
 TRANSACTIONS = "transactions"
 DEAD_LETTER = "dead-letter"
@@ -80,11 +91,55 @@ def local_path(spool_dir: str) -> Path:
     return Path(spool_dir[len("file://") :] if spool_dir.startswith("file://") else spool_dir)
 
 
-def new_file_path(spool_dir: str, kind: str, now: datetime | None = None) -> Path:
-    """A fresh, time-sortable file name for `kind` (TRANSACTIONS or DEAD_LETTER)."""
+class WriterName:
+    """What makes a spool file name unique to the writer that made it: its host, its process id, a
+    random tag drawn when it is made, and a count of the names it has given. Host and pid keep
+    apart the spoolers running at one moment; the tag keeps apart a process and a later one that
+    got the same pid and host (a restart, a container where every spooler is pid 1); the count
+    keeps apart two files of one writer in the same microsecond, with no help from chance."""
+
+    def __init__(self, host: str | None = None, pid: int | None = None, tag: str | None = None) -> None:
+        raw_host = socket.gethostname() if host is None else host
+        self.host = re.sub(r"[^A-Za-z0-9]+", "-", raw_host).strip("-")[:40] or "host"
+        self.pid = os.getpid() if pid is None else pid
+        self.tag = secrets.token_hex(4) if tag is None else tag
+        self._count = itertools.count(1)  # next() is atomic: threads may share a writer
+
+    def file_name(self, now: datetime) -> str:
+        """The next name: part-<UTC time>-<host>-<pid>-<tag>-<n>.parquet, sorting by time first."""
+        return f"part-{now:%Y%m%dT%H%M%S%f}Z-{self.host}-{self.pid}-{self.tag}-{next(self._count)}.parquet"
+
+
+_process_writer: WriterName | None = None
+
+
+def process_writer() -> WriterName:
+    """This process's WriterName (a forked child makes its own: its pid differs)."""
+    global _process_writer
+    if _process_writer is None or _process_writer.pid != os.getpid():
+        _process_writer = WriterName()
+    return _process_writer
+
+
+def new_file_name(kind: str, now: datetime | None = None, writer: WriterName | None = None) -> str:
+    """A fresh spool-relative path for `kind` (TRANSACTIONS or DEAD_LETTER): kind/dt=.../part-...."""
     now = now or datetime.now(UTC)
-    name = f"part-{now:%Y%m%dT%H%M%S%f}Z-{uuid.uuid4().hex[:12]}.parquet"
-    return local_path(spool_dir) / kind / f"dt={now:%Y-%m-%d}" / name
+    return f"{kind}/dt={now:%Y-%m-%d}/{(writer or process_writer()).file_name(now)}"
+
+
+def new_file_path(spool_dir: str, kind: str, now: datetime | None = None, writer: WriterName | None = None) -> Path:
+    """A fresh, time-sortable file path for `kind` in a local spool."""
+    return local_path(spool_dir) / new_file_name(kind, now, writer)
+
+
+def write_file(table: pa.Table, spool_dir: str, relative: str) -> str:
+    """Write `table` as the spool file `relative` (from new_file_name) in the local or gs:// spool
+    at spool_dir, complete and durable, or not at all; return where it is. Raises OSError."""
+    if gcs.is_gcs(spool_dir):
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd")
+        return gcs.write_object(gcs.filesystem(), f"{gcs.object_base(spool_dir)}/{relative}", sink.getvalue())
+    return str(write_atomic(table, local_path(spool_dir) / relative))
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -220,15 +275,51 @@ def _pyarrow_lister(filesystem: Any) -> Lister:
     return list_dir
 
 
-def list_spool(spool_dir: str, kind: str, closed: dict[str, int] | None = None) -> tuple[list[str], dict[str, int]]:
-    """list_complete through pyarrow's filesystems: local paths and the URIs pyarrow knows (gs://,
-    hdfs://). Raises OSError when the spool cannot be listed."""
+def _object_lister(filesystem: Any) -> Lister:
+    """A Lister over an object store, which has names, not folders: one recursive listing (paged
+    by the client) per folder asked for outside those already listed, its names grouped into what
+    lies directly inside each folder asked for. A folder's time is unknown (0): every one is listed."""
+    listed: dict[str, list[Any]] = {}
+
+    def below(directory: str) -> list[Any]:
+        for top, infos in listed.items():
+            if directory == top or directory.startswith(top + "/"):
+                return [i for i in infos if i.path.startswith(directory + "/")]
+        selector = pafs.FileSelector(directory, recursive=True, allow_not_found=True)
+        listed[directory] = [i for i in filesystem.get_file_info(selector) if i.type == pafs.FileType.File]
+        return listed[directory]
+
+    def list_dir(directory: str) -> list[Entry]:
+        directory = directory.rstrip("/")
+        entries: dict[str, Entry] = {}
+        for info in below(directory):
+            head, inside, _ = info.path[len(directory) + 1 :].partition("/")
+            if inside:
+                entries.setdefault(head, Entry(f"{directory}/{head}", True, 0))
+            else:
+                entries[head] = Entry(info.path, False, int(info.mtime_ns // 1_000_000) if info.mtime_ns else 0)
+        return list(entries.values())
+
+    return list_dir
+
+
+def filesystem(spool_dir: str) -> tuple[Any, str]:
+    """(pyarrow filesystem, base path in it) of a spool: a local path, a gs:// URI (common/gcs.py),
+    or another URI pyarrow knows (hdfs://)."""
     if is_local(spool_dir):
-        filesystem: Any = pafs.LocalFileSystem()
-        base = os.path.abspath(local_path(spool_dir))
-    else:
-        filesystem, base = pafs.FileSystem.from_uri(spool_dir)
-    return list_complete(_pyarrow_lister(filesystem), base, kind, closed)
+        return pafs.LocalFileSystem(), os.path.abspath(local_path(spool_dir))
+    if gcs.is_gcs(spool_dir):
+        return gcs.filesystem(), gcs.object_base(spool_dir)
+    found, base = pafs.FileSystem.from_uri(spool_dir)
+    return found, str(base)
+
+
+def list_spool(spool_dir: str, kind: str, closed: dict[str, int] | None = None) -> tuple[list[str], dict[str, int]]:
+    """list_complete through pyarrow's filesystems (see `filesystem`); an object store's names are
+    grouped into folders by _object_lister. Raises OSError when the spool cannot be listed."""
+    found, base = filesystem(spool_dir)
+    lister = _object_lister(found) if gcs.is_gcs(spool_dir) else _pyarrow_lister(found)
+    return list_complete(lister, base, kind, closed)
 
 
 def list_files(spool_dir: str, kind: str) -> list[Path]:

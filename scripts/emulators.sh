@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Start, check and stop the local Pub/Sub and Bigtable emulators from the installed Google Cloud SDK.
+# Start, check and stop the local Pub/Sub and Bigtable emulators from the installed Google Cloud SDK,
+# and the Cloud Storage emulator from PyPI (gcp-storage-emulator, pinned in requirements.txt).
 #   scripts/emulators.sh start|stop|status|env
-# Ports: PUBSUB_PORT (default 8085), BIGTABLE_PORT (default 8086). State lives in .emulators/.
+# Ports: PUBSUB_PORT (default 8085), BIGTABLE_PORT (default 8086), STORAGE_PORT (default 9023).
+# State lives in .emulators/.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 STATE_DIR="${EMULATOR_STATE_DIR:-$ROOT/.emulators}"
 PUBSUB_PORT="${PUBSUB_PORT:-8085}"
 BIGTABLE_PORT="${BIGTABLE_PORT:-8086}"
+STORAGE_PORT="${STORAGE_PORT:-9023}"
 HOST=127.0.0.1
 
 sdk_root() {
@@ -37,10 +40,22 @@ find_binaries() {
   fi
 }
 
+# The Cloud Storage emulator: GCS_EMULATOR_BIN, else the .venv's, else the one on PATH.
+find_storage() {
+  STORAGE_BIN="${GCS_EMULATOR_BIN:-}"
+  [ -n "$STORAGE_BIN" ] || { [ -x "$ROOT/.venv/bin/gcp-storage-emulator" ] && STORAGE_BIN="$ROOT/.venv/bin/gcp-storage-emulator"; }
+  [ -n "$STORAGE_BIN" ] || STORAGE_BIN="$(command -v gcp-storage-emulator || true)"
+  if [ -z "$STORAGE_BIN" ] || [ ! -x "$STORAGE_BIN" ]; then
+    echo "error: the Cloud Storage emulator is not installed; run make setup (it is in requirements.txt)" >&2
+    exit 3
+  fi
+}
+
 port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
 pubsub_ready() { curl -fsS -m 2 "http://$HOST:$PUBSUB_PORT/" >/dev/null 2>&1; }
 bigtable_ready() { port_open "$BIGTABLE_PORT"; }
+storage_ready() { curl -fsS -m 2 "http://$HOST:$STORAGE_PORT/storage/v1/b?project=ready" >/dev/null 2>&1; }
 
 wait_ready() {
   local name=$1 check=$2 log=$3
@@ -83,6 +98,15 @@ start() {
     echo $! >"$STATE_DIR/bigtable.pid"
     wait_ready "Bigtable emulator" bigtable_ready "$STATE_DIR/bigtable.log"
   fi
+  if storage_ready; then
+    echo "Cloud Storage emulator already running on $HOST:$STORAGE_PORT"
+  else
+    find_storage
+    # In memory: buckets and objects last as long as the emulator, like the other two's data.
+    daemon "$STORAGE_BIN" start --host "$HOST" --port "$STORAGE_PORT" --in-memory --quiet >"$STATE_DIR/storage.log" 2>&1 < /dev/null
+    echo $! >"$STATE_DIR/storage.pid"
+    wait_ready "Cloud Storage emulator" storage_ready "$STATE_DIR/storage.log"
+  fi
   print_env
 }
 
@@ -106,18 +130,21 @@ stop_one() {
 stop() {
   stop_one "Pub/Sub emulator" pubsub
   stop_one "Bigtable emulator" bigtable
+  stop_one "Cloud Storage emulator" storage
 }
 
 status() {
   local rc=0
   if pubsub_ready; then echo "Pub/Sub emulator: up on $HOST:$PUBSUB_PORT"; else echo "Pub/Sub emulator: down"; rc=1; fi
   if bigtable_ready; then echo "Bigtable emulator: up on $HOST:$BIGTABLE_PORT"; else echo "Bigtable emulator: down"; rc=1; fi
+  if storage_ready; then echo "Cloud Storage emulator: up on $HOST:$STORAGE_PORT"; else echo "Cloud Storage emulator: down"; rc=1; fi
   return $rc
 }
 
 print_env() {
   echo "export PUBSUB_EMULATOR_HOST=$HOST:$PUBSUB_PORT"
   echo "export BIGTABLE_EMULATOR_HOST=$HOST:$BIGTABLE_PORT"
+  echo "export STORAGE_EMULATOR_HOST=http://$HOST:$STORAGE_PORT"
 }
 
 case "${1:-}" in

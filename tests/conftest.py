@@ -67,7 +67,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def emulators() -> Iterator[dict[str, str]]:
-    """The Pub/Sub and Bigtable emulators, answering on their default ports. Started when not up
+    """The Pub/Sub, Bigtable and Cloud Storage emulators, answering on their default ports. Started when not up
     (one test process at a time checks and starts them), and stopped at the end only by a run in a
     single process: with pytest-xdist, another worker may still be using them."""
     started = False
@@ -76,7 +76,11 @@ def emulators() -> Iterator[dict[str, str]]:
         if not _emulators_up():
             subprocess.run([str(EMULATORS), "start"], check=True, capture_output=True)
             started = "PYTEST_XDIST_WORKER" not in os.environ
-    hosts = {"PUBSUB_EMULATOR_HOST": "127.0.0.1:8085", "BIGTABLE_EMULATOR_HOST": "127.0.0.1:8086"}
+    hosts = {
+        "PUBSUB_EMULATOR_HOST": "127.0.0.1:8085",
+        "BIGTABLE_EMULATOR_HOST": "127.0.0.1:8086",
+        "STORAGE_EMULATOR_HOST": "http://127.0.0.1:9023",
+    }
     saved = {k: os.environ.get(k) for k in hosts}
     os.environ.update(hosts)
     yield hosts

@@ -1,7 +1,9 @@
 """Extract: find the spool files a run has not processed and read exactly those, schema checked.
 
 Listing goes through the Hadoop FileSystem API of the session's JVM, so the spool may be any
-Hadoop-compatible URI (gs://bucket/spool on Dataproc, hdfs://...) as well as a local path.
+Hadoop-compatible URI (gs://bucket/spool on Dataproc, hdfs://...) as well as a local path. A gs://
+spool needs Hadoop's Cloud Storage connector on Spark's classpath (Dataproc images carry it; a
+plain Spark does not): without it the run is refused in one line before anything is read.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from common import spool
+from common import gcs, spool
+from common.config import ConfigError
 from common.spool import SpoolSchemaError
 
 _ARROW_TO_SPARK = {
@@ -37,10 +40,26 @@ def spool_uri(spool_dir: str) -> str:
 
 
 def _hadoop_fs(spark: SparkSession, uri: str) -> tuple[Any, Any]:
+    """The JVM and the Hadoop FileSystem for `uri`; ConfigError when it is gs:// and this Spark has
+    no Cloud Storage connector."""
     jvm = spark.sparkContext._jvm
     assert jvm is not None, "the SparkSession has no JVM gateway"
     path = jvm.org.apache.hadoop.fs.Path(uri)
-    filesystem = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    try:
+        filesystem = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    except Py4JJavaError as exc:
+        # No class for the scheme: Hadoop names the one it looked for (its own gs:// mapping or
+        # fs.gs.impl) in a ClassNotFoundException, or says the scheme is unsupported.
+        missing = exc.java_exception.getClass().getName().endswith("UnsupportedFileSystemException") or (
+            "ClassNotFoundException" in str(exc.java_exception.toString()) + str(exc)
+        )
+        if gcs.is_gcs(uri) and missing:
+            raise ConfigError(
+                f"config key 'spool_dir' is {uri}, but this Spark has no Cloud Storage connector for Hadoop "
+                "on its classpath: run the job where it is (Dataproc has it), or add the gcs-connector jar with "
+                "--conf spark.jars=..."
+            ) from None
+        raise
     return jvm, filesystem
 
 
@@ -139,6 +158,7 @@ def read_spool(spark: SparkSession, spool_dir: str, files: list[str]) -> DataFra
     Every file's footer is merged, so one odd file is caught, not only the first one read; a file
     lacking a column shows up as nulls in it (see find_nulls)."""
     base = spool_uri(spool_dir)
+    _hadoop_fs(spark, base)  # a gs:// spool without the connector: the one-line refusal
     try:
         df = spark.read.option("mergeSchema", "true").parquet(*[f"{base}/{f}" for f in files])
     except (PySparkException, Py4JJavaError) as exc:

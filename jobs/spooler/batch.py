@@ -13,7 +13,6 @@ import json
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -135,15 +134,16 @@ class SpoolBatch:
     def dead_letter_table(self) -> pa.Table:
         return pa.Table.from_pydict(self.dead_letters, schema=spool.DEAD_LETTER_SCHEMA)
 
-    def write(self, spool_dir: str, now: datetime | None = None) -> list[Path]:
-        """Write the batch's rows as durable Parquet files (transactions, then dead letters); return
-        the files written. Only after this returns may the batch's messages be acked."""
+    def write(self, spool_dir: str, now: datetime | None = None, writer: spool.WriterName | None = None) -> list[str]:
+        """Write the batch's rows as durable Parquet files (transactions, then dead letters) in the
+        local or gs:// spool, named by `writer` (default: this process's); return where they are.
+        Only after this returns may the batch's messages be acked."""
         now = now or datetime.now(UTC)
         written = []
         if self.transaction_count:
-            path = spool.new_file_path(spool_dir, spool.TRANSACTIONS, now)
-            written.append(spool.write_atomic(self.transaction_table(), path))
+            name = spool.new_file_name(spool.TRANSACTIONS, now, writer)
+            written.append(spool.write_file(self.transaction_table(), spool_dir, name))
         if self.dead_letter_count:
-            path = spool.new_file_path(spool_dir, spool.DEAD_LETTER, now)
-            written.append(spool.write_atomic(self.dead_letter_table(), path))
+            name = spool.new_file_name(spool.DEAD_LETTER, now, writer)
+            written.append(spool.write_file(self.dead_letter_table(), spool_dir, name))
         return written

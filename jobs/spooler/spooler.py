@@ -50,7 +50,7 @@ from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
 from google.cloud.pubsub_v1 import types
 
-from common import clients, spool
+from common import clients, gcs, spool
 from common.cli import log
 from common.config import Config, ConfigError
 from common.message import MessageError, parse_message
@@ -118,9 +118,13 @@ class Spooler:
         on_progress: Any = None,
         say: Any = log,
     ) -> None:
-        if not spool.is_local(cfg.spool_dir):
-            raise ConfigError(f"config key 'spool_dir' must be a local path for the spooler, got {cfg.spool_dir!r}")
+        if not (spool.is_local(cfg.spool_dir) or gcs.is_gcs(cfg.spool_dir)):
+            raise ConfigError(
+                f"config key 'spool_dir' must be a local path or a gs://bucket/prefix URI for the spooler, "
+                f"got {cfg.spool_dir!r}"
+            )
         self.cfg = cfg
+        self.writer = spool.WriterName()  # names this spooler's files apart from every other writer's
         self.pullers = pullers
         self.until_idle = until_idle
         self.stats = SpoolerStats()
@@ -310,7 +314,7 @@ class Spooler:
         for index, batch in enumerate(batches):
             started = time.perf_counter()
             try:
-                written = batch.write(self.cfg.spool_dir)
+                written = batch.write(self.cfg.spool_dir, writer=self.writer)
             except OSError as exc:
                 with self._lock:
                     self.stats.write_failures += 1

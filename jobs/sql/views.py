@@ -18,7 +18,6 @@ whenever it was also published first (the usual case: redeliveries come after th
 
 from __future__ import annotations
 
-import os
 from decimal import Decimal
 from typing import Any
 
@@ -26,7 +25,6 @@ import duckdb
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
-from pyarrow import fs as pafs
 
 from common import money, rules, spool
 from common.config import Config, late_horizon
@@ -78,18 +76,10 @@ def check_file_schema(schema: pa.Schema, name: str) -> set[str]:
     return present & set(EXPECTED)
 
 
-def _filesystem(spool_dir: str) -> tuple[Any, str]:
-    """(pyarrow filesystem, base path in it) of a spool: local paths and the URIs pyarrow knows."""
-    if spool.is_local(spool_dir):
-        return pafs.LocalFileSystem(), os.path.abspath(spool.local_path(spool_dir))
-    filesystem, path = pafs.FileSystem.from_uri(spool_dir)
-    return filesystem, str(path)
-
-
 def _files(spool_dir: str, kind: str) -> tuple[Any, list[str], list[str]]:
     """(filesystem, full paths, spool-relative names) of the complete files of `kind`, by the
     spool's listing rule."""
-    filesystem, base = _filesystem(spool_dir)
+    filesystem, base = spool.filesystem(spool_dir)
     relative = spool.list_spool(spool_dir, kind)[0]
     return filesystem, [f"{base}/{name}" for name in relative], relative
 

@@ -30,7 +30,7 @@ def test_batch_writes_transactions_and_dead_letters_with_the_spool_schemas(tmp_p
 
     tx_files = spool.list_files(str(tmp_path), spool.TRANSACTIONS)
     dl_files = spool.list_files(str(tmp_path), spool.DEAD_LETTER)
-    assert sorted(written) == sorted(tx_files + dl_files)
+    assert sorted(written) == sorted(str(p) for p in tx_files + dl_files)
     assert [p.parent.name for p in tx_files + dl_files] == ["dt=2026-11-21", "dt=2026-11-21"]
     assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".")]  # no temp file left behind
 
