@@ -116,9 +116,14 @@ class Runner:
         self.lease_lost = threading.Event()
         self.quiet_idle = False  # --stream: no line for a poll that found nothing new
 
-    def on_lease_lost(self) -> None:
-        """Called from the lease's heartbeat: another process may take the run over, so this one
-        stops writing now. Its Spark jobs are cancelled; the run stays pending for the next holder."""
+    def on_lease_lost(self, cause: str) -> None:
+        """Called from the lease's heartbeat. Taken over: another process now runs the job, so this
+        one stops writing at once (its Spark jobs are cancelled; the run stays pending for the new
+        holder). Unreachable: Bigtable is away, and the run's own calls end it as an outage."""
+        from jobs.aggregate.lease import TAKEN_OVER
+
+        if cause != TAKEN_OVER:
+            return
         self.lease_lost.set()
         if self.spark is not None:
             self.spark.sparkContext.cancelAllJobs()
@@ -130,8 +135,8 @@ class Runner:
         except Exception:
             if not self.lease_lost.is_set():
                 raise
-        log("error: Bigtable: the job's lease could not be kept, so the run stopped; it stays pending")
-        return EXIT_UNAVAILABLE
+        log("error: another process took the job's lease over, so this run stopped; it stays pending")
+        return EXIT_FAILED
 
     def _run_once(self, rebuild: bool, wait: bool) -> int:
         from common.jobstate import JobStateError

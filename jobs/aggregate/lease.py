@@ -138,6 +138,12 @@ class TableLease:
         if self._swap(self.value, new):
             self.value = new
             return True
+        # Not as we wrote it. A cell nobody holds (`--rebuild` empties the whole table, the lease
+        # included) is claimed again; one another process holds is lost.
+        value, holder, _ = self.current()
+        if not holder and self._swap(value, new):
+            self.value = new
+            return True
         self.value = None
         self.lost.set()
         return False
@@ -150,6 +156,10 @@ class TableLease:
             self.value = None
 
 
+TAKEN_OVER = "taken over"
+UNREACHABLE = "unreachable"
+
+
 def expiry_of(value: bytes | None) -> int:
     """The expiry (epoch µs) in a lease cell as this holder wrote it; 0 when there is none."""
     return parse_lease(value or b"")[1]
@@ -160,15 +170,16 @@ def held(
     lease: TableLease,
     wait: bool = False,
     say: Callable[[str], None] = lambda line: None,
-    on_lost: Callable[[], None] = lambda: None,
+    on_lost: Callable[[str], None] = lambda cause: None,
 ) -> Iterator[TableLease]:
     """Hold the lease for the block, renewed in the background. Raises LeaseHeld at once when
     another process has it, unless `wait`, which retries until it is free or expires.
 
-    When the lease is lost (another process took it over, or Bigtable could not be reached to renew
-    it before its expiry), `lease.lost` is set and `on_lost` is called once, from the heartbeat
-    thread: the caller stops its work there, since another process may take the run over. A holder
-    that cannot renew gives the lease up at its last beat before the expiry, not after it."""
+    When the lease is lost, `lease.lost` is set and `on_lost(cause)` is called once, from the
+    heartbeat thread, with cause TAKEN_OVER (another process holds it now: stop writing at once) or
+    UNREACHABLE (Bigtable could not be reached to renew it before its expiry; the run's own Bigtable
+    calls fail too, within bigtable_timeout_seconds). A holder that cannot renew gives the lease up
+    at its last beat before the expiry, not after it."""
     told = False
     while (other := lease.try_claim()) is not None:
         holder, expiry = other
@@ -184,26 +195,29 @@ def held(
     stop = threading.Event()
     beat = lease.seconds / 3
 
-    def give_up(line: str) -> None:
+    def give_up(cause: str, line: str) -> None:
         say(line)
         lease.value = None
         lease.lost.set()
-        on_lost()
+        on_lost(cause)
 
     def heartbeat() -> None:
         expiry = expiry_of(lease.value)
         while not stop.wait(beat):
             try:
                 if not lease.renew():
-                    give_up(f"aggregate: lost the job's lease ({lease.holder}); another process took it over")
+                    give_up(
+                        TAKEN_OVER, f"aggregate: lost the job's lease ({lease.holder}); another process took it over"
+                    )
                     return
                 expiry = expiry_of(lease.value)
             except Exception as exc:  # Bigtable unreachable: try again at the next beat, if it comes in time
                 reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
                 if lease.now_us() + int(beat * SECOND_US) >= expiry:
                     give_up(
+                        UNREACHABLE,
                         f"aggregate: gave up the job's lease ({lease.holder}): it could not be renewed "
-                        f"before its expiry ({reason})"
+                        f"before its expiry ({reason})",
                     )
                     return
                 say(f"aggregate: could not renew the job's lease: {reason}")

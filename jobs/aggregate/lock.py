@@ -34,7 +34,7 @@ def run_lock(
     cfg: Config,
     wait: bool = False,
     say: Callable[[str], None] = lambda line: None,
-    on_lost: Callable[[], None] = lambda: None,
+    on_lost: Callable[[str], None] = lambda cause: None,
 ) -> Iterator[Path]:
     """Hold this host's lock file, then the job's lease in the table, for the block. Raises
     RunLocked at once when either is taken, unless `wait`. `on_lost` is called (from another

@@ -99,3 +99,19 @@ def test_a_dead_holder_on_this_machine_is_taken_over_at_once_but_not_one_elsewhe
     elsewhere.release()
     assert lease.TableLease(table, 60, dead_here).try_claim() is None
     assert other.try_claim() is None  # its process is gone from this machine: taken over at once
+
+
+def test_a_lease_emptied_with_the_table_is_claimed_again_but_one_taken_is_lost(cfg: Config) -> None:
+    from jobs.aggregate.job import truncate_table
+
+    table = clients.ensure_table(cfg)
+    holder = lease.TableLease(table, 30, "host-a:1:x")
+    assert holder.try_claim() is None
+    truncate_table(cfg)  # what --rebuild does while holding the lease
+    assert holder.renew() and not holder.lost.is_set()
+    assert lease.TableLease(table, 30, "host-b:2:y").try_claim() is not None  # held again, by host-a
+    holder.release()
+    taker = lease.TableLease(table, 30, "host-b:2:y")
+    assert taker.try_claim() is None
+    holder.value = b"host-a:1:x|1"  # as if it still thought it held the lease
+    assert not holder.renew() and holder.lost.is_set()

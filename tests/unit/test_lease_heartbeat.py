@@ -32,12 +32,12 @@ class ScriptedLease(lease.TableLease):
         self.value = None
 
 
-def hold_for(held: ScriptedLease, seconds: float) -> tuple[list[str], list[float], int]:
-    """Hold `held` for `seconds`; the lines said, the clock readings at each on_lost call, and the
-    expiry of the first claim."""
+def hold_for(held: ScriptedLease, seconds: float) -> tuple[list[str], list[tuple[str, float]], int]:
+    """Hold `held` for `seconds`; the lines said, (cause, clock reading) at each on_lost call, and
+    the expiry of the first claim."""
     lines: list[str] = []
-    lost_at: list[float] = []
-    with lease.held(held, say=lines.append, on_lost=lambda: lost_at.append(time.time())):
+    lost_at: list[tuple[str, float]] = []
+    with lease.held(held, say=lines.append, on_lost=lambda cause: lost_at.append((cause, time.time()))):
         first_expiry = lease.expiry_of(held.value)
         threading.Event().wait(seconds)
     return lines, lost_at, first_expiry
@@ -46,8 +46,8 @@ def hold_for(held: ScriptedLease, seconds: float) -> tuple[list[str], list[float
 def test_an_unreachable_table_makes_the_holder_give_up_before_the_expiry() -> None:
     held = ScriptedLease(seconds=1.5, renewal="unreachable")
     lines, lost_at, expiry = hold_for(held, 2.2)
-    assert len(lost_at) == 1
-    assert lost_at[0] * 1_000_000 < expiry  # given up before another process could take it over
+    assert [cause for cause, _ in lost_at] == [lease.UNREACHABLE]
+    assert lost_at[0][1] * 1_000_000 < expiry  # given up before another process could take it over
     assert held.lost.is_set() and held.value is None
     assert any("could not renew the job's lease: 503 Bigtable unavailable" in line for line in lines)
     assert sum("gave up the job's lease" in line for line in lines) == 1
@@ -56,7 +56,7 @@ def test_an_unreachable_table_makes_the_holder_give_up_before_the_expiry() -> No
 def test_a_lease_taken_over_is_reported_lost_at_once() -> None:
     held = ScriptedLease(seconds=0.6, renewal="taken")
     lines, lost_at, _ = hold_for(held, 0.5)
-    assert len(lost_at) == 1 and held.lost.is_set()
+    assert [cause for cause, _ in lost_at] == [lease.TAKEN_OVER] and held.lost.is_set()
     assert any("another process took it over" in line for line in lines)
 
 
