@@ -6,8 +6,13 @@ user's rows: a scan for "u1" never returns "u10". Times are zero-padded so keys 
 
   dcflist   <user_id>#<event epoch microseconds, 16 digits>#<transaction_id>   one per transaction
   dcfbhour  <user_id>#<hour start epoch seconds, 10 digits>                     one per user-hour
+  dcfcat    <user_id>#<hour start epoch seconds, 10 digits>#cat                 the user-hour per category
 Global rows start with '~', which no user id may hold, so they sort after every user's rows:
   dcfbmin   ~minute#<minute start epoch seconds>        count and sum of all users for that minute
+  dcfcat    ~cathour#<hour start epoch seconds>         all users' count and sum per category, that hour
+  dcfcat    ~catmin#<minute start epoch seconds>        the same per minute
+  dcftime   ~latest#<salt, 1 hex digit>#<inverted event epoch microseconds, 16 digits>#<transaction_id>
+                                                        every transaction, newest first within a salt
   dcftop    ~tophour#<hour start epoch seconds>         one column per user: that hour's sum
   dcfuser   ~user#<user_id>                             the user directory (for the picker)
   dcfid     ~id#<4 hex digits of the id's hash>#<transaction_id>   the counted copy of each id
@@ -16,6 +21,13 @@ Global rows start with '~', which no user id may hold, so they sort after every 
   dcfmeta   ~file#<spool-relative path>                 a spool file the job has processed
   dcfmeta   ~dir#<dt=YYYY-MM-DD>                        a spool folder every file of which is processed
   dcfmeta   ~late#<publish epoch microseconds, 16 digits>#<transaction_id>  a row set aside as late
+
+A user-hour's category row sorts just after its hour bucket ('#' is below every digit) and
+before the user's transaction rows of that second, so a scan of transaction rows (filtered on
+dcflist) never returns it; it is read by key, like the buckets.
+
+The time index spreads one run's writes (which all land near "now") over TIME_SALTS key ranges,
+so they are not one tablet's hotspot; "the latest n" reads the head of each salt and merges.
 
 The id index is keyed by the transaction id alone, so "was this id counted?" is one point read
 whatever the copy carries; the hash prefix spreads the ids of one sequence over the key space.
@@ -109,6 +121,83 @@ def hour_bucket_range(user_id: str, start_hour_s: int, end_hour_s: int) -> tuple
     """[start, end) of a user's hour buckets whose hour start lies in [start_hour_s, end_hour_s)."""
     _user(user_id)
     return f"{user_id}{SEP}{max(0, start_hour_s):010d}".encode(), f"{user_id}{SEP}{max(0, end_hour_s):010d}".encode()
+
+
+def category_hour_key(user_id: str, hour_start_s: int) -> bytes:
+    """The row of one user-hour's totals per merchant category: <user>#<hour>#cat."""
+    return hour_bucket_key(user_id, hour_start_s) + f"{SEP}cat".encode()
+
+
+def category_all_hour_key(hour_start_s: int) -> bytes:
+    """The row of every user's totals per merchant category in one hour."""
+    return f"{GLOBAL}cathour{SEP}{hour_start_s:010d}".encode()
+
+
+def category_all_minute_key(minute_start_s: int) -> bytes:
+    """The row of every user's totals per merchant category in one minute."""
+    return f"{GLOBAL}catmin{SEP}{minute_start_s:010d}".encode()
+
+
+def parse_category_all_key(key: bytes) -> int:
+    """-> the hour or minute start (epoch seconds) of a ~cathour or ~catmin row"""
+    for kind in ("cathour", "catmin"):
+        prefix = f"{GLOBAL}{kind}{SEP}".encode()
+        if key.startswith(prefix):
+            return int(key[len(prefix) :])
+    raise RowKeyError(f"not a category row key: {key!r}")
+
+
+TIME_PREFIX = f"{GLOBAL}latest{SEP}"
+TIME_SALTS = 16
+_TIME_MAX_US = 10**16 - 1
+
+
+def time_salt(transaction_id: str) -> int:
+    """Which of the TIME_SALTS key ranges a transaction's time-index row lies in."""
+    return hashlib.blake2b(transaction_id.encode(), digest_size=1).digest()[0] % TIME_SALTS
+
+
+def time_index_key(event_time_us: int, transaction_id: str, user_id: str) -> bytes:
+    """The time-index row of one transaction: ~latest#<salt>#<inverted event µs>#<user>#<id>.
+    A forward scan of one salt reads newest first."""
+    if not TRANSACTION_ID.fullmatch(transaction_id):
+        raise RowKeyError(f"transaction_id must match [A-Za-z0-9_.:-]{{1,128}}, got {transaction_id!r}")
+    if not 0 <= event_time_us <= _TIME_MAX_US:
+        raise RowKeyError(f"event time out of range: {event_time_us}")
+    salt = time_salt(transaction_id)
+    inverted = _TIME_MAX_US - event_time_us
+    return f"{TIME_PREFIX}{salt:x}{SEP}{inverted:016d}{SEP}{_user(user_id)}{SEP}{transaction_id}".encode()
+
+
+def parse_time_index_key(key: bytes) -> tuple[str, int, str]:
+    """-> (user_id, event_time_us, transaction_id)"""
+    prefix = TIME_PREFIX.encode()
+    try:
+        if not key.startswith(prefix):
+            raise ValueError(key)
+        _, inverted, user_id, transaction_id = key[len(prefix) :].decode().split(SEP, 3)
+        return _user(user_id), _TIME_MAX_US - int(inverted), transaction_id
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RowKeyError(f"not a time-index row key: {key!r}") from exc
+
+
+def time_index_ranges(start_us: int, end_us: int) -> list[tuple[bytes, bytes]]:
+    """Per salt, [start, end) of the time-index rows with start_us <= event time < end_us (newest
+    first within each)."""
+    start_us, end_us = max(0, start_us), max(0, min(end_us, _TIME_MAX_US + 1))
+    if start_us >= end_us:
+        return []
+    high, low = _TIME_MAX_US - (end_us - 1), _TIME_MAX_US - start_us + 1
+    # low is 10**16 (17 digits) when start_us is 0: the end of the salt's range then
+    return [
+        (
+            f"{TIME_PREFIX}{salt:x}{SEP}{high:016d}".encode(),
+            f"{TIME_PREFIX}{salt:x}{SEP}{low:016d}".encode()
+            if low <= _TIME_MAX_US
+            else prefix_range(f"{TIME_PREFIX}{salt:x}{SEP}".encode())[1],
+        )
+        for salt in range(TIME_SALTS)
+    ]
 
 
 def minute_key(minute_start_s: int) -> bytes:

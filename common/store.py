@@ -5,6 +5,8 @@ Row keys come from common.rowkeys. Every value is ASCII text so `cbt read` shows
   dcfbhour:<CUR>:sum, dcfbhour:<CUR>:count                                        (user-hour rows)
   dcfbmin:<CUR>:sum, dcfbmin:<CUR>:count                                          (global minute rows)
   dcftop:<CUR>:<user_id> = that user's sum in the hour and currency               (top-spender index)
+  dcfcat:<CUR>:<category>:sum, dcfcat:<CUR>:<category>:count                      (category rows)
+  dcftime:amount_minor, dcftime:currency, dcftime:category                        (time-index rows)
   dcfuser:seen = "1"                                                              (user directory)
   dcfid:user, amount_minor, currency, event_us, publish_us, message_id            (id index rows)
   dcfid:reason, transaction_id, counted, copy (JSON versions)                      (conflict rows)
@@ -34,7 +36,8 @@ from google.cloud.bigtable.row_set import RowSet
 from common import bigtable_private
 
 LIST, HOUR, MINUTE, TOP, USER, ID, META = "dcflist", "dcfbhour", "dcfbmin", "dcftop", "dcfuser", "dcfid", "dcfmeta"
-FAMILIES = (LIST, HOUR, MINUTE, TOP, USER, ID, META)
+CAT, TIME = "dcfcat", "dcftime"
+FAMILIES = (LIST, HOUR, MINUTE, TOP, USER, ID, META, CAT, TIME)
 RUN = b"run"
 SUM = "sum"
 COUNT = "count"
@@ -117,6 +120,29 @@ def per_currency(cells: dict[bytes, int]) -> dict[str, tuple[int, int]]:
     return {currency: (pair[0], pair[1]) for currency, pair in out.items()}
 
 
+def category_qualifier(currency: str, category: str, what: str) -> bytes:
+    """The qualifier of one currency and category's sum or count: b"USD:grocery:sum". Categories hold
+    no ':' (common.message.CATEGORY), so the parts split back apart."""
+    return f"{currency}:{category}:{what}".encode()
+
+
+def category_cells(currency: str, category: str, sum_minor: int, count: int) -> dict[bytes, int]:
+    return {
+        category_qualifier(currency, category, SUM): int(sum_minor),
+        category_qualifier(currency, category, COUNT): int(count),
+    }
+
+
+def per_category(cells: dict[bytes, int]) -> dict[tuple[str, str], tuple[int, int]]:
+    """A category row's cells as {(currency, category): (sum in minor units, count)}."""
+    out: dict[tuple[str, str], list[int]] = {}
+    for qualifier, value in cells.items():
+        currency, category, what = qualifier.decode().split(":", 2)
+        if what in (SUM, COUNT):
+            out.setdefault((currency, category), [0, 0])[0 if what == SUM else 1] = int(value)
+    return {key: (pair[0], pair[1]) for key, pair in out.items()}
+
+
 def top_qualifier(currency: str, user_id: str) -> bytes:
     """The qualifier of one user's sum in one currency in a top-spender row: b"USD:u0001"."""
     return f"{currency}:{user_id}".encode()
@@ -165,6 +191,46 @@ def transaction_row(
     for family, qualifier, value in transaction_cells(amount_minor, currency, category, event_time, run_id):
         row.set_cell(family, qualifier, value)
     return row
+
+
+def time_index_cells(amount_minor: int, currency: str, category: str, run_id: int) -> list[Cell]:
+    """The cells of one time-index row (its key holds the user, event time and id)."""
+    return [
+        (TIME, b"amount_minor", str(int(amount_minor)).encode()),
+        _repeated_cell(TIME, b"currency", currency),
+        _repeated_cell(TIME, b"category", category),
+        _repeated_cell(META, RUN, str(run_id)),
+    ]
+
+
+@dataclass(frozen=True)
+class IndexedTransaction:
+    """A time-index row: one transaction of any user."""
+
+    key: bytes
+    amount_minor: int
+    currency: str
+    category: str
+
+
+def read_time_index(
+    table: Any, ranges: Sequence[tuple[bytes, bytes]], limit: int | None = None
+) -> list[IndexedTransaction]:
+    """Time-index rows in [start, end) key ranges, each range read on its own (with at most `limit`
+    rows when given), in key order within each range."""
+    out: list[IndexedTransaction] = []
+    for start_key, end_key in ranges:
+        for row in table.read_rows(start_key=start_key, end_key=end_key, filter_=_latest(TIME), limit=limit or 0):
+            cells = _cells(row, TIME)
+            out.append(
+                IndexedTransaction(
+                    row.row_key,
+                    int(cells[b"amount_minor"]),
+                    cells.get(b"currency", b"USD").decode(),
+                    cells.get(b"category", b"unknown").decode(),
+                )
+            )
+    return out
 
 
 def id_index_cells(version: Version, run_id: int) -> list[Cell]:
@@ -510,7 +576,7 @@ def write_cells(table: Any, key: bytes, family: str, cells: dict[bytes, bytes]) 
 
 
 def dump_table(
-    table: Any, families: Iterable[str] = (LIST, HOUR, MINUTE, TOP, USER, ID)
+    table: Any, families: Iterable[str] = (LIST, HOUR, MINUTE, TOP, USER, ID, CAT, TIME)
 ) -> dict[bytes, dict[str, dict[bytes, bytes]]]:
     """Every data cell (newest version) by row and family; bookkeeping (dcfmeta) left out. For tests."""
     wanted = set(families)

@@ -18,8 +18,8 @@ from common.message import EARLIEST_EVENT, MAX_FUTURE, MessageError, parse_messa
 from common.money import format_minor, is_currency
 from common.rowkeys import parse_transaction_key
 from common.store import StoredTransaction
-from common.timeutil import format_rfc3339, from_epoch_us, to_epoch_us
-from webapp import params, queries
+from common.timeutil import HOUR_US, MINUTE_US, format_rfc3339, from_epoch_us, to_epoch_us
+from webapp import params, population, queries
 from webapp.errors import BackendUnavailable, BadParameter, error_response
 from webapp.metrics import count_backend_error
 from webapp.services import get_table, now, services
@@ -128,7 +128,52 @@ def user_latest(user_id: str) -> Any:
     return jsonify({"user_id": query.user_id, "transactions": [transaction_json(txn) for txn in page]})
 
 
+def categories_json(by_category: population.ByCategory, currency: str | None) -> list[dict[str, Any]]:
+    """[{"category", "currency", "sum", "count"}], currency by currency, the highest sum first in each."""
+    return [
+        {"category": category, "currency": cur, "sum": format_minor(total, cur), "count": count}
+        for category, cur, total, count in population.ranked(by_category)
+        if currency is None or cur == currency
+    ]
+
+
+@bp.get("/users/<user_id>/categories")
+def user_categories(user_id: str) -> Any:
+    query = params.UserCategoriesQuery.parse(request.args, now(), user_id=user_id)
+    span = query.span
+    found = population.user_categories(get_table(), query.user_id, span.start_us, span.end_us)
+    return jsonify(categories_json(found, query.currency))
+
+
 # --- all users ----------------------------------------------------------------------------------
+
+
+@bp.get("/categories")
+def categories() -> Any:
+    query = params.CategoriesQuery.parse(request.args, now())
+    found = population.everyone_categories(get_table(), query.span.start_us, query.span.end_us)
+    return jsonify(categories_json(found, query.currency))
+
+
+@bp.get("/totals")
+def totals() -> Any:
+    """Every user's count and sum per hour (or minute) and currency over [from, to)."""
+    query = params.TotalsQuery.parse(request.args, now())
+    currency = currency_or_default(query.currency)
+    step_us, name = (HOUR_US, "hour_start") if query.granularity == "hour" else (MINUTE_US, "minute_start")
+    rows = population.everyone_totals(get_table(), query.span.start_us, query.span.end_us, step_us)
+    return jsonify(
+        [{name: format_rfc3339(from_epoch_us(at * 1_000_000)), **totals_json(found, currency)} for at, found in rows]
+    )
+
+
+@bp.get("/transactions/latest")
+def latest_transactions() -> Any:
+    """The latest n transactions of every card holder, newest first, from the job's time index."""
+    query = params.AllLatestQuery.parse(request.args, now())
+    end_us = to_epoch_us(now() + MAX_FUTURE)
+    page = population.latest(get_table(), to_epoch_us(EARLIEST_EVENT), end_us, query.n)
+    return jsonify({"transactions": [transaction_json(txn) for txn in page]})
 
 
 @bp.get("/top-users")

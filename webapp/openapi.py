@@ -58,6 +58,8 @@ def _openapi_3_0(field: dict[str, Any]) -> dict[str, Any]:
     return field
 
 
+CATEGORY_ORDER = "Currency by currency (code order), the highest sum first within each, ties by category."
+
 # Every answer may be a 403: a client off this machine while the server has no tokens, or a Host
 # header that names no allowed origin (webapp/security.py).
 FORBIDDEN = _json(
@@ -296,6 +298,30 @@ def document() -> dict[str, Any]:
                 "conflicts": {"type": "array", "items": _ref("Conflict")},
             },
         },
+        "CategoryTotal": {
+            "type": "object",
+            "required": ["category", "currency", "sum", "count"],
+            "properties": {
+                "category": {"type": "string"},
+                "currency": CURRENCY_CODE,
+                "sum": MONEY,
+                "count": {"type": "integer", "minimum": 0},
+            },
+        },
+        "StepTotal": {
+            "type": "object",
+            "required": ["currency", "sum", "count", "by_currency"],
+            "properties": {
+                "hour_start": {**TIME, "description": "With granularity=hour."},
+                "minute_start": {**TIME, "description": "With granularity=minute."},
+                **totals,
+            },
+        },
+        "AllLatest": {
+            "type": "object",
+            "required": ["transactions"],
+            "properties": {"transactions": {"type": "array", "items": _ref("Transaction")}},
+        },
         "Users": {
             "type": "object",
             "required": ["prefix", "users"],
@@ -438,6 +464,34 @@ def document() -> dict[str, Any]:
             "A user's latest n transactions, newest first",
             params.LatestQuery,
             _json(_ref("Latest"), "The latest transactions."),
+        ),
+        "/api/v1/users/{user_id}/categories": _get(
+            "A user's sum and count per merchant category and currency in [from, to)",
+            params.UserCategoriesQuery,
+            _json({"type": "array", "items": _ref("CategoryTotal")}, CATEGORY_ORDER),
+            "Exact for any range: whole hours from the job's per-category counters, the partial hours "
+            "at either edge from the transaction rows.",
+        ),
+        "/api/v1/categories": _get(
+            "Everyone's sum and count per merchant category and currency in [from, to)",
+            params.CategoriesQuery,
+            _json({"type": "array", "items": _ref("CategoryTotal")}, CATEGORY_ORDER),
+            "Exact for any range: whole hours and then whole minutes from the job's per-category "
+            "counters, the seconds left at either edge from its time index of transactions.",
+        ),
+        "/api/v1/totals": _get(
+            "Everyone's count and sum per hour (or minute) in [from, to)",
+            params.TotalsQuery,
+            _json({"type": "array", "items": _ref("StepTotal")}, "Every hour (minute) overlapping the range."),
+            "Each entry totals the part of its hour (minute) inside [from, to), zero where none, so the "
+            "entries add up to the range's exact total. `sum`/`count` are those of the `currency` "
+            "parameter; `by_currency` lists every currency present.",
+        ),
+        "/api/v1/transactions/latest": _get(
+            "The latest n transactions of every card holder, newest first",
+            params.AllLatestQuery,
+            _json(_ref("AllLatest"), "Newest event time first; ties by user id, then transaction id."),
+            "Read from the head of the job's time index, never by scanning the table.",
         ),
         "/api/v1/top-users": _get(
             "The users with the highest total in the last N hours",

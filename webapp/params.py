@@ -247,6 +247,51 @@ class LateQuery(RangeQuery):
     page_token: str | None = _page_token("after")
 
 
+CATEGORY_CURRENCY = "Only this currency (ISO 4217 code); default every currency present."
+
+
+class UserCategoriesQuery(RangeQuery):
+    MAX_SPAN = timedelta(days=366)
+    user_id: UserId
+    start: Time = _from("-24h")
+    end: Time = _to()
+    currency: Currency | None = Field(None, description=CATEGORY_CURRENCY)
+
+
+class CategoriesQuery(RangeQuery):
+    MAX_SPAN = timedelta(days=366)
+    start: Time = _from("-24h")
+    end: Time = _to()
+    currency: Currency | None = Field(None, description=CATEGORY_CURRENCY)
+
+
+MINUTE_SPAN = timedelta(days=1)
+
+
+class TotalsQuery(RangeQuery):
+    MAX_SPAN = timedelta(days=31)
+    start: Time = _from("-24h")
+    end: Time = _to()
+    granularity: str = Field(
+        "hour",
+        pattern="^(hour|minute)$",
+        description=f"hour, or minute (then the range may span at most {MINUTE_SPAN.days} day).",
+    )
+    currency: Currency | None = Field(None, description=CURRENCY)
+
+    @model_validator(mode="after")
+    def _minutes_short(self) -> Self:
+        if self.granularity == "minute" and self.end - self.start > MINUTE_SPAN:
+            raise BadParameter(
+                "granularity", f"minute totals may span at most {MINUTE_SPAN.days} day; use hour or a shorter range"
+            )
+        return self
+
+
+class AllLatestQuery(Query):
+    n: Count = _count(100, 1, 500, "How many, newest first.")
+
+
 class ConflictsQuery(Query):
     limit: Count = _count(10, 1, 100, "How many.")
 

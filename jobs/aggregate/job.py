@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 
 from common import clients, jobstate, money, outage, spool, store
 from common.config import Config, late_horizon
+from common.timeutil import HOUR_US, MINUTE_US
 from jobs.aggregate import extract, load
 from jobs.aggregate import transforms as tf
 from jobs.aggregate.progress import spark_progress
@@ -55,6 +56,7 @@ class RunSummary:
     minutes_written: int = 0
     top_hours_written: int = 0
     users_written: int = 0
+    category_rows_written: int = 0
     failures: int = 0
     conflicted_ids: int = 0
     files_left: int = 0  # new files beyond job_max_files_per_run, for the next run
@@ -141,11 +143,22 @@ def load_transactions(
 def load_counters(
     cfg: Config, run_id: int, remaining: DataFrame, pause_after_batch_s: float = 0.0
 ) -> tuple[dict[str, int], list[Failure]]:
-    """Add the remaining transactions' hour, minute and top-spender deltas (once per run per row) and
-    write the user directory, as one Spark job so the executors stay busy."""
+    """Add the remaining transactions' hour, minute, top-spender and category deltas (once per run per
+    row) and write the user directory, as one Spark job so the executors stay busy."""
     buckets = remaining.transform(tf.hourly_buckets)
     minutes = remaining.transform(tf.minute_stats)
+    category_hours = remaining.transform(tf.category_stats, HOUR_US, "hour_start")
+    category_minutes = remaining.transform(tf.category_stats, MINUTE_US, "minute_start")
     writers = [
+        tf.per_category_row(remaining.transform(tf.category_buckets), "user_id", "hour_start").mapInArrow(
+            load.apply_user_category_deltas(cfg, run_id, pause_after_batch_s), load.RESULT_SCHEMA
+        ),
+        tf.per_category_row(category_hours, "hour_start").mapInArrow(
+            load.apply_all_category_deltas(cfg, run_id, "hour_start", pause_after_batch_s), load.RESULT_SCHEMA
+        ),
+        tf.per_category_row(category_minutes, "minute_start").mapInArrow(
+            load.apply_all_category_deltas(cfg, run_id, "minute_start", pause_after_batch_s), load.RESULT_SCHEMA
+        ),
         tf.per_row(buckets, "user_id", "hour_start").mapInArrow(
             load.apply_hour_deltas(cfg, run_id, pause_after_batch_s), load.RESULT_SCHEMA
         ),
@@ -258,9 +271,11 @@ def _load(
     summary.minutes_written = counters.get(store.MINUTE, 0)
     summary.top_hours_written = counters.get(store.TOP, 0)
     summary.users_written = counters.get(store.USER, 0)
+    summary.category_rows_written = counters.get(store.CAT, 0)
     say(
         f"load: {summary.buckets_written:,} dcfbhour, {summary.minutes_written:,} dcfbmin, "
-        f"{summary.top_hours_written:,} dcftop, {summary.users_written:,} dcfuser rows "
+        f"{summary.top_hours_written:,} dcftop, {summary.category_rows_written:,} dcfcat, "
+        f"{summary.users_written:,} dcfuser rows "
         f"in {time.monotonic() - phase:.1f} s"
     )
     return failures

@@ -172,9 +172,18 @@ def write_transactions(cfg: Config, run_id: int, pause_after_batch_s: float = 0.
                 (rowkeys.id_index_key(tid), store.id_index_cells(version, run_id))
                 for tid, version in zip(ids, versions, strict=True)
             ]
-            failures = store.write_cell_rows(table, index + rows)
-            index_failed = sum(1 for f in failures if f.key.startswith(rowkeys.ID_PREFIX.encode()))
-            yield _result(store.LIST, len(rows) - (len(failures) - index_failed), 0, failures)
+            by_time = [
+                (
+                    rowkeys.time_index_key(version.event_us, tid, version.user_id),
+                    store.time_index_cells(version.amount_minor, version.currency, category, run_id),
+                )
+                for tid, version, category in zip(
+                    ids, versions, batch.column("merchant_category").to_pylist(), strict=True
+                )
+            ]
+            failures = store.write_cell_rows(table, index + rows + by_time)
+            others_failed = sum(1 for f in failures if f.key.startswith(b"~"))  # id and time index rows
+            yield _result(store.LIST, len(rows) - (len(failures) - others_failed), 0, failures)
             _pause(pause_after_batch_s)
 
     return run
@@ -252,6 +261,50 @@ def _top_deltas(batch: pa.RecordBatch) -> dict[bytes, dict[bytes, int]]:
         }
         for hour, spenders in zip(_micros(batch, "hour_start"), batch.column("spenders").to_pylist(), strict=True)
     }
+
+
+def _category_totals(totals: list[dict[str, Any]]) -> dict[bytes, int]:
+    cells: dict[bytes, int] = {}
+    for t in totals:
+        cells.update(store.category_cells(t["currency"], t["merchant_category"], t["sum_minor"], t["count"]))
+    return cells
+
+
+def _user_category_deltas(batch: pa.RecordBatch) -> dict[bytes, dict[bytes, int]]:
+    return {
+        rowkeys.category_hour_key(user, hour // SECOND_US): _category_totals(totals)
+        for user, hour, totals in zip(
+            batch.column("user_id").to_pylist(),
+            _micros(batch, "hour_start"),
+            batch.column("totals").to_pylist(),
+            strict=True,
+        )
+    }
+
+
+def _all_category_deltas(
+    name: str, key: Callable[[int], bytes]
+) -> Callable[[pa.RecordBatch], dict[bytes, dict[bytes, int]]]:
+    def deltas(batch: pa.RecordBatch) -> dict[bytes, dict[bytes, int]]:
+        return {
+            key(start // SECOND_US): _category_totals(totals)
+            for start, totals in zip(_micros(batch, name), batch.column("totals").to_pylist(), strict=True)
+        }
+
+    return deltas
+
+
+def apply_user_category_deltas(cfg: Config, run_id: int, pause_after_batch_s: float = 0.0) -> ArrowFn:
+    """User-hour category rows (user_id, hour_start, totals of transforms.per_category_row) -> dcfcat
+    counters at <user>#<hour>#cat, once per run."""
+    return _apply(cfg, run_id, store.CAT, _user_category_deltas, pause_after_batch_s)
+
+
+def apply_all_category_deltas(cfg: Config, run_id: int, name: str, pause_after_batch_s: float = 0.0) -> ArrowFn:
+    """Everyone's category rows per hour (name "hour_start") or minute ("minute_start") with their
+    totals -> dcfcat counters at ~cathour# or ~catmin#, once per run."""
+    key = rowkeys.category_all_hour_key if name == "hour_start" else rowkeys.category_all_minute_key
+    return _apply(cfg, run_id, store.CAT, _all_category_deltas(name, key), pause_after_batch_s)
 
 
 def apply_hour_deltas(cfg: Config, run_id: int, pause_after_batch_s: float = 0.0) -> ArrowFn:

@@ -114,6 +114,33 @@ def minute_stats(df: DataFrame) -> DataFrame:
     )
 
 
+def category_buckets(df: DataFrame) -> DataFrame:
+    """Per user, UTC hour of event time, currency and merchant category: user_id, hour_start,
+    currency, merchant_category, sum_minor, count."""
+    return (
+        df.groupBy("user_id", _floor_time("event_time", HOUR_US).alias("hour_start"), "currency", "merchant_category")
+        .agg(F.sum("amount_minor").alias("sum_minor"), F.count(F.lit(1)).alias("count"))
+        .select("user_id", "hour_start", "currency", "merchant_category", "sum_minor", "count")
+    )
+
+
+def category_stats(df: DataFrame, step_us: int, name: str) -> DataFrame:
+    """Over all users, per `step_us` of event time (an hour or a minute), currency and merchant
+    category: <name> (the step's start), currency, merchant_category, sum_minor, count."""
+    return (
+        df.groupBy(_floor_time("event_time", step_us).alias(name), "currency", "merchant_category")
+        .agg(F.sum("amount_minor").alias("sum_minor"), F.count(F.lit(1)).alias("count"))
+        .select(name, "currency", "merchant_category", "sum_minor", "count")
+    )
+
+
+def per_category_row(df: DataFrame, *keys: str) -> DataFrame:
+    """Per-category totals (keys..., currency, merchant_category, sum_minor, count) -> one row per
+    Bigtable row: keys..., totals = [(currency, merchant_category, sum_minor, count)] sorted, like per_row."""
+    total = F.struct("currency", "merchant_category", "sum_minor", "count")
+    return df.groupBy(*keys).agg(F.array_sort(F.collect_list(total)).alias("totals"))
+
+
 def per_row(df: DataFrame, *keys: str) -> DataFrame:
     """Per-currency totals (keys..., currency, sum_minor, count) -> one row per Bigtable row: keys...,
     totals = [(currency, sum_minor, count)] sorted by currency. A counter row is then changed by one

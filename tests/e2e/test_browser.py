@@ -159,6 +159,63 @@ def _average(total: str, count: int) -> str:
     return str((Decimal(total) / count).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
+def _chart(page: Page, canvas: str) -> dict[str, Any]:
+    found: dict[str, Any] = page.evaluate(
+        "(id) => { const c = Chart.getChart(id); return {labels: c.data.labels, data: c.data.datasets[0].data}; }",
+        canvas,
+    )
+    return found
+
+
+def _as_money(values: list[float], places: int) -> list[Decimal]:
+    return [Decimal(str(v)).quantize(Decimal(1).scaleb(-places)) for v in values]
+
+
+def test_the_landing_page_shows_everyone_before_a_card_holder_is_picked(
+    server: str, browser_page: tuple[Page, list[str]], ledger: list[LedgerRow]
+) -> None:
+    page, foreign = browser_page
+    page.goto(f"{server}/?range=24h")
+    page.wait_for_function("() => document.getElementById('everyone-panel').dataset.state === 'ready'", timeout=15_000)
+    panel = page.locator("#everyone-panel")
+    span = {"from": panel.get_attribute("data-from") or "", "to": panel.get_attribute("data-to") or ""}
+    currency = panel.get_attribute("data-currency")
+    assert currency == "USD"  # the server's default
+    assert page.locator("#user-title").text_content() == "No card holder chosen"
+
+    totals = requests.get(f"{server}/api/v1/totals", params={**span, "granularity": "hour"}, timeout=10).json()
+    chart = _chart(page, "everyone-hourly-chart")
+    assert len(chart["labels"]) == len(totals) >= 24
+    assert _as_money(chart["data"], 2) == [Decimal(h["sum"]) for h in totals]
+    low, high = _us(_parse(span["from"])), _us(_parse(span["to"]))
+    inside = [r for r in ledger if low <= r.event_us < high]
+    usd = [r for r in inside if r.currency == "USD"]
+    assert sum(Decimal(h["sum"]) for h in totals) == Decimal(sum(r.amount_minor for r in usd)) / 100
+
+    categories = requests.get(f"{server}/api/v1/categories", params=span, timeout=10).json()
+    chart = _chart(page, "everyone-category-chart")
+    shown = [c for c in categories if c["currency"] == "USD"]
+    assert chart["labels"] == [c["category"] for c in shown] and len(shown) >= 2
+    assert _as_money(chart["data"], 2) == [Decimal(c["sum"]) for c in shown]
+    by_category: dict[str, int] = {}
+    for r in usd:
+        by_category[r.category] = by_category.get(r.category, 0) + r.amount_minor
+    assert {c["category"]: Decimal(c["sum"]) for c in shown} == {k: Decimal(v) / 100 for k, v in by_category.items()}
+
+    latest = requests.get(f"{server}/api/v1/transactions/latest", params={"n": 20}, timeout=10).json()
+    newest = sorted(ledger, key=lambda r: (-r.event_us, r.user_id, r.transaction_id))[:20]
+    assert [t["transaction_id"] for t in latest["transactions"]] == [r.transaction_id for r in newest]
+    cells = page.locator("#latest-table tbody tr").evaluate_all(
+        "rows => rows.map(r => [...r.children].map(td => td.textContent))"
+    )
+    assert [(c[1], c[2], c[5]) for c in cells] == [
+        (t["user_id"], t["amount"], t["transaction_id"]) for t in latest["transactions"]
+    ]
+    page.wait_for_function("() => document.querySelectorAll('#top-table tbody tr td:nth-child(2)').length > 0")
+    assert page.evaluate("() => Chart.getChart('minute-chart').data.labels.length") == 60
+    assert foreign == []
+
+
 def test_picking_a_user_and_a_range_shows_the_apis_numbers(
     server: str, browser_page: tuple[Page, list[str]], ledger: list[LedgerRow]
 ) -> None:
@@ -202,6 +259,12 @@ def test_picking_a_user_and_a_range_shows_the_apis_numbers(
     assert [c[4] for c in cells] == [t["transaction_id"] for t in first["transactions"]]
     assert [c[1] for c in cells] == [t["amount"] for t in first["transactions"]]
     assert "food & drink" in [c[3] for c in cells]  # shown as text, ampersand and all
+    categories = requests.get(f"{api}/categories", params=span, timeout=10).json()
+    shown = [c for c in categories if c["currency"] == "USD"]
+    category_chart = _chart(page, "category-chart")
+    assert category_chart["labels"] == [c["category"] for c in shown] and shown
+    assert _as_money(category_chart["data"], 2) == [Decimal(c["sum"]) for c in shown]
+    assert sum(Decimal(c["sum"]) for c in shown) == Decimal(total["sum"])
 
     # The next page is the API's next page.
     page.locator("#page-older").click()

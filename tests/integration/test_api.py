@@ -472,6 +472,109 @@ def test_per_minute_counts_every_user_per_currency(client: FlaskClient, currency
     assert sum(c["count"] for m in body for c in m["by_currency"]) > 2600
 
 
+# --- merchant categories, everyone's totals, everyone's latest -------------------------------------
+
+
+def _category_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "user_id": [r.user_id for r in LEDGER],
+            "currency": [r.currency for r in LEDGER],
+            "category": [r.category for r in LEDGER],
+            "amount_minor": [r.amount_minor for r in LEDGER],
+            "event_us": [r.event_us for r in LEDGER],
+        }
+    )
+
+
+def expected_categories(user: str | None, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """pandas over the ledger: per currency (code order), the highest sum first, ties by category."""
+    frame = _category_frame()
+    inside = frame[(frame.event_us >= _us(start)) & (frame.event_us < _us(end))]
+    if user is not None:
+        inside = inside[inside.user_id == user]
+    grouped = inside.groupby(["currency", "category"]).amount_minor.agg(["sum", "count"]).reset_index()
+    rows = sorted(
+        ((str(g.currency), -int(g["sum"]), str(g.category), int(g["count"])) for _, g in grouped.iterrows()),
+    )
+    return [{"category": cat, "currency": cur, "sum": money(-neg, cur), "count": n} for cur, neg, cat, n in rows]
+
+
+# Random microsecond ranges (never on an hour or a minute), plus a few under a minute and an hour.
+CATEGORY_RANGES = [
+    *_random_ranges(6, seed=13),
+    (NOW - timedelta(seconds=50, microseconds=17), NOW - timedelta(seconds=3)),
+    (NOW - timedelta(minutes=29, seconds=13, microseconds=5), NOW - timedelta(minutes=2, seconds=41)),
+    (datetime(2026, 3, 15, 4, 59, 59, tzinfo=UTC), datetime(2026, 3, 15, 5, 0, 0, 1, tzinfo=UTC)),
+    (NOW - timedelta(days=30), NOW + timedelta(days=1)),
+]
+
+
+@pytest.mark.parametrize(("start", "end"), CATEGORY_RANGES)
+def test_categories_are_exact_for_any_range_for_a_user_and_for_everyone(
+    client: FlaskClient, start: datetime, end: datetime
+) -> None:
+    query = {"from": _iso(start), "to": _iso(end)}
+    for user in ("alice", "multi", "dense"):
+        body = client.get(f"/api/v1/users/{user}/categories", query_string=query).get_json()
+        assert body == expected_categories(user, start, end), user
+    everyone = client.get("/api/v1/categories", query_string=query).get_json()
+    assert everyone == expected_categories(None, start, end)
+    assert everyone  # each range holds some spending
+    only_jpy = client.get("/api/v1/categories", query_string={**query, "currency": "JPY"}).get_json()
+    assert only_jpy == [row for row in everyone if row["currency"] == "JPY"]
+
+
+@pytest.mark.parametrize(
+    ("granularity", "start", "end"),
+    [
+        ("hour", *_random_ranges(1, seed=21)[0]),
+        ("hour", NOW - timedelta(days=3, minutes=7, microseconds=9), NOW + timedelta(hours=3)),
+        ("minute", NOW - timedelta(hours=2, seconds=31, microseconds=1), NOW - timedelta(seconds=7)),
+    ],
+)
+def test_everyones_totals_per_step_match_the_ledger_and_add_up(
+    client: FlaskClient, granularity: str, start: datetime, end: datetime
+) -> None:
+    step = timedelta(hours=1) if granularity == "hour" else timedelta(minutes=1)
+    query = {"from": _iso(start), "to": _iso(end), "granularity": granularity, "currency": "JPY"}
+    body = client.get("/api/v1/totals", query_string=query).get_json()
+    first = datetime.fromtimestamp(_us(start) // 1_000_000 // int(step.total_seconds()) * step.total_seconds(), UTC)
+    assert len(body) == -(-(_us(end) - _us(first)) // (int(step.total_seconds()) * 1_000_000))
+    for index, entry in enumerate(body):
+        at = first + index * step
+        assert entry[f"{granularity}_start"] == at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        low, high = max(_us(at), _us(start)), min(_us(at + step), _us(end))
+        rows = [r for r in LEDGER if low <= r.event_us < high]
+        jpy = [r for r in rows if r.currency == "JPY"]
+        assert (entry["currency"], entry["sum"], entry["count"]) == (
+            "JPY",
+            money(sum(r.amount_minor for r in jpy), "JPY"),
+            len(jpy),
+        )
+        assert entry["by_currency"] == expected_by_currency(rows)
+    assert sum(c["count"] for e in body for c in e["by_currency"]) == len(
+        [r for r in LEDGER if _us(start) <= r.event_us < _us(end)]
+    )
+
+
+@pytest.mark.parametrize("n", [1, 7, 100, 500])
+def test_latest_of_everyone_is_the_newest_n_across_card_holders(client: FlaskClient, n: int) -> None:
+    body = client.get("/api/v1/transactions/latest", query_string={"n": n}).get_json()
+    newest = sorted(LEDGER, key=lambda r: (-r.event_us, r.user_id, r.transaction_id))[:n]
+    assert [(t["user_id"], t["transaction_id"]) for t in body["transactions"]] == [
+        (r.user_id, r.transaction_id) for r in newest
+    ]
+    for shown, row in zip(body["transactions"], newest, strict=True):
+        assert (shown["amount"], shown["currency"], shown["merchant_category"]) == (
+            money(row.amount_minor, row.currency),
+            row.currency,
+            row.category,
+        )
+        assert shown["event_time"] == _rfc3339(row.event_us)
+    assert len(client.get("/api/v1/transactions/latest").get_json()["transactions"]) == 100
+
+
 # --- late rows and conflicts ----------------------------------------------------------------------
 
 
@@ -647,6 +750,14 @@ BAD = [
     ("/api/v1/late?page_token=%21%21", "page_token"),
     ("/api/v1/conflicts?limit=0", "limit"),
     ("/api/v1/conflicts?limit=101", "limit"),
+    ("/api/v1/users/u1/categories?from=-400d", "from"),
+    ("/api/v1/users/u1/categories?currency=usd", "currency"),
+    ("/api/v1/categories?from=now&to=-1h", "from"),
+    ("/api/v1/totals?granularity=day", "granularity"),
+    ("/api/v1/totals?granularity=minute&from=-2d", "granularity"),
+    ("/api/v1/totals?from=-32d", "from"),
+    ("/api/v1/transactions/latest?n=0", "n"),
+    ("/api/v1/transactions/latest?n=501", "n"),
 ]
 
 

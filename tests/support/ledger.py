@@ -101,6 +101,11 @@ class Contents:
     minutes: dict[tuple[int, str], tuple[int, int]] = field(default_factory=dict)  # (minute, currency)
     top: dict[tuple[int, str, str], int] = field(default_factory=dict)  # (hour, currency, user)
     users: set[str] = field(default_factory=set)
+    # (user, hour, currency, category), (hour, currency, category), (minute, currency, category)
+    user_categories: dict[tuple[str, int, str, str], tuple[int, int]] = field(default_factory=dict)
+    hour_categories: dict[tuple[int, str, str], tuple[int, int]] = field(default_factory=dict)
+    minute_categories: dict[tuple[int, str, str], tuple[int, int]] = field(default_factory=dict)
+    time_index: dict[tuple[str, int, str], tuple[int, str, str]] = field(default_factory=dict)
 
 
 def read_contents(table: Any) -> Contents:
@@ -130,7 +135,36 @@ def read_contents(table: Any) -> Contents:
                 out.top[(hour, currency, user)] = int(value)
         if store.USER in families:
             out.users.add(rowkeys.parse_user_directory_key(key))
+        if store.CAT in families:
+            _read_categories(out, key, families[store.CAT])
+        if store.TIME in families:
+            cells = families[store.TIME]
+            out.time_index[rowkeys.parse_time_index_key(key)] = (
+                int(cells[b"amount_minor"]),
+                cells[b"currency"].decode(),
+                cells[b"category"].decode(),
+            )
     return out
+
+
+def _read_categories(out: Contents, key: bytes, cells: dict[bytes, bytes]) -> None:
+    """Category cells "<CUR>:<category>:sum|count", parsed here by hand, into the dict of their row's kind."""
+    text = key.decode()
+    for qualifier, value in cells.items():
+        currency, category, what = qualifier.decode().split(":")
+        index = {"sum": 0, "count": 1}[what]
+        if text.startswith("~cathour#"):
+            target: dict[Any, tuple[int, int]] = out.hour_categories
+            where: tuple[Any, ...] = (int(text.split("#")[1]), currency, category)
+        elif text.startswith("~catmin#"):
+            target, where = out.minute_categories, (int(text.split("#")[1]), currency, category)
+        else:
+            user, hour, tag = text.split("#")
+            assert tag == "cat", key
+            target, where = out.user_categories, (user, int(hour), currency, category)
+        pair = list(target.get(where, (0, 0)))
+        pair[index] = int(value)
+        target[where] = (pair[0], pair[1])
 
 
 def _per_currency(cells: dict[bytes, bytes]) -> dict[str, tuple[int, int]]:
@@ -171,6 +205,20 @@ def expected_contents(ledger: pd.DataFrame, late_horizon_hours: int) -> Contents
     for minute, currency, total, count in con.execute(minutely).fetchall():
         out.minutes[(minute, currency)] = (total, count)
     out.users = {u for (u,) in con.execute("SELECT DISTINCT user_id FROM kept").fetchall()}
+    per_category = (
+        "SELECT {key}, currency, merchant_category, sum(amount_minor)::BIGINT, count(*) FROM kept GROUP BY ALL"
+    )
+    user_hour = "user_id, ev // 3600000000 * 3600"
+    for user, hour, currency, category, total, count in con.execute(per_category.format(key=user_hour)).fetchall():
+        out.user_categories[(user, hour, currency, category)] = (total, count)
+    for step, target in ((3600, out.hour_categories), (60, out.minute_categories)):
+        query = per_category.format(key=f"ev // {step * 1_000_000} * {step}")
+        for start, currency, category, total, count in con.execute(query).fetchall():
+            target[(start, currency, category)] = (total, count)
+    for user, ev, tid, cents, currency, category, _ in con.execute(
+        "SELECT user_id, ev, transaction_id, amount_minor, currency, merchant_category, ev_text FROM kept"
+    ).fetchall():
+        out.time_index[(user, ev, tid)] = (cents, currency, category)
     return out
 
 
@@ -189,6 +237,13 @@ def assert_contents(actual: Contents, expected: Contents, categories: bool = Tru
     assert actual.minutes == expected.minutes
     assert actual.top == expected.top
     assert actual.users == expected.users
+    if categories:
+        assert actual.user_categories == expected.user_categories
+        assert actual.hour_categories == expected.hour_categories
+        assert actual.minute_categories == expected.minute_categories
+        assert actual.time_index == expected.time_index
+    else:
+        assert set(actual.time_index) == set(expected.time_index)
 
 
 def copies(

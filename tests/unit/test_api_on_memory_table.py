@@ -41,6 +41,14 @@ HOURS = {  # the dcfbhour counters of ROWS, added up by hand
 }
 
 
+NINE_OCLOCK_CATEGORIES: list[store.Cell] = [  # n2 and n3
+    (store.CAT, b"USD:grocery:sum", b"300"),
+    (store.CAT, b"USD:grocery:count", b"1"),
+    (store.CAT, b"JPY:online:sum", b"700"),
+    (store.CAT, b"JPY:online:count", b"1"),
+]
+
+
 @pytest.fixture(scope="module")
 def client() -> FlaskClient:
     table = MemoryTable()
@@ -60,6 +68,17 @@ def client() -> FlaskClient:
             ]
         rows.append((rowkeys.hour_bucket_key("ann", us(hour) // 1_000_000), cells))
     rows.append((rowkeys.user_directory_key("ann"), [(store.USER, b"seen", b"1")]))
+    # The category counters and the time index of ROWS, written out by hand.
+    for user, when, tid, units, currency, category in ROWS:
+        minute_s = us(when) // 1_000_000
+        cells = [
+            (store.CAT, f"{currency}:{category}:sum".encode(), str(units).encode()),
+            (store.CAT, f"{currency}:{category}:count".encode(), b"1"),
+        ]
+        rows.append((rowkeys.category_all_minute_key(minute_s), cells))
+        rows.append((rowkeys.time_index_key(us(when), tid, user), store.time_index_cells(units, currency, category, 1)))
+    rows.append((rowkeys.category_hour_key("ann", us(at(9)) // 1_000_000), NINE_OCLOCK_CATEGORIES))
+    rows.append((rowkeys.category_all_hour_key(us(at(9)) // 1_000_000), NINE_OCLOCK_CATEGORIES))
     assert store.write_cell_rows(table, rows) == []
     # An emulator address nothing listens on: a read that went to Bigtable would fail.
     cfg = from_dict({"project_id": "test-project", "bigtable_emulator_host": "127.0.0.1:9"})
@@ -116,4 +135,41 @@ def test_hourly_gives_each_hour_of_the_range(client: FlaskClient) -> None:
         ("2026-03-15T08:00:00Z", "0.00", 0),
         ("2026-03-15T09:00:00Z", "3.00", 1),
         ("2026-03-15T10:00:00Z", "-0.50", 1),
+    ]
+
+
+def test_categories_add_whole_hours_to_the_edges_for_a_user_and_for_everyone(client: FlaskClient) -> None:
+    # ann: the 09:00 counters, then n4 (10:10) from the transaction rows; n1 (08:15) lies outside.
+    mine = client.get(
+        "/api/v1/users/ann/categories", query_string={"from": "2026-03-15T08:30:00Z", "to": "2026-03-15T10:15:00Z"}
+    ).get_json()
+    assert mine == [
+        {"category": "online", "currency": "JPY", "sum": "700", "count": 1},
+        {"category": "grocery", "currency": "USD", "sum": "2.50", "count": 2},
+    ]
+    # everyone: the 09:00 counters, the 08:15 minute's, and n4 from the time index (10:10:00-10:10:30).
+    everyone = client.get(
+        "/api/v1/categories", query_string={"from": "2026-03-15T08:15:00Z", "to": "2026-03-15T10:10:30Z"}
+    ).get_json()
+    assert everyone == [
+        {"category": "online", "currency": "JPY", "sum": "700", "count": 1},
+        {"category": "fuel", "currency": "USD", "sum": "12.50", "count": 1},
+        {"category": "grocery", "currency": "USD", "sum": "2.50", "count": 2},
+    ]
+
+
+def test_everyones_latest_and_totals_read_the_time_index(client: FlaskClient) -> None:
+    latest = client.get("/api/v1/transactions/latest?n=3").get_json()["transactions"]
+    assert [(t["user_id"], t["transaction_id"], t["amount"]) for t in latest] == [
+        ("ann", "n5", "1.234"),
+        ("ann", "n4", "-0.50"),
+        ("ann", "n3", "700"),
+    ]
+    minutes = client.get(
+        "/api/v1/totals",
+        query_string={"from": "2026-03-15T10:09:30Z", "to": "2026-03-15T10:10:30Z", "granularity": "minute"},
+    ).get_json()
+    assert [(m["minute_start"], m["sum"], m["count"]) for m in minutes] == [
+        ("2026-03-15T10:09:00Z", "0.00", 0),
+        ("2026-03-15T10:10:00Z", "-0.50", 1),
     ]

@@ -102,7 +102,7 @@ def test_the_documented_bounds_are_the_enforced_ones(client: FlaskClient) -> Non
                 assert response.status_code == 400, (url, parameter["name"], wrong)
                 assert response.get_json()["parameter"] == parameter["name"]
                 checked += 1
-    assert checked == 2 * 10  # limit on five routes (/list too), n on two, hours, minutes, after
+    assert checked == 2 * 11  # limit on five routes (/list too), n on three, hours, minutes, after
 
 
 def test_the_document_has_the_bounds_the_api_promises(client: FlaskClient) -> None:

@@ -100,3 +100,20 @@ def test_conflict_rows_of_a_run_fall_in_its_range() -> None:
     key = rowkeys.conflict_key(7, "tx-1", "m-9")
     assert rowkeys.conflict_range(7, 8)[0] <= key < rowkeys.conflict_range(7, 8)[1]
     assert not rowkeys.conflict_range(8, 9)[0] <= key < rowkeys.conflict_range(8, 9)[1]
+
+
+def test_the_time_index_reads_newest_first_and_its_ranges_hold_exactly_the_range() -> None:
+    events = [0, 1, 59_999_999, 60_000_000, 10**15, 10**16 - 1]
+    keys = sorted(rowkeys.time_index_key(ev, f"t{ev}", "u1") for ev in events)
+    by_salt: dict[bytes, list[int]] = {}
+    for key in keys:
+        by_salt.setdefault(key[: len(rowkeys.TIME_PREFIX) + 1], []).append(rowkeys.parse_time_index_key(key)[1])
+    assert all(times == sorted(times, reverse=True) for times in by_salt.values())
+    for start, end in [(0, 1), (0, 10**16), (1, 60_000_000), (59_999_999, 60_000_001), (10**15, 10**16)]:
+        found = {
+            rowkeys.parse_time_index_key(k)[1]
+            for k in keys
+            for low, high in rowkeys.time_index_ranges(start, end)
+            if low <= k < high
+        }
+        assert found == {ev for ev in events if start <= ev < end}, (start, end)

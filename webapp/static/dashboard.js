@@ -82,7 +82,10 @@
         added = true;
       }
     }
-    if (added) fillCurrencySelect("top-currency", state.topCurrency);
+    if (added) {
+      fillCurrencySelect("top-currency", state.topCurrency);
+      fillCurrencySelect("everyone-currency", state.topCurrency);
+    }
   }
 
   function fillCurrencySelect(id, chosen, only) {
@@ -178,7 +181,7 @@
     return td;
   }
 
-  function drawBars(canvasId, labels, values, label, color) {
+  function drawBars(canvasId, labels, values, label, color, horizontal) {
     if (typeof Chart === "undefined") return;
     const existing = charts[canvasId];
     if (existing) {
@@ -195,10 +198,24 @@
         animation: false,
         responsive: true,
         maintainAspectRatio: false,
+        indexAxis: horizontal ? "y" : "x",
         plugins: { legend: { display: false } },
-        scales: { y: { beginAtZero: true } },
+        scales: horizontal ? { x: { beginAtZero: true } } : { y: { beginAtZero: true } },
       },
     });
+  }
+
+  function drawCategories(canvasId, rows, currency, color) {
+    // One currency's categories, highest sum first (the API's order), as horizontal bars.
+    const mine = rows.filter((r) => r.currency === currency);
+    drawBars(
+      canvasId,
+      mine.map((r) => r.category),
+      mine.map((r) => moneyNumber(r.sum)),
+      `Sum per category (${currency})`,
+      color,
+      true,
+    );
   }
 
   // --- time range --------------------------------------------------------------------------------
@@ -324,10 +341,11 @@
     panel.dataset.state = "loading";
     try {
       const money = { ...range, currency: state.currency };
-      const [sum, hourly, page] = await Promise.all([
+      const [sum, hourly, page, categories] = await Promise.all([
         getJson(`${base}/sum`, money),
         getJson(`${base}/hourly`, money),
         getJson(`${base}/transactions`, { ...range, limit: PAGE_SIZE, page_token: state.tokens[state.page] }),
+        getJson(`${base}/categories`, range),
       ]);
       renderSum(sum);
       drawBars(
@@ -338,6 +356,8 @@
         "#2f6fba",
       );
       setText("chart-currency", sum.currency);
+      drawCategories("category-chart", categories, sum.currency, "#8e44ad");
+      setText("category-currency", sum.currency);
       renderTransactions(page);
       panel.dataset.from = range.from;
       panel.dataset.to = range.to;
@@ -352,7 +372,64 @@
     }
   }
 
-  // --- everyone: top spenders, activity, health --------------------------------------------------
+  // --- everyone: totals and categories over the range, latest, top spenders, activity, health ----
+
+  async function loadEveryone() {
+    const panel = $("everyone-panel");
+    const range = resolveRange();
+    if (!range) return;
+    setText("everyone-range", `${range.from} → ${range.to}`);
+    panel.dataset.state = "loading";
+    // /totals spans 31 days at most: a longer custom range shows its last 31 days here.
+    const longest = 31 * 86400 * 1000;
+    const tooLong = Date.parse(range.to) - Date.parse(range.from) > longest;
+    const span = { from: tooLong ? isoSeconds(new Date(Date.parse(range.to) - longest)) : range.from, to: range.to };
+    const [hourly, categories, latest] = await Promise.all([
+      getJson("/api/v1/totals", { ...span, granularity: "hour", currency: state.topCurrency }),
+      getJson("/api/v1/categories", span),
+      getJson("/api/v1/transactions/latest", { n: PAGE_SIZE }),
+    ]);
+    const currency = hourly.length ? hourly[0].currency : state.topCurrency;
+    for (const hour of hourly) noteCurrencies(hour.by_currency);
+    noteCurrencies(categories);
+    noteCurrencies(latest.transactions);
+    drawBars(
+      "everyone-hourly-chart",
+      hourly.map((h) => hourLabel(h.hour_start)),
+      hourly.map((h) => moneyNumber(h.sum)),
+      `Sum per hour (${currency})`,
+      "#17808a",
+    );
+    setText("everyone-hourly-currency", currency);
+    drawCategories("everyone-category-chart", categories, currency, "#c77c1e");
+    setText("everyone-category-currency", currency);
+    const body = $("latest-table").querySelector("tbody");
+    clearChildren(body);
+    for (const txn of latest.transactions) {
+      const row = document.createElement("tr");
+      cell(row, txn.event_time.slice(0, 19).replace("T", " "));
+      const link = document.createElement("button");
+      link.type = "button";
+      link.className = "link";
+      link.textContent = txn.user_id;
+      link.addEventListener("click", () => chooseUser(txn.user_id));
+      row.appendChild(document.createElement("td")).appendChild(link);
+      cell(row, txn.amount, "num");
+      cell(row, txn.currency);
+      cell(row, txn.merchant_category);
+      cell(row, txn.transaction_id, "mono");
+      body.appendChild(row);
+    }
+    if (!latest.transactions.length) {
+      const row = document.createElement("tr");
+      cell(row, "No transactions yet.", "empty").colSpan = 6;
+      body.appendChild(row);
+    }
+    panel.dataset.from = span.from;
+    panel.dataset.to = span.to;
+    panel.dataset.currency = currency;
+    panel.dataset.state = "ready";
+  }
 
   async function loadTop() {
     const rows = await getJson("/api/v1/top-users", { hours: $("top-hours").value, n: 10, currency: state.topCurrency });
@@ -512,7 +589,14 @@
   async function refreshOnce() {
     // Top spenders wait for the per-minute answer, which names the server's default currency.
     const minutes = loadMinutes();
-    const jobs = [loadUser(), minutes, minutes.then(loadTop, loadTop), loadHealth(), loadConflicts()];
+    const jobs = [
+      loadUser(),
+      minutes,
+      minutes.then(loadTop, loadTop),
+      minutes.then(loadEveryone, loadEveryone),
+      loadHealth(),
+      loadConflicts(),
+    ];
     const results = await Promise.allSettled(jobs);
     const failed = results.find((r) => r.status === "rejected");
     if (failed) showMessage(failed.reason.message, true);
@@ -640,7 +724,10 @@
         state.page = 0;
         markRangeButtons();
         saveToUrl();
-        if (state.range !== "custom") loadUser();
+        if (state.range !== "custom") {
+          loadUser();
+          loadEveryone().catch((err) => showMessage(err.message, true));
+        }
       });
     }
     $("custom-form").addEventListener("submit", (event) => {
@@ -651,6 +738,7 @@
       state.page = 0;
       saveToUrl();
       loadUser();
+      loadEveryone().catch((err) => showMessage(err.message, true));
     });
     $("page-older").addEventListener("click", () => {
       if (!state.tokens[state.page + 1]) return;
@@ -665,7 +753,15 @@
     $("top-hours").addEventListener("change", () => loadTop().catch((err) => showMessage(err.message, true)));
     $("top-currency").addEventListener("change", () => {
       state.topCurrency = $("top-currency").value;
+      fillCurrencySelect("everyone-currency", state.topCurrency);
       loadTop().catch((err) => showMessage(err.message, true));
+      loadEveryone().catch((err) => showMessage(err.message, true));
+    });
+    $("everyone-currency").addEventListener("change", () => {
+      state.topCurrency = $("everyone-currency").value;
+      fillCurrencySelect("top-currency", state.topCurrency);
+      loadTop().catch((err) => showMessage(err.message, true));
+      loadEveryone().catch((err) => showMessage(err.message, true));
     });
     $("currency-select").addEventListener("change", () => chooseCurrency($("currency-select").value));
     $("token-form").addEventListener("submit", (event) => {
