@@ -4,9 +4,11 @@
     python -m bench --quick                small sizes (a couple of minutes); writes bench/out/
     python -m bench --stages api,job       only those stages (writes bench/out/ unless --out is given)
     python -m bench --stages soak [--soak-minutes 30] [--soak-outage-minutes 10]
+    python -m bench --stages freshness [--freshness-minutes 3]
 
 Stages, in order: publish, spool, hostile, aggregate, job, writer, incremental, e2e, drain, api; and soak
-(the live pipeline through long outages, 30 minutes), which runs only when named in --stages. Each runs on the
+(the live pipeline through long outages, 30 minutes) and freshness (seconds from publish to /sum,
+four settings of a few minutes), which run only when named in --stages. Each runs on the
 local emulators with its own uuid-named topic, subscription, table and spool, removed afterwards.
 Exit codes: 0 every stage ran (whether or not it met its target), 1 a stage failed to run,
 2 a bad flag or config value, 3 an emulator cannot be reached.
@@ -23,7 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from bench import hostile, pipeline, soak, stages
+from bench import freshness, hostile, pipeline, soak, stages
 from bench.results import Result, compare, write_all
 from common import clients
 from common.cli import (
@@ -51,8 +53,9 @@ STAGES: dict[str, Callable[[stages.Bench], list[Result]]] = {
     "drain": pipeline.drain,
     "api": stages.api,
     "soak": soak.soak,
+    "freshness": freshness.freshness,
 }
-ON_REQUEST = {"soak"}  # too long for every run: only when named in --stages
+ON_REQUEST = {"soak", "freshness"}  # too long for every run: only when named in --stages
 
 
 def parse_stages(text: str | None) -> list[str]:
@@ -79,6 +82,9 @@ def build_parser() -> ArgumentParser:
         "--soak-outage-minutes", type=float, default=10.0, metavar="M", help="each soak outage's length"
     )
     parser.add_argument(
+        "--freshness-minutes", type=float, default=3.0, metavar="M", help="the freshness stage's window per setting"
+    )
+    parser.add_argument(
         "--out", metavar="DIR", help="where results go (default: bench/ for a full run of every stage, else bench/out/)"
     )
     return parser
@@ -95,7 +101,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out) if args.out else (BENCH_DIR if full else BENCH_DIR / "out")
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     bench = stages.Bench(
-        base, sizes, work, log, soak_minutes=args.soak_minutes, soak_outage_minutes=args.soak_outage_minutes
+        base,
+        sizes,
+        work,
+        log,
+        soak_minutes=args.soak_minutes,
+        soak_outage_minutes=args.soak_outage_minutes,
+        freshness_minutes=args.freshness_minutes,
     )
     results: list[Result] = []
     failed: list[str] = []

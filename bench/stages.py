@@ -76,6 +76,7 @@ class Bench:
     logs: Path = ROOT / "bench" / "out" / "logs"  # the commands' output, kept after the run
     soak_minutes: float = 30.0  # the soak stage's length and the length of each of its two outages
     soak_outage_minutes: float = 10.0
+    freshness_minutes: float = 3.0  # the freshness stage's window per setting
 
     def scratch_config(self, name: str, **overrides: Any) -> Config:
         """The base config with a fresh topic, subscription, table and spool directory."""

@@ -1,14 +1,17 @@
 """The live demo: the whole pipeline on the local emulators, with the dashboard on :5000.
 
     .venv/bin/python scripts/demo.py [--users 100] [--hours 48] [--seed 42] [--port 5000]
-                                     [--every 30s] [--speedup 60] [--stop-after SECONDS]
+                                     [--every DURATION] [--speedup 60] [--stop-after SECONDS]
                                      [--run-dir run/demo] [--config PATH]
 
 Steps: start the emulators; reset the demo's own spool, table and subscription; simulate the last
 --hours for --users card holders (with a ledger of every published transaction); spool them; run
-the Spark job; then keep the pipeline alive (a live emitter, the spooler, the job every --every)
-and serve the dashboard until Ctrl-C (or --stop-after), which stops every process this script
-started. Running it again starts over from a clean slate.
+the Spark job; then keep the pipeline alive (a live emitter, the spooler rolling a file every
+second, the job in its live mode `--stream`, or a run every --every DURATION when given) and serve
+the dashboard until Ctrl-C (or --stop-after), which stops every process this script started, the
+emulators it started included (emulators that were running before it keep running). Once the live
+job has run a while, the banner gains the measured freshness: how long ago the newest counted
+transaction was published (from /health). Running it again starts over from a clean slate.
 
 The base config (--config, default config.json, else config.sample.json) names the topic,
 subscription and table; the demo writes its own copy to <run-dir>/config.json with the spool
@@ -27,6 +30,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import time
 import urllib.request
@@ -57,6 +61,8 @@ STEPS = 6
 # first, which can take longer; it is then killed, which is safe (an interrupted run is resumed, and
 # the next demo starts from an empty table anyway).
 STOP_GRACE_SECONDS = 20.0
+LIVE_ROLL_SECONDS = 1.0  # the live mode's spool roll age: a file a second for the --stream job
+FRESHNESS_AFTER_SECONDS = 20.0  # the live job's first runs over data pay for Spark's warm-up
 GROUP_GRACE_SECONDS = 10.0  # helpers (a Spark JVM, a producer process) leave soon after their parent
 HEALTH_WAIT_SECONDS = 90.0
 EXIT_FAILED = 1
@@ -291,8 +297,8 @@ def build_parser() -> ArgumentParser:
         "--every",
         metavar="DURATION",
         type=_duration,
-        default="30s",
-        help="how often the job runs while live (default 30s)",
+        default=None,
+        help="run the job on this schedule while live (e.g. 30s) instead of its live mode (--stream)",
     )
     parser.add_argument(
         "--speedup", metavar="X", type=_positive_float, default=60.0, help="live emitter speed-up (default 60)"
@@ -334,6 +340,8 @@ def _run(args: argparse.Namespace, base: Config, run_dir: Path, port: int, start
     opts = vars(args)
     config_path = run_dir / "config.json"
     settings = demo_config(base, run_dir, opts["users"], opts["seed"])
+    if opts["every"] is None:
+        settings["spool_roll_seconds"] = LIVE_ROLL_SECONDS
     cfg = load_config(_write_json(config_path, settings))
     logs = run_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -348,14 +356,18 @@ def _run(args: argparse.Namespace, base: Config, run_dir: Path, port: int, start
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, children.on_signal)
     url = f"http://127.0.0.1:{port}/"
+    # Its own state folder: `emulators.sh stop` then stops only the emulators this demo started.
+    emulator_env = dict(
+        env,
+        PUBSUB_PORT=cfg.pubsub_emulator_host.rsplit(":", 1)[1],
+        BIGTABLE_PORT=cfg.bigtable_emulator_host.rsplit(":", 1)[1],
+        EMULATOR_STATE_DIR=str(run_dir / "emulators"),
+    )
+    emulators_started = False
     try:
         step(1, "starting the Pub/Sub and Bigtable emulators")
-        emulator_env = dict(
-            env,
-            PUBSUB_PORT=cfg.pubsub_emulator_host.rsplit(":", 1)[1],
-            BIGTABLE_PORT=cfg.bigtable_emulator_host.rsplit(":", 1)[1],
-        )
         children.run([str(ROOT / "scripts" / "emulators.sh"), "start"], emulator_env)
+        emulators_started = any((run_dir / "emulators").glob("*.pid"))
 
         step(2, f"resetting the demo's spool ({run_dir / 'spool'}), table and subscription")
         with warnings.catch_warnings():
@@ -393,19 +405,29 @@ def _run(args: argparse.Namespace, base: Config, run_dir: Path, port: int, start
             f"    Logs: {logs}\n    Press Ctrl-C to stop.",
             flush=True,
         )
-        # The job's first live run comes one period after step 5's, so it does not compete with the
-        # dashboard's start-up for the CPU.
-        every = [PY, "-m", "jobs.aggregate", *cfg_args, "--every", opts["every"]]
-        job_at: float | None = job_done + parse_duration(opts["every"]).total_seconds()
+        # Scheduled: the job's first live run comes one period after step 5's, so it does not compete
+        # with the dashboard's start-up for the CPU. Live mode: at once.
+        if opts["every"]:
+            mode = f"a run every {opts['every']}"
+            live_job = [PY, "-m", "jobs.aggregate", *cfg_args, "--every", opts["every"]]
+            job_at: float | None = job_done + parse_duration(opts["every"]).total_seconds()
+        else:
+            mode = f"live: --stream, spool files rolled every {LIVE_ROLL_SECONDS:g} s"
+            live_job = [PY, "-m", "jobs.aggregate", *cfg_args, "--stream"]
+            job_at = time.monotonic()
+        freshness_at: float | None = None
         while not children.stopping:
             time.sleep(0.5)
             now = time.monotonic()
             if opts["stop_after"] and now - live_at >= opts["stop_after"]:
                 break
             if job_at is not None and now >= job_at:
-                children.start("aggregation job", every, env, logs / "aggregate.log")
-                say(f"aggregation job started (a run every {opts['every']}; log {logs / 'aggregate.log'})")
+                children.start("aggregation job", live_job, env, logs / "aggregate.log")
+                say(f"aggregation job started ({mode}; log {logs / 'aggregate.log'})")
                 job_at = None
+                freshness_at = now + FRESHNESS_AFTER_SECONDS
+            if freshness_at is not None and now >= freshness_at:
+                freshness_at = None if report_freshness(url + "health") else now + 5
             gone = children.exited()
             if gone:
                 name, code = gone[0]
@@ -421,7 +443,37 @@ def _run(args: argparse.Namespace, base: Config, run_dir: Path, port: int, start
     finally:
         print("\n==> stopping", flush=True)
         children.stop_all()
+        stop_emulators(emulator_env, emulators_started)
         print(f"    every process the demo started has stopped ({time.monotonic() - started:.0f} s in all)", flush=True)
+
+
+def report_freshness(health_url: str) -> bool:
+    """Print the banner's freshness line from /health; False when it has no figure yet."""
+    try:
+        with urllib.request.urlopen(health_url, timeout=3) as answer:
+            figures = json.load(answer).get("freshness") or {}
+    except (OSError, ValueError):
+        return False
+    age = figures.get("newest_counted_age_seconds")
+    if age is None:
+        return False
+    print(
+        f"\n    Freshness: the newest counted transaction was published {age:.1f} s ago "
+        f"(the dashboard shows it live; GET /health)",
+        flush=True,
+    )
+    return True
+
+
+def stop_emulators(env: dict[str, str], started: bool) -> None:
+    """Stop the emulators this demo started; say that the ones it found running keep running."""
+    if not started:
+        say("the emulators were running before the demo: they keep running")
+        return
+    done = subprocess.run([str(ROOT / "scripts" / "emulators.sh"), "stop"], env=env, capture_output=True, text=True)
+    for line in done.stdout.splitlines():
+        if line.endswith("stopped"):
+            say(f"stopped the {line[: -len(' stopped')]}")
 
 
 def _write_json(path: Path, data: dict[str, object]) -> Path:

@@ -200,14 +200,16 @@ def test_demo_serves_the_live_pipeline_and_ctrl_c_stops_every_process(
     args, run_dir, cfg = demo_setup
     port = int(args[args.index("--port") + 1])
 
-    # First run: the job's live schedule starts at once, so stopping has to stop it too.
-    demo = DemoRun([*args, "--every", "1s", "--stop-after", "600"])
+    # First run, in the live mode: the --stream job starts at once, so stopping has to stop it too,
+    # and the banner gains the freshness measured on /health.
+    demo = DemoRun([*args, "--stop-after", "600"])
     try:
         demo.wait_for("Dashboard: ", START_UP_TIMEOUT_S)
         for number in range(1, 7):
             assert f"==> [{number}/6]" in demo.output
         check_live_pipeline(demo, port, run_dir, cfg)
-        demo.wait_for("aggregation job started", 60)
+        demo.wait_for("aggregation job started (live: --stream", 60)
+        demo.wait_for("Freshness: the newest counted transaction was published", 120)
         code = demo.interrupt()
     finally:
         demo.kill_everything()
@@ -219,6 +221,9 @@ def test_demo_serves_the_live_pipeline_and_ctrl_c_stops_every_process(
     # The job is stopped, or killed when a run (or Spark's start-up) outlasts the grace period.
     assert any(line.startswith(("    stopped aggregation job", "    killed aggregation job")) for line in demo.lines)
     assert "every process the demo started has stopped" in demo.output
+    # The emulators were up before the demo (this test's fixture): they stay up.
+    assert "the emulators were running before the demo: they keep running" in demo.output
+    assert subprocess.run([str(ROOT / "scripts" / "emulators.sh"), "status"], capture_output=True).returncode == 0
 
     # Second run in the same run dir: a clean slate (run 1 again, and the new ledger reconciles).
     again = DemoRun([*args, "--every", "10m", "--stop-after", "600"])
