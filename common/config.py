@@ -178,6 +178,8 @@ class Config:
     spool_roll_messages: Annotated[int, _at_least(1)] = 50_000
     spool_roll_seconds: Annotated[float, _positive()] = 10.0
     stream_poll_seconds: Annotated[float, _positive()] = 1.0
+    compact_after_seconds: Annotated[float, _positive()] = 600.0
+    compact_min_files: Annotated[int, _at_least(2)] = 20
     max_payload_bytes: Annotated[int, _at_least(64)] = 8192
     max_abs_amount: Annotated[_Amount, AfterValidator(_above_zero)] = "1000000.00"
     ingest_token: _Secret = ""

@@ -255,6 +255,21 @@ def close_folders(table: Any, folders: dict[str, int]) -> None:
         raise JobStateError(f"could not record {len(failures)} spool folders as closed, e.g. {failures[0].key!r}")
 
 
+def mark_processed(table: Any, merged: str, run_id: int) -> None:
+    """Record the spool file `merged` (compacted from files already processed) as processed by
+    run `run_id`, before its members are deleted (see forget_processed)."""
+    failures = store.write_rows(table, [store.marker_row(table, rowkeys.processed_file_key(merged), run_id)])
+    if failures:
+        raise JobStateError(f"could not mark the compacted file {merged} processed: {failures[0].message}")
+
+
+def forget_processed(table: Any, files: list[str]) -> None:
+    """Delete the processed-file rows of spool files that no longer exist (compacted away)."""
+    failures = store.write_rows(table, [store.deleted_row(table, rowkeys.processed_file_key(f)) for f in files])
+    if failures:
+        raise JobStateError(f"could not forget {len(failures)} compacted spool files, e.g. {failures[0].key!r}")
+
+
 def record_success(table: Any, finished_at: datetime, seconds: float) -> None:
     """Record that a run (one with nothing new to do included) succeeded at `finished_at`."""
     _write_job_cells(table, _success_cells(finished_at, seconds))

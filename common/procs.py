@@ -118,21 +118,39 @@ class Supervised:
         self._close()
         return code
 
-    def ensure_stopped(self, group_grace: float = 0.0) -> int:
-        """Whatever happened, leave nothing of the group running: SIGKILL the group if the command
-        still runs, then give helpers that outlive it up to `group_grace` seconds to exit and
-        SIGKILL the rest. Returns how many helpers had to be killed that way."""
+    def helper_groups(self) -> set[int]:
+        """Process groups of this command's descendants other than its own (PySpark's Python worker
+        daemon makes one of its own), read while the command runs; a group kill misses them."""
+        import psutil
+
+        groups: set[int] = set()
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(self.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error, ProcessLookupError):
+                    groups.add(os.getpgid(child.pid))
+        return groups - {self.pid}
+
+    def ensure_stopped(self, group_grace: float = 0.0, helper_groups: set[int] | frozenset[int] = frozenset()) -> int:
+        """Whatever happened, leave nothing of the group (nor of `helper_groups`, see helper_groups)
+        running: SIGKILL the group if the command still runs, then give helpers that outlive it up to
+        `group_grace` seconds to exit and SIGKILL the rest. Returns how many helpers had to be killed
+        that way."""
         if self.running():
             self.signal_group(signal.SIGKILL)
         with contextlib.suppress(TimedOut):
             self.wait(60)
+        groups = {self.pid, *helper_groups}
+
+        def members() -> list[int]:
+            return [pid for group in groups for pid in group_members(group)]
+
         deadline = time.monotonic() + group_grace
-        while (members := group_members(self.pid)) and time.monotonic() < deadline:
+        while (left := members()) and time.monotonic() < deadline:
             time.sleep(0.2)
-        for pid in members:
+        for pid in left:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        return len(members)
+        return len(left)
 
     def _close(self) -> None:
         if self._handle is not None:

@@ -142,7 +142,7 @@ def write_file(table: pa.Table, spool_dir: str, relative: str) -> str:
     return str(write_atomic(table, local_path(spool_dir) / relative))
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -163,7 +163,7 @@ def _make_dirs(directory: Path) -> None:
             folder.mkdir()
         except FileExistsError:  # made meanwhile by another writer, which fsyncs its parent too
             continue
-        _fsync_dir(folder.parent)
+        fsync_dir(folder.parent)
 
 
 def write_atomic(table: pa.Table, path: Path) -> Path:
@@ -181,7 +181,7 @@ def write_atomic(table: pa.Table, path: Path) -> Path:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return path
 
 

@@ -362,6 +362,13 @@ def marker_row(table: Any, key: bytes, run_id: int) -> Any:
     return row
 
 
+def deleted_row(table: Any, key: bytes) -> Any:
+    """The mutation that deletes a whole row."""
+    row = table.direct_row(key)
+    row.delete()
+    return row
+
+
 def write_rows(table: Any, rows: Sequence[Any], attempts: int = 4) -> list[RowFailure]:
     """Write rows in batches with mutate_rows, retrying failed rows; return the rows that still failed."""
     failures: list[RowFailure] = []

@@ -133,6 +133,7 @@ class Children:
         """SIGTERM to each background process (not its helpers, which it stops itself), wait for it,
         then make sure nothing of its process group is left."""
         self.stopping = True
+        helpers = {name: proc.helper_groups() for name, proc in self.background}
         for _, proc in self.background:
             proc.signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
@@ -142,7 +143,7 @@ class Children:
                 outcome = f"killed {name} (second Ctrl-C)" if self.forced else f"stopped {name}"
             except TimedOut:
                 outcome = f"killed {name} (still busy {STOP_GRACE_SECONDS:.0f} s after SIGTERM)"
-            left = proc.ensure_stopped(GROUP_GRACE_SECONDS)
+            left = proc.ensure_stopped(GROUP_GRACE_SECONDS, helpers[name])
             say(outcome + (f"; killed {left} leftover helper processes" if left else ""))
 
     def _all(self) -> list[Supervised]:

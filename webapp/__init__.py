@@ -51,6 +51,9 @@ def create_app(
 
     cfg = _resolve_config(config)
     app = Flask(__name__)
+    # A path with '//' (a user id holding an encoded '/') is a 404 in JSON, not the HTML 308 redirect
+    # werkzeug's routing answers it with by default, which no error handler sees.
+    app.url_map.merge_slashes = False
     # Room for a body the message parser can refuse by name; anything larger is cut off at 413.
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_payload_bytes * 4 + 1024
     svc = app.extensions["txn"] = Services(cfg, clock or utcnow, table)

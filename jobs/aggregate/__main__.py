@@ -53,6 +53,7 @@ from jobs.aggregate.lock import RunLocked, run_lock
 
 EXIT_FAILED = 1
 EXIT_LOCKED = 75  # EX_TEMPFAIL: another run is at work, try again later
+COMPACT_EVERY_S = 60.0
 
 
 def build_parser() -> ArgumentParser:
@@ -115,6 +116,7 @@ class Runner:
         self.more = False  # the last run left new files (job_max_files_per_run) for the next one
         self.lease_lost = threading.Event()
         self.quiet_idle = False  # --stream: no line for a poll that found nothing new
+        self.compacted_at: float | None = None
 
     def on_lease_lost(self, cause: str) -> None:
         """Called from the lease's heartbeat. Taken over: another process now runs the job, so this
@@ -153,6 +155,8 @@ class Runner:
                     self.spark, self.cfg, rebuild=rebuild, say=say, pause_after_batch_s=self.pause_after_batch_s
                 )
                 self.more = summary.files_left > 0
+                if not self.more:
+                    self.compact()
         except RunLocked as exc:
             log(f"error: {exc}")
             return EXIT_LOCKED
@@ -172,6 +176,20 @@ class Runner:
             log(f"error: Bigtable: {outage_line(exc)}")
             return EXIT_UNAVAILABLE
         return 0
+
+    def compact(self) -> None:
+        """Merge small processed spool files (jobs/aggregate/compact.py), at most once every
+        COMPACT_EVERY_S in a loop. A failure is said, not raised: the run itself succeeded."""
+        from jobs.aggregate.compact import compact
+
+        now = time.monotonic()
+        if self.compacted_at is not None and now - self.compacted_at < COMPACT_EVERY_S:
+            return
+        self.compacted_at = now
+        try:
+            compact(self.cfg, clients.bigtable_table(self.cfg), say=log)
+        except Exception as exc:
+            log(f"warning: compaction of the spool failed, the next one tries again: {outage_line(exc)}")
 
     def stop(self) -> None:
         if self.spark is not None:

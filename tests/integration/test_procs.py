@@ -83,6 +83,23 @@ def test_signal_reaches_the_command_alone_and_ensure_stopped_clears_the_rest(tmp
     assert _gone(helper)
 
 
+def test_a_helper_in_a_process_group_of_its_own_is_stopped_too(tmp_path: Path) -> None:
+    # As PySpark's Python worker daemon does: os.setpgid(0, 0) in the helper.
+    own_group = HELPER.replace("'import time; time.sleep(120)'", "'import os, time; os.setpgid(0, 0); time.sleep(120)'")
+    proc = Supervised(_python(own_group + "time.sleep(120)"), tmp_path / "cmd.log")
+    helper = _helper_pid(proc)
+    deadline = time.monotonic() + 10
+    while os.getpgid(helper) != helper:
+        assert time.monotonic() < deadline, "the helper never made its own group"
+        time.sleep(0.05)
+    groups = proc.helper_groups()
+    assert groups == {helper}
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(30) == -signal.SIGTERM
+    assert proc.ensure_stopped(group_grace=0.5, helper_groups=groups) == 1
+    assert _gone(helper)
+
+
 def test_wait_past_its_timeout_kills_the_group_and_says_so(tmp_path: Path) -> None:
     proc = Supervised(_python(HELPER + "time.sleep(120)"), tmp_path / "cmd.log")
     helper = _helper_pid(proc)

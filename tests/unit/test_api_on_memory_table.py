@@ -173,3 +173,10 @@ def test_everyones_latest_and_totals_read_the_time_index(client: FlaskClient) ->
         ("2026-03-15T10:09:00Z", "0.00", 0),
         ("2026-03-15T10:10:00Z", "-0.50", 1),
     ]
+
+
+def test_a_path_with_an_empty_segment_is_a_json_404_not_an_html_redirect(client: FlaskClient) -> None:
+    for path in ("/api/v1/users/%0A%2F/latest", "/api/v1/users/u1//sum", "/api/v1//users"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert response.mimetype == "application/json", path

@@ -94,7 +94,11 @@ def seeded(spark: Any, emulators: dict[str, str], tmp_path_factory: pytest.TempP
 
 @pytest.fixture(scope="module")
 def app(seeded: Config) -> Flask:
-    return create_app(seeded)
+    app = create_app(seeded)
+    # The run stream stays open until its time is up and the fuzzers read each answer whole: here
+    # its streams end after half a second, so requests to it are checked and none hangs.
+    app.extensions["txn_push"].max_stream_seconds = 0.5
+    return app
 
 
 @pytest.fixture
