@@ -50,6 +50,7 @@ STAGES: dict[str, Callable[[stages.Bench], list[Result]]] = {
     "e2e": pipeline.end_to_end,
     "drain": pipeline.drain,
     "api": stages.api,
+    "holders": stages.holders,
     "soak": soak.soak,
 }
 ON_REQUEST = {"soak"}  # too long for every run: only when named in --stages
