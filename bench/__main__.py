@@ -52,6 +52,7 @@ STAGES: dict[str, Callable[[stages.Bench], list[Result]]] = {
     "e2e": pipeline.end_to_end,
     "drain": pipeline.drain,
     "api": stages.api,
+    "holders": stages.holders,
     "soak": soak.soak,
     "freshness": freshness.freshness,
 }

@@ -135,7 +135,6 @@ def seed_table(
     run_id = run.run_id
     hours: dict[bytes, dict[bytes, int]] = defaultdict(lambda: defaultdict(int))
     minutes: dict[bytes, dict[bytes, int]] = defaultdict(lambda: defaultdict(int))
-    top: dict[bytes, dict[bytes, int]] = defaultdict(lambda: defaultdict(int))
     mutations = []
     for row in rows:
         key = rowkeys.transaction_key(row.user_id, row.event_us, row.transaction_id)
@@ -148,7 +147,6 @@ def seed_table(
         for counters in (hours[rowkeys.hour_bucket_key(row.user_id, hour_s)], minutes[rowkeys.minute_key(minute_s)]):
             for qualifier, delta in store.counter_cells(row.currency, row.amount_minor, 1).items():
                 counters[qualifier] += delta
-        top[rowkeys.top_hour_key(hour_s)][store.top_qualifier(row.currency, row.user_id)] += row.amount_minor
     mutations += [
         store.user_directory_row(table, rowkeys.user_directory_key(u)) for u in sorted({r.user_id for r in rows})
     ]
@@ -158,9 +156,8 @@ def seed_table(
             chunk = mutations[start : start + store.WRITE_CHUNK]
             failures += store.write_rows(table, chunk)
             bar.update(len(chunk))
-    for family, deltas in ((store.HOUR, hours), (store.MINUTE, minutes), (store.TOP, top)):
-        plain = {key: dict(cells) for key, cells in deltas.items()}
-        failures += store.apply_counter_deltas(table, family, plain, run_id)[2]
+    failures += store.apply_bucket_deltas(table, {key: dict(cells) for key, cells in hours.items()}, run_id)[3]
+    failures += store.apply_counter_deltas(table, store.MINUTE, {k: dict(c) for k, c in minutes.items()}, run_id)[2]
     late_rows = [
         (
             rowkeys.late_key(r.publish_us, r.transaction_id),

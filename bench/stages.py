@@ -51,9 +51,10 @@ class Sizes:
     api_clients: int
     api_requests: int  # per client and endpoint
     rounds: int  # interleaved repetitions of a ceiling and its stage (best of each is kept)
+    holders: int = 1_000_000  # card holders of the holders stage (1-2 events each, over 2 hours)
 
 
-QUICK = Sizes(20_000, 200_000, 20_000, 20_000, 1_000, 50_000, 20_000, 8, 50, 1)
+QUICK = Sizes(20_000, 200_000, 20_000, 20_000, 1_000, 50_000, 20_000, 8, 50, 1, holders=20_000)
 FULL = Sizes(200_000, 10_000_000, 1_000_000, 200_000, 10_000, 1_000_000, 200_000, 8, 250, 2)
 
 
@@ -443,4 +444,74 @@ def api(bench: Bench) -> list[Result]:
         compare("API /transactions 6 h p50", listed.p50_ms, "ms", None, "-", None),
         compare("API /transactions 6 h p99", listed.p99_ms, "ms", None, "-", None, f"{listed.errors} errors"),
         compare("API /transactions 6 h rate", listed.requests_per_s, "req/s", None, "-", None),
+    ]
+
+
+def largest_row(cfg: Config) -> tuple[bytes, int]:
+    """(key, bytes) of the table's largest row, read back whole: key plus every cell's qualifier
+    and value, newest versions."""
+    from google.cloud.bigtable import row_filters
+
+    biggest, size = b"", 0
+    latest = row_filters.CellsColumnLimitFilter(1)
+    for row in clients.bigtable_table(cfg).read_rows(filter_=latest):
+        total = len(row.row_key) + sum(
+            len(qualifier) + len(cells[0].value) for family in row.cells.values() for qualifier, cells in family.items()
+        )
+        if total > size:
+            biggest, size = row.row_key, total
+    return biggest, size
+
+
+def holders(bench: Bench) -> list[Result]:
+    """`holders` card holders with 1-2 events each over two hours, spooled and counted by one job
+    run into an empty table: the run's time, the largest row read back (no row may grow with the
+    number of card holders) and the API p99 of /top-users (a week, n=100) and /sum."""
+    say, sizes = bench.say, bench.sizes
+    count = sizes.holders
+    rows = count * 3 // 2
+    with scratch(bench, "holders") as cfg:
+        say(f"    writing {rows:,} events of {count:,} card holders into {files_for(rows, cfg)} spool files")
+        write_spool(cfg.spool_dir, rows, users=count, hours=2, files=files_for(rows, cfg), seed=5)
+        clients.ensure_table(cfg)
+        summary, done = run_job(bench, cfg, "holders")
+        say(f"    job: {summary['rows_written']:,} rows in {summary['seconds']:.1f} s (process {done.seconds:.1f} s)")
+        key, size = largest_row(cfg)
+        say(f"    largest row: {key[:60]!r} {size:,} bytes")
+        port = _free_port()
+        config_path = procs.write_config(cfg, bench.work / "configs" / "holders.json")
+        server = procs.Started(
+            [str(ROOT / "run_server.sh")],
+            bench.logs / "holders-api.log",
+            env={"PORT": str(port), "CONFIG": str(config_path)},
+        )
+        try:
+            base_url = f"http://127.0.0.1:{port}"
+            _wait_ready(f"{base_url}/health", server)
+            now = datetime.now(UTC).replace(microsecond=0)
+            span = {"from": (now - timedelta(hours=3)).isoformat(), "to": now.isoformat()}
+            top = api_load.measure(
+                base_url,
+                "/api/v1/top-users",
+                {"hours": "168", "n": "100"},
+                sizes.api_clients,
+                sizes.api_requests,
+                name="top-users 168 h n=100",
+            )
+            summed = api_load.measure(
+                base_url, "/api/v1/users/u00001/sum", span, sizes.api_clients, sizes.api_requests, name="sum 3 h"
+            )
+        finally:
+            server.terminate()
+            server.wait(20)
+    for result in (top, summed):
+        say(f"    {result.line()}")
+    note = f"{count:,} card holders, {rows:,} events"
+    return [
+        compare("holders: job run time", summary["seconds"], "s", None, "-", None, note),
+        compare(
+            "holders: largest row", size, "bytes", None, "<= 64 KiB", size <= 65536, f"{key[:60].decode()!r}; {note}"
+        ),
+        compare("holders: API /top-users p99", top.p99_ms, "ms", None, "-", None, f"{top.errors} errors"),
+        compare("holders: API /sum p99", summed.p99_ms, "ms", None, "-", None, f"{summed.errors} errors"),
     ]

@@ -16,6 +16,8 @@ Part of the table's layout: the job (jobs/aggregate) writes them, the web app re
                     failed_runs_total runs that raised (a bad spool file, rows not written, a bug)
                     last_failed_at    RFC 3339 end of the last failed run
                     last_failure      JSON counts of that run, with "error": its one-line reason
+                    layout            the table layout the runs wrote (TABLE_LAYOUT; absent: 1, the
+                                      top-spender row per hour that held one column per card holder)
     ~file#<path>    run               the run that processed this spool file (path relative to spool_dir)
     ~run#<id>       summary           JSON counts of that run
                     finished_at       RFC 3339 end of that run (rows written before it was kept lack it)
@@ -54,6 +56,8 @@ FAILURE = b"last_failure"
 RUN_SUMMARY = b"summary"
 RUN_FINISHED_AT = b"finished_at"
 MTIME = b"mtime"
+LAYOUT = b"layout"
+TABLE_LAYOUT = 2  # 2: the top-spender index holds one row per user-hour-currency (~top#...)
 
 
 class JobStateError(RuntimeError):
@@ -102,6 +106,7 @@ def read_job_status(table: Any) -> dict[str, Any] | None:
         "failed_runs_total": int(cells.get(FAILED_RUNS, b"0") or b"0"),
         "last_failed_at": cells.get(FAILED_AT, b"").decode() or None,
         "last_failure": _decode_json(cells, FAILURE),
+        "layout": int(cells.get(LAYOUT, b"1") or b"1"),
     }
 
 
@@ -236,8 +241,20 @@ def begin_run(
         "listed_at": run.listed_at,
         "close_folders": run.close_folders,
     }
-    _write_job_cells(table, {PENDING: json.dumps(payload).encode()})
+    _write_job_cells(table, {PENDING: json.dumps(payload).encode(), LAYOUT: str(TABLE_LAYOUT).encode()})
     return run
+
+
+def check_layout(status: dict[str, Any] | None, table_id: str) -> None:
+    """Raise JobStateError (one line) when runs of another table layout wrote this table: its rows
+    cannot be added to, only rebuilt. A table no run has started on has no layout yet."""
+    if status is None or not (status["last_run"] or status["pending"]):
+        return
+    if status["layout"] != TABLE_LAYOUT:
+        raise JobStateError(
+            f"table {table_id} was written with table layout {status['layout']}, this job writes layout "
+            f"{TABLE_LAYOUT} (the top-spender index); run txn-aggregate --rebuild to recount it"
+        )
 
 
 def abandon_run(table: Any, run: PendingRun) -> None:

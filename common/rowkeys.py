@@ -13,7 +13,8 @@ Global rows start with '~', which no user id may hold, so they sort after every 
   dcfcat    ~catmin#<minute start epoch seconds>        the same per minute
   dcftime   ~latest#<salt, 1 hex digit>#<inverted event epoch microseconds, 16 digits>#<transaction_id>
                                                         every transaction, newest first within a salt
-  dcftop    ~tophour#<hour start epoch seconds>         one column per user: that hour's sum
+  dcftop    ~top#<shard, 1 hex digit>#<CUR>#<hour start epoch seconds>#<2**63-1 - sum, 20 digits>#<user_id>
+                                                        one per user-hour-currency: the top-spender index
   dcfuser   ~user#<user_id>                             the user directory (for the picker)
   dcfid     ~id#<4 hex digits of the id's hash>#<transaction_id>   the counted copy of each id
   dcfid     ~conflict#<run id, 10 digits>#<transaction_id>#<message id>  a copy that differed
@@ -28,6 +29,11 @@ dcflist) never returns it; it is read by key, like the buckets.
 
 The time index spreads one run's writes (which all land near "now") over TIME_SALTS key ranges,
 so they are not one tablet's hotspot; "the latest n" reads the head of each salt and merges.
+
+The top-spender index holds one row per user-hour-currency (never a row that grows with the number
+of card holders), its key carrying the sum so a forward scan reads the highest first; the shard (a
+hash of the user id, TOP_SHARDS values) spreads a run's writes, which all land in the current hour,
+over TOP_SHARDS key ranges. A user's rows of every hour lie in one shard.
 
 The id index is keyed by the transaction id alone, so "was this id counted?" is one point read
 whatever the copy carries; the hash prefix spreads the ids of one sequence over the key space.
@@ -211,15 +217,67 @@ def parse_minute_key(key: bytes) -> int:
     return int(key[len(prefix) :])
 
 
-def top_hour_key(hour_start_s: int) -> bytes:
-    return f"{GLOBAL}tophour{SEP}{hour_start_s:010d}".encode()
+TOP_PREFIX = f"{GLOBAL}top{SEP}"
+TOP_SHARDS = 16
+_SUM_OFFSET = 2**63 - 1  # a signed 64-bit sum s is stored as _SUM_OFFSET - s: 0 .. 2**64 - 1, 20 digits
 
 
-def parse_top_hour_key(key: bytes) -> int:
-    prefix = f"{GLOBAL}tophour{SEP}".encode()
-    if not key.startswith(prefix):
-        raise RowKeyError(f"not a top-hour row key: {key!r}")
-    return int(key[len(prefix) :])
+def top_shard(user_id: str) -> int:
+    """Which of the TOP_SHARDS key ranges a user's top-spender index rows lie in."""
+    return hashlib.blake2b(_user(user_id).encode(), digest_size=1).digest()[0] % TOP_SHARDS
+
+
+def _inverted_sum(sum_minor: int) -> str:
+    if not -(2**63) <= sum_minor <= _SUM_OFFSET:
+        raise RowKeyError(f"sum out of the signed 64-bit range: {sum_minor}")
+    return f"{_SUM_OFFSET - sum_minor:020d}"
+
+
+def _top_list_prefix(shard: int, currency: str, hour_start_s: int) -> str:
+    if hour_start_s % HOUR_S:
+        raise RowKeyError(f"hour start must be a whole hour, got {hour_start_s}")
+    return f"{TOP_PREFIX}{shard:x}{SEP}{currency}{SEP}{hour_start_s:010d}{SEP}"
+
+
+def top_index_key(user_id: str, currency: str, hour_start_s: int, sum_minor: int) -> bytes:
+    """The top-spender index row of one user-hour-currency:
+    ~top#<shard>#<CUR>#<hour>#<2**63-1 - sum, 20 digits>#<user>. Within one shard, currency and
+    hour, a forward scan reads the highest sums first."""
+    prefix = _top_list_prefix(top_shard(user_id), currency, hour_start_s)
+    return f"{prefix}{_inverted_sum(sum_minor)}{SEP}{user_id}".encode()
+
+
+def parse_top_index_key(key: bytes) -> tuple[str, str, int, int]:
+    """-> (user_id, currency, hour start epoch s, sum in minor units)"""
+    prefix = TOP_PREFIX.encode()
+    try:
+        if not key.startswith(prefix):
+            raise ValueError(key)
+        _, currency, hour, inverted, user_id = key[len(prefix) :].decode().split(SEP)
+        if len(hour) != 10 or len(inverted) != 20:
+            raise ValueError(key)
+        return _user(user_id), currency, int(hour), _SUM_OFFSET - int(inverted)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RowKeyError(f"not a top-spender index row key: {key!r}") from exc
+
+
+def top_index_range(
+    shard: int, currency: str, hour_start_s: int, at_least: int | None = None, below: int | None = None
+) -> tuple[bytes, bytes]:
+    """[start, end) of one shard's index rows of one currency and hour with at_least <= sum < below
+    (None: unbounded on that side), highest sum first."""
+    prefix = _top_list_prefix(shard, currency, hour_start_s)
+    low, high = prefix_range(prefix.encode())
+    if below is not None:
+        low = f"{prefix}{_inverted_sum(below - 1)}".encode() if below - 1 >= -(2**63) else high
+    if at_least is not None and at_least > -(2**63):
+        high = f"{prefix}{_inverted_sum(at_least - 1)}".encode()
+    return low, max(low, high)
+
+
+def top_index_range_all() -> tuple[bytes, bytes]:
+    """[start, end) of every top-spender index row."""
+    return prefix_range(TOP_PREFIX.encode())
 
 
 def user_directory_key(user_id: str) -> bytes:

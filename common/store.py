@@ -4,7 +4,7 @@ Row keys come from common.rowkeys. Every value is ASCII text so `cbt read` shows
   dcflist:amount_minor, dcflist:currency, dcflist:category, dcflist:event_time   (transaction rows)
   dcfbhour:<CUR>:sum, dcfbhour:<CUR>:count                                        (user-hour rows)
   dcfbmin:<CUR>:sum, dcfbmin:<CUR>:count                                          (global minute rows)
-  dcftop:<CUR>:<user_id> = that user's sum in the hour and currency               (top-spender index)
+  dcftop:sum = that user-hour's sum in the row key's currency                      (top-spender index rows)
   dcfcat:<CUR>:<category>:sum, dcfcat:<CUR>:<category>:count                      (category rows)
   dcftime:amount_minor, dcftime:currency, dcftime:category                        (time-index rows)
   dcfuser:seen = "1"                                                              (user directory)
@@ -33,7 +33,7 @@ from google.api_core import exceptions as gexc
 from google.cloud.bigtable import row_filters
 from google.cloud.bigtable.row_set import RowSet
 
-from common import bigtable_private
+from common import bigtable_private, rowkeys
 
 LIST, HOUR, MINUTE, TOP, USER, ID, META = "dcflist", "dcfbhour", "dcfbmin", "dcftop", "dcfuser", "dcfid", "dcfmeta"
 CAT, TIME = "dcfcat", "dcftime"
@@ -141,17 +141,6 @@ def per_category(cells: dict[bytes, int]) -> dict[tuple[str, str], tuple[int, in
         if what in (SUM, COUNT):
             out.setdefault((currency, category), [0, 0])[0 if what == SUM else 1] = int(value)
     return {key: (pair[0], pair[1]) for key, pair in out.items()}
-
-
-def top_qualifier(currency: str, user_id: str) -> bytes:
-    """The qualifier of one user's sum in one currency in a top-spender row: b"USD:u0001"."""
-    return f"{currency}:{user_id}".encode()
-
-
-def parse_top_qualifier(qualifier: bytes) -> tuple[str, str]:
-    """-> (currency, user_id)"""
-    currency, _, user_id = qualifier.decode().partition(":")
-    return currency, user_id
 
 
 def _cells(row: Any, family: str) -> dict[bytes, bytes]:
@@ -466,32 +455,39 @@ def read_counters_at(table: Any, family: str, keys: Sequence[bytes]) -> dict[byt
     return found
 
 
+def _counters_and_markers(
+    table: Any, family: str, chunk: Sequence[bytes]
+) -> tuple[dict[bytes, dict[bytes, int]], dict[bytes, int]]:
+    """The counter cells of one family and the run marker of each existing row among `chunk`."""
+    row_set = RowSet()
+    for key in chunk:
+        row_set.add_row_key(key)
+    current: dict[bytes, dict[bytes, int]] = {}
+    markers: dict[bytes, int] = {}
+    both = row_filters.RowFilterChain(
+        filters=[
+            row_filters.RowFilterUnion(
+                filters=[row_filters.FamilyNameRegexFilter(family), row_filters.FamilyNameRegexFilter(META)]
+            ),
+            row_filters.CellsColumnLimitFilter(1),
+        ]
+    )
+    for row in table.read_rows(row_set=row_set, filter_=both):
+        current[row.row_key] = {q: int(v) for q, v in _cells(row, family).items()}
+        run = _cells(row, META).get(RUN)
+        if run is not None:
+            markers[row.row_key] = int(run)
+    return current, markers
+
+
 def apply_counter_deltas(
     table: Any, family: str, deltas: dict[bytes, dict[bytes, int]], run_id: int
 ) -> tuple[int, int, list[RowFailure]]:
     """Add each row's counter deltas once for this run. Returns (applied, skipped, failures)."""
     applied = skipped = 0
     failures: list[RowFailure] = []
-    keys = sorted(deltas)
-    for chunk in _chunks(keys, READ_CHUNK):
-        row_set = RowSet()
-        for key in chunk:
-            row_set.add_row_key(key)
-        current: dict[bytes, dict[bytes, int]] = {}
-        markers: dict[bytes, int] = {}
-        both = row_filters.RowFilterChain(
-            filters=[
-                row_filters.RowFilterUnion(
-                    filters=[row_filters.FamilyNameRegexFilter(family), row_filters.FamilyNameRegexFilter(META)]
-                ),
-                row_filters.CellsColumnLimitFilter(1),
-            ]
-        )
-        for row in table.read_rows(row_set=row_set, filter_=both):
-            current[row.row_key] = {q: int(v) for q, v in _cells(row, family).items()}
-            run = _cells(row, META).get(RUN)
-            if run is not None:
-                markers[row.row_key] = int(run)
+    for chunk in _chunks(sorted(deltas), READ_CHUNK):
+        current, markers = _counters_and_markers(table, family, chunk)
         rows: list[tuple[bytes, list[Cell]]] = []
         for key in chunk:
             if markers.get(key) == run_id:
@@ -504,6 +500,110 @@ def apply_counter_deltas(
         failures.extend(failed)
         applied += len(rows) - len(failed)
     return applied, skipped, failures
+
+
+# --- the top-spender index ------------------------------------------------------------------------
+
+TOP_SUM = b"sum"
+
+
+def top_index_changes(
+    key: bytes, old: dict[bytes, int], deltas: dict[bytes, int]
+) -> tuple[list[bytes], list[tuple[bytes, int]]]:
+    """The index rows one hour-bucket update moves: (keys to delete, [(key to write, sum)]), for each
+    currency whose sum is new or changes. `key` is the bucket's row key, `old` its cells before."""
+    user_id, hour = rowkeys.parse_hour_bucket_key(key)
+    deletes: list[bytes] = []
+    writes: list[tuple[bytes, int]] = []
+    for qualifier, delta in deltas.items():
+        currency, _, what = qualifier.decode().partition(":")
+        if what != SUM:
+            continue
+        before = old.get(qualifier)
+        after = (before or 0) + delta
+        if before is not None and before == after:
+            continue  # same sum, same index row
+        if before is not None:
+            deletes.append(rowkeys.top_index_key(user_id, currency, hour, before))
+        writes.append((rowkeys.top_index_key(user_id, currency, hour, after), after))
+    return deletes, writes
+
+
+def apply_bucket_deltas(
+    table: Any, deltas: dict[bytes, dict[bytes, int]], run_id: int
+) -> tuple[int, int, int, list[RowFailure]]:
+    """Add hour-bucket deltas (dcfbhour, keyed by rowkeys.hour_bucket_key) once for this run, and
+    keep the top-spender index in step: for each sum that changes, the old index row is deleted and
+    the new one written (with the run marker) BEFORE the bucket, so a crash in between leaves the
+    bucket unmarked and the next attempt moves the same index rows again (idempotent); a bucket
+    whose index rows failed is not written. Returns (buckets applied, skipped, index rows written,
+    failures)."""
+    applied = skipped = indexed = 0
+    failures: list[RowFailure] = []
+    for chunk in _chunks(sorted(deltas), READ_CHUNK):
+        current, markers = _counters_and_markers(table, HOUR, chunk)
+        rows: list[tuple[bytes, list[Cell]]] = []
+        index_rows: list[Any] = []
+        index_of: dict[bytes, bytes] = {}  # index row key -> its bucket's key
+        for key in chunk:
+            if markers.get(key) == run_id:
+                skipped += 1
+                continue
+            base = current.get(key, {})
+            cells = [(HOUR, q, str(base.get(q, 0) + delta).encode()) for q, delta in deltas[key].items()]
+            rows.append((key, [*cells, (META, RUN, str(run_id).encode())]))
+            deletes, writes = top_index_changes(key, base, deltas[key])
+            for old_key in deletes:
+                row = table.direct_row(old_key)
+                row.delete()
+                index_rows.append(row)
+                index_of[old_key] = key
+            for new_key, total in writes:
+                row = table.direct_row(new_key)
+                row.set_cell(TOP, TOP_SUM, str(total).encode())
+                row.set_cell(META, RUN, str(run_id).encode())
+                index_rows.append(row)
+                index_of[new_key] = key
+        index_failed = write_rows(table, index_rows)
+        blocked = {index_of[f.key] for f in index_failed}
+        indexed += len(index_rows) - len(index_failed)
+        failures.extend(index_failed)
+        failed = write_cell_rows(table, [row for row in rows if row[0] not in blocked])
+        failures.extend(failed)
+        applied += len(rows) - len(blocked) - len(failed)
+    return applied, skipped, indexed, failures
+
+
+@dataclass(frozen=True)
+class TopEntry:
+    """One top-spender index row: a user's sum in one hour and currency."""
+
+    user_id: str
+    hour_start_s: int
+    sum_minor: int
+
+
+def read_top_index(table: Any, ranges: Sequence[tuple[bytes, bytes]], limit: int | None = None) -> list[TopEntry]:
+    """The index rows in several [start, end) key ranges, read in one request, in key order (at most
+    `limit` rows in all when given). The sum is read from the key; the cell is not transferred."""
+    ranges = [(low, high) for low, high in ranges if low < high]
+    if not ranges:
+        return []
+    row_set = RowSet()
+    for start_key, end_key in ranges:
+        row_set.add_row_range_from_keys(start_key=start_key, end_key=end_key)
+    chain = row_filters.RowFilterChain(
+        filters=[
+            row_filters.FamilyNameRegexFilter(TOP),
+            row_filters.CellsRowLimitFilter(1),
+            row_filters.StripValueTransformerFilter(True),
+        ]
+    )
+    out = []
+    for row in table.read_rows(row_set=row_set, filter_=chain, limit=limit or 0):
+        user_id, _, hour, total = rowkeys.parse_top_index_key(row.row_key)
+        out.append(TopEntry(user_id, hour, total))
+    return out
 
 
 # --- reads ------------------------------------------------------------------------------------

@@ -240,20 +240,80 @@ def decode_page_token(token: str, user_id: str) -> Cursor:
     return Cursor(key, int(window))
 
 
+TOP_WANTED_ROWS = 64  # index rows one round of top_users aims to read, beyond 2n
+TOP_CHECK_BATCH = 64  # card holders whose window total one exact read fetches
+
+
+def _window_sums(table: Any, users: list[str], hours: list[int], currency: str) -> dict[str, int]:
+    """Each user's total in `currency` over the whole hours `hours` (epoch s), from their dcfbhour
+    buckets, read by key in one request per READ_CHUNK keys."""
+    keys = {user: [rowkeys.hour_bucket_key(user, hour) for hour in hours] for user in users}
+    found = store.read_counters_at(table, store.HOUR, [key for ks in keys.values() for key in ks])
+    qualifier = store.counter_qualifier(currency, store.SUM)
+    return {user: sum(found.get(key, {}).get(qualifier, 0) for key in ks) for user, ks in keys.items()}
+
+
 def top_users(table: Any, now_us: int, hours: int, n: int, currency: str) -> list[tuple[str, int]]:
     """The n users with the highest total in `currency` (minor units) over the current hour and
-    the hours-1 before it, highest first (ties by user id). Other currencies are not looked at."""
+    the hours-1 before it, highest first (ties by user id), among the users with a transaction in
+    that currency there. Other currencies are not looked at. Exact.
+
+    The top-spender index holds, per shard, currency and hour, the users' sums highest first. The
+    rounds read, from every shard and hour of the window in one request, the index rows with
+    level <= sum < the previous level, lowering the level each round (sized from how many rows the
+    round before found). A user seen in some hours has in each other hour either no row or one below
+    the level, so their window total is at most what was seen plus (level - 1) per unseen hour, and
+    a user not seen at all at most hours * (level - 1). The users that could still rank are checked
+    with their exact total from the hour buckets; the answer is final once the n-th exact total beats
+    every bound (the threshold algorithm, reading by level instead of by depth). When the level
+    reaches 0 the rest of the index is read, and then every total is known from the index."""
     current = rowkeys.hour_start_us(now_us) // SECOND_US
-    start = current - (hours - 1) * HOUR_S
-    totals: Counter[str] = Counter()
-    for _, cells in store.read_counter_rows(
-        table, store.TOP, rowkeys.top_hour_key(start), rowkeys.top_hour_key(current + HOUR_S)
-    ):
-        for qualifier, units in cells.items():
-            cur, user = store.parse_top_qualifier(qualifier)
-            if cur == currency:
-                totals[user] += units
-    return sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:n]
+    window = [current - back * HOUR_S for back in range(hours - 1, -1, -1)]
+    lists = [(shard, hour) for shard in range(rowkeys.TOP_SHARDS) for hour in window]
+
+    def ranges(at_least: int | None, below: int | None) -> list[tuple[bytes, bytes]]:
+        return [rowkeys.top_index_range(shard, currency, hour, at_least, below) for shard, hour in lists]
+
+    head = store.read_top_index(table, ranges(None, None), limit=1)
+    if not head:
+        return []
+    seen: dict[str, int] = defaultdict(int)  # user -> sum of the index rows read
+    hours_seen: Counter[str] = Counter()
+    exact: dict[str, int] = {}
+    wanted = 2 * n + TOP_WANTED_ROWS
+    below: int | None = None
+    level = head[0].sum_minor
+    step = max(1, abs(level) // 16)
+    while True:
+        rows = store.read_top_index(table, ranges(level if level > 0 else None, below))
+        for entry in rows:
+            seen[entry.user_id] += entry.sum_minor
+            hours_seen[entry.user_id] += 1
+        if level <= 0:  # everything is read: the index gives every total
+            return sorted(seen.items(), key=lambda item: (-item[1], item[0]))[:n]
+        slack = level - 1
+        bound = {user: total + (hours - hours_seen[user]) * slack for user, total in seen.items()}
+        unseen_bound = hours * slack
+        checks = 0
+        while True:
+            ranked = sorted(exact.items(), key=lambda item: (-item[1], item[0]))[:n]
+            nth = ranked[-1][1] if len(ranked) == n else None
+            open_users = [user for user in bound if user not in exact]
+            if nth is not None and nth > unseen_bound and all(bound[user] < nth for user in open_users):
+                return ranked
+            if nth is not None and nth <= unseen_bound:
+                break  # a user not seen yet could rank: read deeper
+            candidates = sorted(
+                (user for user in open_users if nth is None or bound[user] >= nth), key=lambda u: (-bound[u], u)
+            )[:TOP_CHECK_BATCH]
+            if not candidates or checks >= wanted:
+                break
+            exact.update(_window_sums(table, candidates, window, currency))
+            checks += len(candidates)
+        # The next level: about `wanted` more rows, from the density of this round.
+        if below is not None:
+            step = max(1, min(step * 8, step * wanted // max(1, len(rows))))
+        below, level = level, level - step
 
 
 def per_minute(table: Any, now_us: int, minutes: int) -> list[tuple[int, Totals]]:

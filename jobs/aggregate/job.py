@@ -54,7 +54,7 @@ class RunSummary:
     rows_written: int = 0
     buckets_written: int = 0
     minutes_written: int = 0
-    top_hours_written: int = 0
+    top_index_written: int = 0  # top-spender index rows written or deleted
     users_written: int = 0
     category_rows_written: int = 0
     failures: int = 0
@@ -143,8 +143,9 @@ def load_transactions(
 def load_counters(
     cfg: Config, run_id: int, remaining: DataFrame, pause_after_batch_s: float = 0.0
 ) -> tuple[dict[str, int], list[Failure]]:
-    """Add the remaining transactions' hour, minute, top-spender and category deltas (once per run per
-    row) and write the user directory, as one Spark job so the executors stay busy."""
+    """Add the remaining transactions' hour (with the top-spender index rows they move), minute and
+    category deltas (once per run per row) and write the user directory, as one Spark job so the
+    executors stay busy."""
     buckets = remaining.transform(tf.hourly_buckets)
     minutes = remaining.transform(tf.minute_stats)
     category_hours = remaining.transform(tf.category_stats, HOUR_US, "hour_start")
@@ -165,9 +166,6 @@ def load_counters(
         tf.per_row(minutes, "minute_start").mapInArrow(
             load.apply_minute_deltas(cfg, run_id, pause_after_batch_s), load.RESULT_SCHEMA
         ),
-        buckets.transform(tf.top_spender_index).mapInArrow(
-            load.apply_top_deltas(cfg, run_id, pause_after_batch_s), load.RESULT_SCHEMA
-        ),
         remaining.transform(tf.distinct_users).mapInArrow(load.write_users(cfg), load.RESULT_SCHEMA),
     ]
     union = writers[0]
@@ -182,6 +180,7 @@ def _start_run(
     """(run, its spool rows): the interrupted run, else a new one over the files not processed yet
     (recorded as pending once their schema is checked), else (None, None) when there is nothing new."""
     status = jobstate.read_job_status(table)
+    jobstate.check_layout(status, cfg.table_id)
     run = jobstate.pending_run(status)
     if run is not None:
         summary.resumed = True
@@ -269,12 +268,12 @@ def _load(
         counters, failures = load_counters(cfg, run_id, remaining, pause_after_batch_s)
     summary.buckets_written = counters.get(store.HOUR, 0)
     summary.minutes_written = counters.get(store.MINUTE, 0)
-    summary.top_hours_written = counters.get(store.TOP, 0)
+    summary.top_index_written = counters.get(store.TOP, 0)
     summary.users_written = counters.get(store.USER, 0)
     summary.category_rows_written = counters.get(store.CAT, 0)
     say(
         f"load: {summary.buckets_written:,} dcfbhour, {summary.minutes_written:,} dcfbmin, "
-        f"{summary.top_hours_written:,} dcftop, {summary.category_rows_written:,} dcfcat, "
+        f"{summary.top_index_written:,} dcftop, {summary.category_rows_written:,} dcfcat, "
         f"{summary.users_written:,} dcfuser rows "
         f"in {time.monotonic() - phase:.1f} s"
     )

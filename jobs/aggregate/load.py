@@ -254,15 +254,6 @@ def _minute_deltas(batch: pa.RecordBatch) -> dict[bytes, dict[bytes, int]]:
     }
 
 
-def _top_deltas(batch: pa.RecordBatch) -> dict[bytes, dict[bytes, int]]:
-    return {
-        rowkeys.top_hour_key(hour // SECOND_US): {
-            store.top_qualifier(s["currency"], s["user_id"]): s["sum_minor"] for s in spenders
-        }
-        for hour, spenders in zip(_micros(batch, "hour_start"), batch.column("spenders").to_pylist(), strict=True)
-    }
-
-
 def _category_totals(totals: list[dict[str, Any]]) -> dict[bytes, int]:
     cells: dict[bytes, int] = {}
     for t in totals:
@@ -308,19 +299,24 @@ def apply_all_category_deltas(cfg: Config, run_id: int, name: str, pause_after_b
 
 
 def apply_hour_deltas(cfg: Config, run_id: int, pause_after_batch_s: float = 0.0) -> ArrowFn:
-    """Hourly bucket rows (user_id, hour_start, totals) -> dcfbhour counters, once per run."""
-    return _apply(cfg, run_id, store.HOUR, _hour_deltas, pause_after_batch_s)
+    """Hourly bucket rows (user_id, hour_start, totals) -> dcfbhour counters, once per run, and the
+    top-spender index rows (dcftop) of every sum they change (store.apply_bucket_deltas). Each
+    user-hour is one input row, so no two tasks move the same index row."""
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        table = _table(cfg)
+        for batch in batches:
+            applied, skipped, indexed, failures = store.apply_bucket_deltas(table, _hour_deltas(batch), run_id)
+            yield _result(store.HOUR, applied, skipped, [f for f in failures if not f.key.startswith(b"~")])
+            yield _result(store.TOP, indexed, 0, [f for f in failures if f.key.startswith(b"~")])
+            _pause(pause_after_batch_s)
+
+    return run
 
 
 def apply_minute_deltas(cfg: Config, run_id: int, pause_after_batch_s: float = 0.0) -> ArrowFn:
     """Minute rows (minute_start, totals) -> dcfbmin counters, once per run."""
     return _apply(cfg, run_id, store.MINUTE, _minute_deltas, pause_after_batch_s)
-
-
-def apply_top_deltas(cfg: Config, run_id: int, pause_after_batch_s: float = 0.0) -> ArrowFn:
-    """Top-spender index rows (hour_start, spenders) -> dcftop counters, once per run. Each input row
-    holds a whole hour, so no two tasks ever touch the same Bigtable row."""
-    return _apply(cfg, run_id, store.TOP, _top_deltas, pause_after_batch_s)
 
 
 def write_users(cfg: Config) -> ArrowFn:

@@ -149,13 +149,6 @@ def per_row(df: DataFrame, *keys: str) -> DataFrame:
     return df.groupBy(*keys).agg(F.array_sort(F.collect_list(total)).alias("totals"))
 
 
-def top_spender_index(buckets: DataFrame) -> DataFrame:
-    """From hourly buckets, one row per hour: hour_start, spenders = [(currency, user_id, sum_minor)]
-    sorted. It becomes one Bigtable row per hour, so the hour's top spenders are one row read."""
-    spender = F.struct("currency", "user_id", "sum_minor")
-    return buckets.groupBy("hour_start").agg(F.array_sort(F.collect_list(spender)).alias("spenders"))
-
-
 def distinct_users(df: DataFrame) -> DataFrame:
     """The users that appear: user_id."""
     return df.select("user_id").distinct()

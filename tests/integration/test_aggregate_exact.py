@@ -281,3 +281,56 @@ def test_a_closed_folder_whose_modification_time_is_unchanged_is_not_listed_agai
     # A file renamed into it changes the folder's time: listed again.
     spool.write_atomic(frame, spool.new_file_path(cfg.spool_dir, spool.TRANSACTIONS, datetime(2026, 1, 1, tzinfo=UTC)))
     assert len(spool.list_spool(cfg.spool_dir, spool.TRANSACTIONS, jobstate.closed_folders(table))[0]) == 3
+
+
+def _expected_top(ledger: pd.DataFrame, now: datetime, hours: int, n: int, currency: str) -> list[tuple[str, int]]:
+    """The ranking /top-users must give, from the ledger with pandas (whole hours up to now's)."""
+    current = now.replace(minute=0, second=0, microsecond=0)
+    start, end = current - timedelta(hours=hours - 1), current + timedelta(hours=1)
+    inside = ledger[(ledger["event_time"] >= start) & (ledger["event_time"] < end) & (ledger["currency"] == currency)]
+    totals = inside.groupby("user_id")["amount_minor"].sum().reset_index()
+    totals = totals.sort_values(["amount_minor", "user_id"], ascending=[False, True]).head(n)
+    return [(str(u), int(s)) for u, s in zip(totals["user_id"], totals["amount_minor"], strict=True)]
+
+
+def test_top_users_is_exact_for_random_windows_after_split_runs_and_a_rebuild(spark: Any, cfg: Config) -> None:
+    import random
+
+    from webapp import queries
+
+    rng = random.Random(15)
+    slices = [
+        make_ledger(f"top{i}", 700, first_hour=i * 3, hours=8, seed=i, currencies=("USD", "JPY")) for i in range(3)
+    ]
+    for ledger in slices:  # many card holders, so the index has hundreds of rows per hour
+        ledger["user_id"] = [f"h{rng.randrange(250)}" for _ in range(len(ledger))]
+    for index, ledger in enumerate(slices):
+        write_spool(cfg, ledger, files=1, seed=index)
+        run(spark, cfg)
+    everything = pd.concat(slices, ignore_index=True)
+    table = clients.bigtable_table(cfg)
+    assert_contents(read_contents(table), expected_contents(everything, cfg.late_horizon_hours))
+    asks = [
+        (rng.randint(1, 168), rng.choice([1, 5, 100]), rng.choice(["USD", "JPY", "EUR"]), rng.randrange(0, 16))
+        for _ in range(10)
+    ]
+    for rebuilt in (False, True):
+        if rebuilt:
+            run(spark, cfg, rebuild=True)
+        for hours, n, currency, at_hour in asks:
+            now = datetime(2026, 11, 1, tzinfo=UTC) + timedelta(hours=at_hour, minutes=17)
+            actual = queries.top_users(table, int(now.timestamp()) * 1_000_000, hours, n, currency)
+            assert actual == _expected_top(everything, now, hours, n, currency), (hours, n, currency, at_hour, rebuilt)
+
+
+def test_a_table_of_the_old_layout_is_refused_until_rebuilt(spark: Any, cfg: Config) -> None:
+    ledger = make_ledger("layout", 60)
+    write_spool(cfg, ledger, files=1)
+    run(spark, cfg)
+    table = clients.bigtable_table(cfg)
+    assert store.write_cells(table, rowkeys.JOB_KEY, store.META, {jobstate.LAYOUT: b"1"}) == []
+    with pytest.raises(jobstate.JobStateError, match=r"layout 1.*txn-aggregate --rebuild"):
+        run(spark, cfg)
+    run(spark, cfg, rebuild=True)
+    assert (jobstate.read_job_status(table) or {})["layout"] == jobstate.TABLE_LAYOUT
+    assert_contents(read_contents(table), expected_contents(ledger, cfg.late_horizon_hours))

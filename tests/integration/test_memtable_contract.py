@@ -62,13 +62,15 @@ def write_everything(table: Any) -> dict[str, Any]:
     minutes = {rowkeys.minute_key(HOUR_S + 60 * m): store.counter_cells("USD", 10 * m, m) for m in (0, 1, 5, 59, 61)}
     out["minutes"] = store.apply_counter_deltas(table, store.MINUTE, minutes, 1)
     top = {
-        rowkeys.top_hour_key(HOUR_S): {store.top_qualifier("USD", "u1"): 100, store.top_qualifier("USD", "u10"): 5000},
-        rowkeys.top_hour_key(HOUR_S + 3600): {
-            store.top_qualifier("USD", "u1"): -40,
-            store.top_qualifier("BHD", "u1"): 7,
-        },
+        rowkeys.hour_bucket_key("u1", HOUR_S + 7200): {**store.counter_cells("USD", 100, 1), b"BHD:sum": 7},
+        rowkeys.hour_bucket_key("u10", HOUR_S + 7200): store.counter_cells("USD", -40, 2),
     }
-    out["top"] = store.apply_counter_deltas(table, store.TOP, top, 1)
+    out["top"] = store.apply_bucket_deltas(table, top, 3)
+    out["top-moved"] = store.apply_bucket_deltas(table, {k: {b"USD:sum": 5} for k in top}, 4)
+    out["top-again"] = store.apply_bucket_deltas(table, {k: {b"USD:sum": 5} for k in top}, 4)
+    out["top index"] = store.read_top_index(
+        table, [rowkeys.top_index_range(s, "USD", HOUR_S + 7200, -100, 106) for s in range(rowkeys.TOP_SHARDS)]
+    )
     versions = {f"t-{c}": store.Version("u1", 100, "USD", T0 + 10, T0 + 11, f"m-{c}") for c in "abc"}
     index = [(rowkeys.id_index_key(tid), store.id_index_cells(v, 1)) for tid, v in versions.items()]
     conflicts = [
@@ -128,7 +130,9 @@ READS: dict[str, Callable[[Any], Any]] = {
     "counter rows, limit 1": lambda t: store.read_counter_rows(t, store.MINUTE, b"\x00", b"\xff", limit=1),
     "keys per family": lambda t: {f: store.read_keys(t, f, b"\x00", b"\xff") for f in store.FAMILIES},
     "keys, limit 2": lambda t: store.read_keys(t, store.LIST, b"", b"\xff", limit=2),
-    "rows at": lambda t: store.read_rows_at(t, [rowkeys.JOB_KEY, b"u1#none", rowkeys.top_hour_key(HOUR_S)], store.TOP),
+    "rows at": lambda t: store.read_rows_at(
+        t, [rowkeys.JOB_KEY, b"u1#none", rowkeys.top_index_key("u1", "USD", HOUR_S + 7200, 105)], store.TOP
+    ),
     "row cells": lambda t: store.read_row_cells(t, rowkeys.JOB_KEY, store.META),
     "missing row cells": lambda t: store.read_row_cells(t, b"~nothing", store.META),
     "run markers": lambda t: store.read_run_markers(

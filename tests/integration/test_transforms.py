@@ -220,32 +220,6 @@ def test_minute_stats_add_up_all_users_per_minute(spark: Any) -> None:
     assert_frames(actual, spark.createDataFrame(expected, schema))
 
 
-def test_top_spender_index_is_one_row_per_hour_with_every_users_sum(spark: Any) -> None:
-    buckets = [
-        ("u2", at(9), "USD", 300, 1),
-        ("u1", at(9), "USD", 5000, 4),
-        ("u3", at(9), "USD", -100, 1),
-        ("u1", at(9), "JPY", 700, 1),
-        ("u1", at(10), "USD", 42, 1),
-    ]
-    spender = T.StructType(
-        [
-            T.StructField("currency", T.StringType()),
-            T.StructField("user_id", T.StringType()),
-            T.StructField("sum_minor", T.LongType()),
-        ]
-    )
-    schema = T.StructType(
-        [T.StructField("hour_start", T.TimestampType()), T.StructField("spenders", T.ArrayType(spender))]
-    )
-    expected = [
-        (at(9), [("JPY", "u1", 700), ("USD", "u1", 5000), ("USD", "u2", 300), ("USD", "u3", -100)]),
-        (at(10), [("USD", "u1", 42)]),
-    ]
-    actual = spark.createDataFrame(buckets, BUCKETS).transform(tf.top_spender_index)
-    assert_frames(actual, spark.createDataFrame(expected, schema))
-
-
 def test_distinct_users_lists_each_user_once(spark: Any) -> None:
     rows = [("t1", "u1", 1, "USD", at(9)), ("t2", "u1", 2, "USD", at(10)), ("t3", "u10", 3, "USD", at(9))]
     schema = T.StructType([T.StructField("user_id", T.StringType())])

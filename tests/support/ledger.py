@@ -129,10 +129,11 @@ def read_contents(table: Any) -> Contents:
             for currency, (total, count) in _per_currency(families[store.MINUTE]).items():
                 out.minutes[(minute, currency)] = (total, count)
         if store.TOP in families:
-            hour = rowkeys.parse_top_hour_key(key)
-            for qualifier, value in families[store.TOP].items():
-                currency, _, user = qualifier.decode().partition(":")
-                out.top[(hour, currency, user)] = int(value)
+            user, currency, hour, total = rowkeys.parse_top_index_key(key)
+            assert (hour, currency, user) not in out.top, f"two index rows for {user} {currency} {hour}"
+            assert int(families[store.TOP][b"sum"]) == total, key
+            assert rowkeys.top_shard(user) == int(key.split(b"#")[1], 16), key
+            out.top[(hour, currency, user)] = total
         if store.USER in families:
             out.users.add(rowkeys.parse_user_directory_key(key))
         if store.CAT in families:

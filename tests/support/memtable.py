@@ -48,6 +48,9 @@ def _regex_text(regex: str | bytes) -> str:
     return regex.decode() if isinstance(regex, bytes) else regex
 
 
+DELETE_ROW = ("", b"", b"")  # the mutation a row's delete() adds
+
+
 @dataclass
 class MemoryRow:
     """A row of cells to write (the `DirectRow` returned by `direct_row`), applied by `mutate_rows`."""
@@ -59,6 +62,10 @@ class MemoryRow:
         self, column_family_id: str, column: str | bytes, value: str | bytes | int, timestamp: Any = None
     ) -> None:
         self.mutations.append((column_family_id, _to_bytes(column), _to_bytes(value)))
+
+    def delete(self) -> None:
+        """Delete the whole row (DeleteFromRow), in order with the row's other mutations."""
+        self.mutations.append(DELETE_ROW)
 
 
 @dataclass
@@ -91,7 +98,7 @@ class MemoryTable:
         statuses = []
         with self._lock:
             for row in rows:
-                unknown = sorted({family for family, _, _ in row.mutations} - self.families)
+                unknown = sorted({family for family, _, _ in row.mutations if family} - self.families)
                 if unknown:
                     message = f"column family {unknown[0]!r} does not exist"
                     statuses.append(status_pb2.Status(code=code_pb2.NOT_FOUND, message=message))
@@ -101,7 +108,13 @@ class MemoryTable:
                     bisect.insort(self._keys, row.row_key)
                 cells = self._rows.setdefault(row.row_key, {})
                 for family, qualifier, value in row.mutations:
+                    if (family, qualifier, value) == DELETE_ROW:
+                        cells.clear()
+                        continue
                     cells.setdefault((family, qualifier), []).insert(0, (stamp, value))
+                if not cells:
+                    del self._rows[row.row_key]
+                    self._keys.remove(row.row_key)
                 statuses.append(status_pb2.Status(code=code_pb2.OK))
         return statuses
 
@@ -126,8 +139,16 @@ class MemoryTable:
             raise ValueError("start_key must be less than or equal to end_key")
         with self._lock:
             if row_set is not None and (row_set.row_keys or row_set.row_ranges):
-                wanted, ranges = set(row_set.row_keys), list(row_set.row_ranges)
-                keys: Iterable[bytes] = (k for k in self._keys if k in wanted or _in_any_range(k, ranges))
+                chosen = {k for k in row_set.row_keys if k in self._rows}
+                for r in row_set.row_ranges:  # each range by bisection, so many ranges stay cheap
+                    low = bisect.bisect_left(self._keys, r.start_key) if r.start_key else 0
+                    high = bisect.bisect_right(self._keys, r.end_key) if r.end_key else len(self._keys)
+                    chosen.update(
+                        k
+                        for k in self._keys[low:high]
+                        if _in_range(k, r.start_key, r.end_key, r.start_is_inclusive, r.end_is_inclusive)
+                    )
+                keys: Iterable[bytes] = sorted(chosen)
             else:
                 low = bisect.bisect_left(self._keys, start_key) if start_key else 0
                 high = len(self._keys)
@@ -170,10 +191,6 @@ def _in_range(key: bytes, start: bytes | None, end: bytes | None, start_inclusiv
     if start and (key < start or (key == start and not start_inclusive)):
         return False
     return not (end and (key > end or (key == end and not end_inclusive)))
-
-
-def _in_any_range(key: bytes, ranges: list[Any]) -> bool:
-    return any(_in_range(key, r.start_key, r.end_key, r.start_is_inclusive, r.end_is_inclusive) for r in ranges)
 
 
 def _read_row(key: bytes, cells: list[_FlatCell]) -> ReadRow:

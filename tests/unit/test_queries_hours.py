@@ -189,6 +189,17 @@ def test_totals_add_up_per_currency_and_never_across() -> None:
 # --- everyone: the top-spender index and the per-minute rows ------------------------------------
 
 
+def seed_top(memory: MemoryTable, top: dict[datetime, dict[str, int]]) -> None:
+    """Hour buckets (and so the top-spender index) holding, per hour, "CUR:user" -> that sum."""
+    deltas: dict[bytes, dict[bytes, int]] = {}
+    for hour, cells in top.items():
+        for name, total in cells.items():
+            currency, user = name.split(":")
+            key = rowkeys.hour_bucket_key(user, us(hour) // 1_000_000)
+            deltas.setdefault(key, {}).update(store.counter_cells(currency, total, 1))
+    assert store.apply_bucket_deltas(memory, deltas, 1)[3] == []
+
+
 @pytest.fixture(scope="module")
 def everyone() -> MemoryTable:
     memory = MemoryTable()
@@ -199,9 +210,7 @@ def everyone() -> MemoryTable:
         at(6): {"USD:carol": 5, "USD:dora": 3000},
         at(7): {"USD:erin": 1_000_000},  # the hour after the current one
     }
-    for hour, cells in top.items():
-        key = rowkeys.top_hour_key(us(hour) // 1_000_000)
-        assert store.write_cells(memory, key, store.TOP, {q.encode(): str(v).encode() for q, v in cells.items()}) == []
+    seed_top(memory, top)
     minutes = {at(5, 59): (70, 2), at(6, 1): (30, 1), at(6, 3): (11, 1)}
     for minute, (total, count) in minutes.items():
         key = rowkeys.minute_key(us(minute) // 1_000_000)
@@ -236,8 +245,7 @@ def test_top_users_rank_the_current_and_earlier_hours_in_one_currency(
 
 def test_top_users_break_ties_by_user_id() -> None:
     memory = MemoryTable()
-    key = rowkeys.top_hour_key(us(at(6)) // 1_000_000)
-    store.write_cells(memory, key, store.TOP, {b"USD:zoe": b"50", b"USD:amy": b"50", b"USD:max": b"60"})
+    seed_top(memory, {at(6): {"USD:zoe": 50, "USD:amy": 50, "USD:max": 60}})
     assert queries.top_users(memory, us(NOW), 1, 3, "USD") == [("max", 60), ("amy", 50), ("zoe", 50)]
 
 

@@ -66,7 +66,12 @@ def test_bad_user_ids_are_refused(bad: object) -> None:
 
 def test_global_rows_sort_after_every_user_row() -> None:
     last_user = rowkeys.transaction_key("z" * 64, 10**16 - 1, "f" * 128)
-    for key in (rowkeys.minute_key(0), rowkeys.top_hour_key(0), rowkeys.user_directory_key("a"), rowkeys.JOB_KEY):
+    for key in (
+        rowkeys.minute_key(0),
+        rowkeys.top_index_key("a", "USD", 0, 5),
+        rowkeys.user_directory_key("a"),
+        rowkeys.JOB_KEY,
+    ):
         assert key > last_user
         assert rowkeys.parse_minute_key(rowkeys.minute_key(120)) == 120
 
