@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 
 from common import clients, jobstate, money, outage, spool, store
 from common.config import Config, late_horizon
-from jobs.aggregate import extract, load
+from jobs.aggregate import extract, load, sketches
 from jobs.aggregate import transforms as tf
 from jobs.aggregate.progress import spark_progress
 
@@ -55,6 +55,7 @@ class RunSummary:
     minutes_written: int = 0
     top_hours_written: int = 0
     users_written: int = 0
+    sketches_written: int = 0
     failures: int = 0
     conflicted_ids: int = 0
     files_left: int = 0  # new files beyond job_max_files_per_run, for the next run
@@ -141,8 +142,9 @@ def load_transactions(
 def load_counters(
     cfg: Config, run_id: int, remaining: DataFrame, pause_after_batch_s: float = 0.0
 ) -> tuple[dict[str, int], list[Failure]]:
-    """Add the remaining transactions' hour, minute and top-spender deltas (once per run per row) and
-    write the user directory, as one Spark job so the executors stay busy."""
+    """Add the remaining transactions' hour, minute and top-spender deltas and merge their amount
+    sketches (once per run per row) and write the user directory, as one Spark job so the executors
+    stay busy."""
     buckets = remaining.transform(tf.hourly_buckets)
     minutes = remaining.transform(tf.minute_stats)
     writers = [
@@ -156,6 +158,7 @@ def load_counters(
             load.apply_top_deltas(cfg, run_id, pause_after_batch_s), load.RESULT_SCHEMA
         ),
         remaining.transform(tf.distinct_users).mapInArrow(load.write_users(cfg), load.RESULT_SCHEMA),
+        *sketches.writers(cfg, run_id, remaining, pause_after_batch_s),
     ]
     union = writers[0]
     for writer in writers[1:]:
@@ -258,9 +261,11 @@ def _load(
     summary.minutes_written = counters.get(store.MINUTE, 0)
     summary.top_hours_written = counters.get(store.TOP, 0)
     summary.users_written = counters.get(store.USER, 0)
+    summary.sketches_written = counters.get(store.KLL, 0)
     say(
         f"load: {summary.buckets_written:,} dcfbhour, {summary.minutes_written:,} dcfbmin, "
-        f"{summary.top_hours_written:,} dcftop, {summary.users_written:,} dcfuser rows "
+        f"{summary.top_hours_written:,} dcftop, {summary.users_written:,} dcfuser, "
+        f"{summary.sketches_written:,} dcfkll rows "
         f"in {time.monotonic() - phase:.1f} s"
     )
     return failures
