@@ -9,8 +9,12 @@ checked against.
 
 from __future__ import annotations
 
+from typing import Any
+
 import duckdb
 import pandas as pd
+
+from common import rowkeys, sketches, store
 
 HOUR_US = 3_600_000_000
 
@@ -73,6 +77,35 @@ class ExactAmounts:
         ).fetchone()
         assert found is not None and found[2] > 0
         return found[0] / found[2], found[1] / found[2]
+
+    def hour_stats(self) -> dict[tuple[str | None, int, str], tuple[int, int, int]]:
+        """(n, min, max) per (user, hour start epoch s, currency), and per (None, hour, currency) for
+        everyone: what the job's sketch rows must hold."""
+        out: dict[tuple[str | None, int, str], tuple[int, int, int]] = {}
+        per_user = (
+            "SELECT user_id, ev // 3600000000 * 3600, currency, count(*), min(v), max(v) FROM kept GROUP BY 1, 2, 3"
+        )
+        for user, hour, currency, n, low, high in self.con.execute(per_user).fetchall():
+            out[(user, int(hour), currency)] = (int(n), int(low), int(high))
+        everyone = "SELECT ev // 3600000000 * 3600, currency, count(*), min(v), max(v) FROM kept GROUP BY 1, 2"
+        for hour, currency, n, low, high in self.con.execute(everyone).fetchall():
+            out[(None, int(hour), currency)] = (int(n), int(low), int(high))
+        return out
+
+
+def stored_sketch_stats(table: Any) -> dict[tuple[str | None, int, str], tuple[int, int, int]]:
+    """(n, min, max) of every sketch the job stored, keyed like ExactAmounts.hour_stats."""
+    out: dict[tuple[str | None, int, str], tuple[int, int, int]] = {}
+    for key, cells in store.read_cell_rows(table, store.KLL, b"~kll", b"~klm"):
+        user, hour = rowkeys.parse_sketch_key(key)
+        for currency, blob in cells.items():
+            sketch = sketches.load(blob)
+            out[(user, hour, currency.decode())] = (
+                int(sketch.n),
+                int(sketch.get_min_value()),
+                int(sketch.get_max_value()),
+            )
+    return out
 
 
 def values_frame(values: list[int], currency: str = "USD") -> pd.DataFrame:
