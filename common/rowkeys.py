@@ -16,6 +16,8 @@ Global rows start with '~', which no user id may hold, so they sort after every 
   dcftop    ~top#<shard, 1 hex digit>#<CUR>#<hour start epoch seconds>#<2**63-1 - sum, 20 digits>#<user_id>
                                                         one per user-hour-currency: the top-spender index
   dcfuser   ~user#<user_id>                             the user directory (for the picker)
+  dcfkll    ~kllhour#<hour start epoch seconds>         KLL sketch of all users' amounts per currency
+  dcfkll    ~klluser#<user_id>#<hour start epoch seconds>   KLL sketch of one user's amounts per currency
   dcfid     ~id#<4 hex digits of the id's hash>#<transaction_id>   the counted copy of each id
   dcfid     ~conflict#<run id, 10 digits>#<transaction_id>#<message id>  a copy that differed
   dcfmeta   ~run#<run id, 10 digits>, ~job              job bookkeeping
@@ -278,6 +280,54 @@ def top_index_range(
 def top_index_range_all() -> tuple[bytes, bytes]:
     """[start, end) of every top-spender index row."""
     return prefix_range(TOP_PREFIX.encode())
+
+
+HOUR_SKETCH_PREFIX = f"{GLOBAL}kllhour{SEP}"
+USER_SKETCH_PREFIX = f"{GLOBAL}klluser{SEP}"
+
+
+def hour_sketch_key(hour_start_s: int) -> bytes:
+    """The row of every user's amount sketches (one cell per currency) for one UTC hour."""
+    if hour_start_s % HOUR_S:
+        raise RowKeyError(f"hour start must be a whole hour, got {hour_start_s}")
+    return f"{HOUR_SKETCH_PREFIX}{hour_start_s:010d}".encode()
+
+
+def hour_sketch_range(start_hour_s: int, end_hour_s: int) -> tuple[bytes, bytes]:
+    """[start, end) of the all-users sketch rows whose hour start lies in [start_hour_s, end_hour_s)."""
+    return (
+        f"{HOUR_SKETCH_PREFIX}{max(0, start_hour_s):010d}".encode(),
+        f"{HOUR_SKETCH_PREFIX}{max(0, end_hour_s):010d}".encode(),
+    )
+
+
+def user_sketch_key(user_id: str, hour_start_s: int) -> bytes:
+    """The row of one user's amount sketches (one cell per currency) for one UTC hour. Kept apart
+    from the user's own rows so a scan of those never walks them, and contiguous per user so a
+    range of hours is one short scan."""
+    if hour_start_s % HOUR_S:
+        raise RowKeyError(f"hour start must be a whole hour, got {hour_start_s}")
+    return f"{USER_SKETCH_PREFIX}{_user(user_id)}{SEP}{hour_start_s:010d}".encode()
+
+
+def user_sketch_range(user_id: str, start_hour_s: int, end_hour_s: int) -> tuple[bytes, bytes]:
+    """[start, end) of one user's sketch rows whose hour start lies in [start_hour_s, end_hour_s)."""
+    head = f"{USER_SKETCH_PREFIX}{_user(user_id)}{SEP}"
+    return f"{head}{max(0, start_hour_s):010d}".encode(), f"{head}{max(0, end_hour_s):010d}".encode()
+
+
+def parse_sketch_key(key: bytes) -> tuple[str | None, int]:
+    """-> (user_id, or None for an all-users row; hour start epoch seconds)"""
+    text = key.decode("ascii", "replace")
+    try:
+        if text.startswith(HOUR_SKETCH_PREFIX):
+            return None, int(text[len(HOUR_SKETCH_PREFIX) :])
+        if text.startswith(USER_SKETCH_PREFIX):
+            user_id, hour = text[len(USER_SKETCH_PREFIX) :].split(SEP)
+            return _user(user_id), int(hour)
+    except ValueError:
+        pass
+    raise RowKeyError(f"not a sketch row key: {key!r}")
 
 
 def user_directory_key(user_id: str) -> bytes:

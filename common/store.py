@@ -8,6 +8,7 @@ Row keys come from common.rowkeys. Every value is ASCII text so `cbt read` shows
   dcfcat:<CUR>:<category>:sum, dcfcat:<CUR>:<category>:count                      (category rows)
   dcftime:amount_minor, dcftime:currency, dcftime:category                        (time-index rows)
   dcfuser:seen = "1"                                                              (user directory)
+  dcfkll:<CUR> = a KLL sketch of the amounts, binary (common.sketches)           (sketch rows)
   dcfid:user, amount_minor, currency, event_us, publish_us, message_id            (id index rows)
   dcfid:reason, transaction_id, counted, copy (JSON versions)                      (conflict rows)
   dcfmeta:run = the id of the job run that last wrote the row (bookkeeping, not data)
@@ -17,7 +18,8 @@ Money is in minor units of its currency (common.money); a counter qualifier name
 
 Counter rows are updated exactly once per job run: a row whose dcfmeta:run already equals the
 run being applied is skipped, so a run that is interrupted and run again never counts twice.
-Every read asks for one family and the newest cell only.
+Sketch rows are merged into once per run the same way (merge_cells_once). Every read asks for
+one family and the newest cell only.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,8 +38,8 @@ from google.cloud.bigtable.row_set import RowSet
 from common import bigtable_private, rowkeys
 
 LIST, HOUR, MINUTE, TOP, USER, ID, META = "dcflist", "dcfbhour", "dcfbmin", "dcftop", "dcfuser", "dcfid", "dcfmeta"
-CAT, TIME = "dcfcat", "dcftime"
-FAMILIES = (LIST, HOUR, MINUTE, TOP, USER, ID, META, CAT, TIME)
+CAT, TIME, KLL = "dcfcat", "dcftime", "dcfkll"
+FAMILIES = (LIST, HOUR, MINUTE, TOP, USER, ID, META, CAT, TIME, KLL)
 RUN = b"run"
 SUM = "sum"
 COUNT = "count"
@@ -606,6 +608,51 @@ def read_top_index(table: Any, ranges: Sequence[tuple[bytes, bytes]], limit: int
     return out
 
 
+def merge_cells_once(
+    table: Any,
+    family: str,
+    updates: dict[bytes, dict[bytes, bytes]],
+    merge: Callable[[bytes | None, bytes], bytes],
+    run_id: int,
+) -> tuple[int, int, list[RowFailure]]:
+    """Merge each row's new cell values into the stored ones once for this run: a row whose
+    dcfmeta:run already names the run is skipped, any other gets merge(stored or None, new) per
+    cell and the run's marker, in one mutation. Returns (applied, skipped, failures)."""
+    applied = skipped = 0
+    failures: list[RowFailure] = []
+    both = row_filters.RowFilterChain(
+        filters=[
+            row_filters.RowFilterUnion(
+                filters=[row_filters.FamilyNameRegexFilter(family), row_filters.FamilyNameRegexFilter(META)]
+            ),
+            row_filters.CellsColumnLimitFilter(1),
+        ]
+    )
+    for chunk in _chunks(sorted(updates), READ_CHUNK):
+        row_set = RowSet()
+        for key in chunk:
+            row_set.add_row_key(key)
+        current: dict[bytes, dict[bytes, bytes]] = {}
+        markers: dict[bytes, int] = {}
+        for row in table.read_rows(row_set=row_set, filter_=both):
+            current[row.row_key] = _cells(row, family)
+            run = _cells(row, META).get(RUN)
+            if run is not None:
+                markers[row.row_key] = int(run)
+        rows: list[tuple[bytes, list[Cell]]] = []
+        for key in chunk:
+            if markers.get(key) == run_id:
+                skipped += 1
+                continue
+            stored = current.get(key, {})
+            cells = [(family, q, merge(stored.get(q), value)) for q, value in updates[key].items()]
+            rows.append((key, [*cells, (META, RUN, str(run_id).encode())]))
+        failed = write_cell_rows(table, rows)
+        failures.extend(failed)
+        applied += len(rows) - len(failed)
+    return applied, skipped, failures
+
+
 # --- reads ------------------------------------------------------------------------------------
 
 
@@ -615,6 +662,12 @@ def read_counter_rows(
     """Counter rows of one family in [start_key, end_key), in key order."""
     rows = table.read_rows(start_key=start_key, end_key=end_key, filter_=_latest(family), limit=limit or 0)
     return [(row.row_key, {q: int(v) for q, v in _cells(row, family).items()}) for row in rows]
+
+
+def read_cell_rows(table: Any, family: str, start_key: bytes, end_key: bytes) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    """Rows of one family in [start_key, end_key) with their raw cell values, in key order."""
+    rows = table.read_rows(start_key=start_key, end_key=end_key, filter_=_latest(family))
+    return [(row.row_key, _cells(row, family)) for row in rows]
 
 
 def read_transactions(

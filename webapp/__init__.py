@@ -45,6 +45,7 @@ def create_app(
     from webapp.legacy import bp as legacy_bp
     from webapp.metrics import install as install_metrics
     from webapp.openapi import bp as openapi_bp
+    from webapp.percentiles import bp as percentiles_bp
     from webapp.push import install as install_push
     from webapp.security import install as install_security
     from webapp.services import Services
@@ -63,7 +64,7 @@ def create_app(
     # GET /metrics, and every request timed and counted (first, so the time includes the checks).
     install_metrics(app, svc)
 
-    for blueprint in (api_bp, legacy_bp, health_bp, openapi_bp, dashboard_bp):
+    for blueprint in (api_bp, percentiles_bp, legacy_bp, health_bp, openapi_bp, dashboard_bp):
         app.register_blueprint(blueprint)
     install_push(app, svc)  # GET /api/v1/runs/stream: finished runs as Server-Sent Events
     register_error_handlers(app)

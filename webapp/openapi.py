@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify
 
-from webapp import params
+from webapp import params, percentiles
 
 bp = Blueprint("openapi", __name__)
 
@@ -579,6 +579,8 @@ def document() -> dict[str, Any]:
         "/hour": _hourly_op(),
         "/list": _list_op(),
     }
+    schemas.update(percentiles.openapi_schemas(MONEY, TIME, CURRENCY_CODE))
+    paths.update(percentiles.openapi_paths(_get, _json))
     for path, operations in paths.items():
         for operation in operations.values():
             if "query" in operation:

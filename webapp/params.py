@@ -96,6 +96,33 @@ CURRENCY = (
 )
 
 
+MAX_QUANTILES = 10
+_FRACTION = r"(0(\.[0-9]{1,6})?|1(\.0{1,6})?)"
+FRACTIONS_PATTERN = f"^{_FRACTION}(,{_FRACTION}){{0,{MAX_QUANTILES - 1}}}$"
+
+
+def _fractions(value: Any) -> tuple[float, ...]:
+    """ "0.5,0.9,0.99" -> (0.5, 0.9, 0.99): 1 to MAX_QUANTILES fractions from 0 to 1."""
+    raw = str(value)
+    if not re.fullmatch(FRACTIONS_PATTERN, raw):
+        raise ValueError(
+            f"must be 1 to {MAX_QUANTILES} comma-separated fractions from 0 to 1 (at most 6 places) such as "
+            f"0.5,0.9,0.99, got {raw[:80]!r}"
+        )
+    return tuple(float(part) for part in raw.split(","))
+
+
+Fractions = Annotated[
+    tuple[float, ...],
+    PlainValidator(_fractions, json_schema_input_type=str),
+    Field(json_schema_extra={"pattern": FRACTIONS_PATTERN, "example": "0.5,0.9,0.99"}),
+]
+QUANTILES = (
+    "The quantiles wanted, as fractions from 0 to 1 (0.5 is the median, 0 the smallest amount, 1 the largest), "
+    f"comma-separated, at most {MAX_QUANTILES}."
+)
+
+
 def _count(default: int, low: int, high: int, description: str) -> Any:
     return Field(default, ge=low, le=high, description=description)
 
@@ -303,6 +330,21 @@ class RunsStreamQuery(Query):
         description="Send the runs after this run id (a reconnecting browser's Last-Event-ID header wins over "
         "it); default: only runs that finish from now on. 0: every run.",
     )
+
+
+class PercentilesQuery(RangeQuery):
+    """All users' amounts over [from, to)."""
+
+    MAX_SPAN = timedelta(days=92)
+    start: Time = _from("-24h")
+    end: Time = _to()
+    q: Fractions = Field("0.5,0.9,0.99", validate_default=True, description=QUANTILES)
+
+
+class UserPercentilesQuery(PercentilesQuery):
+    """One user's amounts over [from, to)."""
+
+    user_id: UserId
 
 
 class UsersQuery(Query):

@@ -46,7 +46,9 @@ from flask_limiter.util import get_remote_address
 from common.config import Config, ConfigError
 from webapp.errors import Unauthorized, error_response
 
-DATA_BLUEPRINTS = frozenset({"api", "legacy", "metrics", "push"})  # behind read_token (the POST: ingest_token)
+DATA_BLUEPRINTS = frozenset(
+    {"api", "legacy", "metrics", "percentiles", "push"}
+)  # behind read_token (the POST: ingest_token)
 POST_ENDPOINT = "api.post_transaction"
 # The run stream (webapp/push.py) takes the read token from this cookie too: EventSource sends no headers.
 STREAM_ENDPOINT = "push.runs_stream"

@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 from common import clients, jobstate, money, outage, spool, store
 from common.config import Config, late_horizon
 from common.timeutil import HOUR_US, MINUTE_US
-from jobs.aggregate import extract, load
+from jobs.aggregate import extract, load, sketches
 from jobs.aggregate import transforms as tf
 from jobs.aggregate.progress import spark_progress
 
@@ -57,6 +57,7 @@ class RunSummary:
     top_index_written: int = 0  # top-spender index rows written or deleted
     users_written: int = 0
     category_rows_written: int = 0
+    sketches_written: int = 0
     failures: int = 0
     conflicted_ids: int = 0
     files_left: int = 0  # new files beyond job_max_files_per_run, for the next run
@@ -144,8 +145,8 @@ def load_counters(
     cfg: Config, run_id: int, remaining: DataFrame, pause_after_batch_s: float = 0.0
 ) -> tuple[dict[str, int], list[Failure]]:
     """Add the remaining transactions' hour (with the top-spender index rows they move), minute and
-    category deltas (once per run per row) and write the user directory, as one Spark job so the
-    executors stay busy."""
+    category deltas and merge their amount sketches (once per run per row) and write the user
+    directory, as one Spark job so the executors stay busy."""
     buckets = remaining.transform(tf.hourly_buckets)
     minutes = remaining.transform(tf.minute_stats)
     category_hours = remaining.transform(tf.category_stats, HOUR_US, "hour_start")
@@ -167,6 +168,7 @@ def load_counters(
             load.apply_minute_deltas(cfg, run_id, pause_after_batch_s), load.RESULT_SCHEMA
         ),
         remaining.transform(tf.distinct_users).mapInArrow(load.write_users(cfg), load.RESULT_SCHEMA),
+        *sketches.writers(cfg, run_id, remaining, pause_after_batch_s),
     ]
     union = writers[0]
     for writer in writers[1:]:
@@ -271,10 +273,11 @@ def _load(
     summary.top_index_written = counters.get(store.TOP, 0)
     summary.users_written = counters.get(store.USER, 0)
     summary.category_rows_written = counters.get(store.CAT, 0)
+    summary.sketches_written = counters.get(store.KLL, 0)
     say(
         f"load: {summary.buckets_written:,} dcfbhour, {summary.minutes_written:,} dcfbmin, "
         f"{summary.top_index_written:,} dcftop, {summary.category_rows_written:,} dcfcat, "
-        f"{summary.users_written:,} dcfuser rows "
+        f"{summary.users_written:,} dcfuser, {summary.sketches_written:,} dcfkll rows "
         f"in {time.monotonic() - phase:.1f} s"
     )
     return failures

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 from support.ledger import assert_contents, duplicates_of, expected_contents, make_ledger, read_contents, write_spool
+from support.quantiles import ExactAmounts, stored_sketch_stats
 
 from common import clients, jobstate, store
 from common.config import Config
@@ -110,6 +111,8 @@ def test_sigkill_during_the_bigtable_writes_then_a_new_run_is_exact(cfg: Config,
     assert_contents(read_contents(table), expected)
     status = jobstate.read_job_status(table)
     assert status is not None and status["last_run"] == 1 and status["pending"] is None
+    # The amount sketches, merged in the same Spark job as the counters, were merged once each.
+    assert stored_sketch_stats(table) == ExactAmounts(ledger, cfg.late_horizon_hours).hour_stats()
 
 
 def test_two_hosts_with_their_own_spool_copies_and_locks_never_run_at_once_on_one_table(

@@ -295,6 +295,33 @@
     }
   }
 
+  function renderPercentiles(body, currency) {
+    // p50/p90/p99 and the amount histogram of the cards' currency, from the job's KLL sketches.
+    const found = body.by_currency.find((c) => c.currency === currency);
+    const value = (q) => (found ? found.quantiles.find((item) => item.q === q) : null);
+    for (const [id, q] of [["kpi-p50", 0.5], ["kpi-p90", 0.9], ["kpi-p99", 0.99]]) {
+      const item = value(q);
+      setText(id, item && item.value !== null ? item.value : "–");
+    }
+    let note = "";
+    if (found && found.count) {
+      note = found.exact
+        ? `Percentiles of ${currency} amounts: exact (${found.count} transactions).`
+        : `Percentiles of ${currency} amounts: each within ±${(found.rank_error * 100).toFixed(2)} % of rank ` +
+          `(${found.count} transactions).`;
+    }
+    setText("percentile-note", note);
+    setText("histogram-currency", found ? `${currency}, transactions per amount range` : "");
+    const bins = found ? found.histogram : [];
+    drawBars(
+      "amount-histogram",
+      bins.map((b) => `${b.from}–${b.to}`),
+      bins.map((b) => b.count),
+      `Transactions (${currency})`,
+      "#7a4fb0",
+    );
+  }
+
   function chooseCurrency(code) {
     state.currency = code;
     saveToUrl();
@@ -341,13 +368,15 @@
     panel.dataset.state = "loading";
     try {
       const money = { ...range, currency: state.currency };
-      const [sum, hourly, page, categories] = await Promise.all([
+      const [sum, hourly, page, categories, percentiles] = await Promise.all([
         getJson(`${base}/sum`, money),
         getJson(`${base}/hourly`, money),
         getJson(`${base}/transactions`, { ...range, limit: PAGE_SIZE, page_token: state.tokens[state.page] }),
         getJson(`${base}/categories`, range),
+        getJson(`${base}/percentiles`, { ...range, q: "0.5,0.9,0.99" }),
       ]);
       renderSum(sum);
+      renderPercentiles(percentiles, sum.currency);
       drawBars(
         "hourly-chart",
         hourly.map((h) => hourLabel(h.hour_start)),
