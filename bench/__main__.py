@@ -5,8 +5,10 @@
     python -m bench --stages api,job       only those stages (writes bench/out/ unless --out is given)
     python -m bench --stages soak [--soak-minutes 30] [--soak-outage-minutes 10]
     python -m bench --stages freshness [--freshness-minutes 3]
+    python -m bench --stages costs,cluster  the figures docs/sizing.md scales (python -m bench.sizing)
 
-Stages, in order: publish, spool, hostile, aggregate, job, writer, incremental, e2e, drain, api; and soak
+Stages, in order: publish, spool, hostile, aggregate, job, writer, incremental, e2e, drain, api,
+cluster (the job on 1 and 2 standalone Spark workers), costs (CPU, bytes and rows per event); and soak
 (the live pipeline through long outages, 30 minutes) and freshness (seconds from publish to /sum,
 four settings of a few minutes), which run only when named in --stages. Each runs on the
 local emulators with its own uuid-named topic, subscription, table and spool, removed afterwards.
@@ -25,7 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from bench import freshness, hostile, pipeline, soak, stages
+from bench import cluster, costs, freshness, hostile, pipeline, soak, stages
 from bench.results import Result, compare, write_all
 from common import clients
 from common.cli import (
@@ -52,6 +54,8 @@ STAGES: dict[str, Callable[[stages.Bench], list[Result]]] = {
     "e2e": pipeline.end_to_end,
     "drain": pipeline.drain,
     "api": stages.api,
+    "cluster": cluster.stage,
+    "costs": costs.stage,
     "soak": soak.soak,
     "freshness": freshness.freshness,
 }
