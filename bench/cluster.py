@@ -22,6 +22,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -159,7 +160,9 @@ def stage(bench: Bench) -> list[Result]:
     write_spool(spool_cfg.spool_dir, rows, users=stages.HISTORY_USERS, hours=stages.HISTORY_HOURS, files=files, seed=3)
     timings: dict[int, tuple[float, float, dict[str, float]]] = {}
     for workers in (1, 2):
-        with stages.scratch(bench, f"cluster-{workers}w", spool_dir=spool_cfg.spool_dir) as cfg:
+        # A fresh table each, over the shared spool (dropping the scratch config leaves that spool alone).
+        with stages.scratch(bench, f"cluster-{workers}w") as scratch_cfg:
+            cfg = replace(scratch_cfg, spool_dir=spool_cfg.spool_dir)
             clients.ensure_table(cfg)
             root = bench.work / f"cluster-{workers}w"
             with standalone_cluster(root, workers=workers, memory=WORKER_MEMORY) as url:

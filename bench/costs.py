@@ -67,7 +67,7 @@ def message_bytes(message: EncodedTransaction) -> int:
 @dataclass(frozen=True)
 class TableFootprint:
     """Rows and approximate bytes of a table, in all and per column family (a row is counted under
-    the family of its first cell)."""
+    its first family other than dcfmeta, which the job's bookkeeping cells share with other rows)."""
 
     rows: int
     bytes: int
@@ -81,9 +81,8 @@ def table_footprint(table: Any) -> TableFootprint:
     sizes: Counter[str] = Counter()
     for row in table.read_rows():
         size = len(row.row_key)
-        family = ""
+        family = next((name for name in row.cells if name != "dcfmeta"), "dcfmeta")
         for name, columns in row.cells.items():
-            family = family or name
             for qualifier, cells in columns.items():
                 size += sum(len(name) + len(qualifier) + len(cell.value) + 8 for cell in cells)
         rows[family] += 1

@@ -69,9 +69,10 @@ class Assumptions:
     api_rows_per_request: float = 30.0  # e.g. /sum over a day: 24 hour buckets, plus a few
 
 
-def load_measured(results_path: Path) -> Measured:
-    """The figures from a benchmark results.json; KeyError naming a figure that is missing."""
-    rows = {row["name"]: row for row in json.loads(results_path.read_text())}
+def load_measured(results_path: Path, *more: Path) -> Measured:
+    """The figures from benchmark results.json files (a later file's figure wins); KeyError naming
+    a figure that is missing."""
+    rows = {row["name"]: row for path in (results_path, *more) for row in json.loads(path.read_text())}
     values: dict[str, float] = {}
     for field, name in FIGURES.items():
         if name not in rows:
@@ -80,7 +81,8 @@ def load_measured(results_path: Path) -> Measured:
     speedup = 1.0
     if CLUSTER_ONE in rows and CLUSTER_TWO in rows and rows[CLUSTER_TWO]["value"]:
         speedup = float(rows[CLUSTER_ONE]["value"]) / float(rows[CLUSTER_TWO]["value"])
-    return Measured(**values, two_worker_speedup=speedup, quick=from_quick_run(results_path))
+    quick = any(from_quick_run(path) for path in (results_path, *more))
+    return Measured(**values, two_worker_speedup=speedup, quick=quick)
 
 
 def from_quick_run(results_path: Path) -> bool:
@@ -197,11 +199,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.sizing", description=__doc__.split("\n\n")[0] if __doc__ else None
     )
-    parser.add_argument("--results", type=Path, default=Path("bench/out/results.json"), help="the bench's results.json")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        action="append",
+        help="a bench results.json (repeatable; default bench/out/results.json)",
+    )
     parser.add_argument("--out", type=Path, default=Path("docs"), help="where sizing.json and sizing.png go")
     args = parser.parse_args(argv)
     try:
-        measured = load_measured(args.results)
+        measured = load_measured(*(args.results or [Path("bench/out/results.json")]))
     except (OSError, KeyError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
