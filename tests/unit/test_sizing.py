@@ -106,4 +106,4 @@ def test_load_measured_names_a_missing_figure(tmp_path: Path) -> None:
         load_measured(path)
     path.write_text(json.dumps([*rows, {"name": FIGURES["spooler_cpu_per_1000"], "value": 0.5}]))
     measured = load_measured(path)
-    assert measured.spooler_cpu_per_1000 == 0.5 and measured.two_worker_speedup == 1.0 and measured.quick
+    assert measured.spooler_cpu_per_1000 == 0.5 and measured.two_worker_speedup == 2.0 and measured.quick
