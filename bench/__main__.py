@@ -5,8 +5,11 @@
     python -m bench --stages api,job       only those stages (writes bench/out/ unless --out is given)
     python -m bench --stages soak [--soak-minutes 30] [--soak-outage-minutes 10]
     python -m bench --stages freshness [--freshness-minutes 3]
+    python -m bench --stages costs,cluster  the figures docs/sizing.md scales (python -m bench.sizing)
 
-Stages, in order: publish, spool, hostile, aggregate, job, writer, incremental, e2e, drain, api; and soak
+Stages, in order: publish, spool, hostile, aggregate, job, writer, incremental, e2e, drain, api,
+holders (1,000,000 card holders), cluster (the job on 1 and 2 standalone Spark workers), costs (CPU,
+bytes and rows per event); and soak
 (the live pipeline through long outages, 30 minutes) and freshness (seconds from publish to /sum,
 four settings of a few minutes), which run only when named in --stages. Each runs on the
 local emulators with its own uuid-named topic, subscription, table and spool, removed afterwards.
@@ -25,7 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from bench import freshness, hostile, pipeline, soak, stages
+from bench import cluster, costs, freshness, hostile, pipeline, soak, stages
 from bench.results import Result, compare, write_all
 from common import clients
 from common.cli import (
@@ -53,6 +56,8 @@ STAGES: dict[str, Callable[[stages.Bench], list[Result]]] = {
     "drain": pipeline.drain,
     "api": stages.api,
     "holders": stages.holders,
+    "cluster": cluster.stage,
+    "costs": costs.stage,
     "soak": soak.soak,
     "freshness": freshness.freshness,
 }

@@ -1,5 +1,5 @@
-"""The product's commands as subprocesses of the benchmark: a scratch config file for them, a peak
-RSS sampler (the process and all its children, e.g. the Spark driver's JVM), and start/stop helpers
+"""The product's commands as subprocesses of the benchmark: a scratch config file for them, peak
+RSS and CPU-time samplers (the process and all its children, e.g. the Spark driver's JVM), and start/stop helpers
 on common.procs' supervisor, which only ever signals the process groups it started."""
 
 from __future__ import annotations
@@ -67,6 +67,41 @@ class PeakRss:
         return self.peak
 
 
+class TreeCpu:
+    """Samples the CPU seconds (user + system) of a process tree every `interval` seconds in a thread
+    until `stop()`, which returns their sum over every process seen: a process's last sample counts
+    once it has exited, so a child that lives less than `interval` may be missed (the JVM and Python
+    workers of a Spark run live for the whole run)."""
+
+    def __init__(self, pid: int, interval: float = 0.1) -> None:
+        self._process = psutil.Process(pid)
+        self._seen: dict[tuple[int, float], float] = {}  # (pid, create time) -> CPU seconds
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="tree-cpu", daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        try:
+            members = [self._process, *self._process.children(recursive=True)]
+        except psutil.Error:
+            return
+        for member in members:
+            with contextlib.suppress(psutil.Error):
+                times = member.cpu_times()
+                self._seen[(member.pid, member.create_time())] = times.user + times.system
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self._interval)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return sum(self._seen.values())
+
+
 @dataclass(frozen=True)
 class Finished:
     """A command the benchmark ran: exit code, wall seconds, peak RSS of its tree, its output."""
@@ -75,6 +110,7 @@ class Finished:
     seconds: float
     peak_rss_bytes: int
     output: str
+    cpu_seconds: float = 0.0  # user + system of the whole tree (TreeCpu)
 
     def tail(self, lines: int = 5) -> str:
         return " | ".join(self.output.strip().splitlines()[-lines:])
@@ -94,6 +130,7 @@ class Started:
         self.supervised = Supervised(cmd, log_path, env={**os.environ, **(env or {})}, cwd=ROOT)
         self.process = self.supervised.process
         self.rss = PeakRss(self.process.pid)
+        self.cpu = TreeCpu(self.process.pid)
 
     def running(self) -> bool:
         return self.supervised.running()
@@ -111,7 +148,7 @@ class Started:
             code = exc.returncode
         seconds = time.perf_counter() - self.started
         peak = self.rss.stop()
-        return Finished(code, seconds, peak, self.supervised.output())
+        return Finished(code, seconds, peak, self.supervised.output(), self.cpu.stop())
 
 
 def run(cmd: Sequence[str], log_path: Path, timeout: float = 3600.0, env: dict[str, str] | None = None) -> Finished:

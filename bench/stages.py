@@ -52,9 +52,25 @@ class Sizes:
     api_requests: int  # per client and endpoint
     rounds: int  # interleaved repetitions of a ceiling and its stage (best of each is kept)
     holders: int = 1_000_000  # card holders of the holders stage (1-2 events each, over 2 hours)
+    cluster_rows: int = 1_000_000  # the job on 1 and on 2 standalone workers
+    cost_events: tuple[int, int] = (100_000, 1_000_000)  # the two sizes the per-event costs are fitted on
 
 
-QUICK = Sizes(20_000, 200_000, 20_000, 20_000, 1_000, 50_000, 20_000, 8, 50, 1, holders=20_000)
+QUICK = Sizes(
+    20_000,
+    200_000,
+    20_000,
+    20_000,
+    1_000,
+    50_000,
+    20_000,
+    8,
+    50,
+    1,
+    holders=20_000,
+    cluster_rows=50_000,
+    cost_events=(10_000, 40_000),
+)
 FULL = Sizes(200_000, 10_000_000, 1_000_000, 200_000, 10_000, 1_000_000, 200_000, 8, 250, 2)
 
 
@@ -222,11 +238,16 @@ def run_job(bench: Bench, cfg: Config, name: str) -> tuple[dict[str, Any], procs
     sampled. Returns the run's own summary (read back from the table's job state) and the process."""
     path = procs.write_config(cfg, bench.work / "configs" / f"{name}.json")
     done = procs.run(procs.python_module("jobs.aggregate", "--config", str(path)), bench.logs / f"{name}.log")
+    return read_summary(cfg, name, done), done
+
+
+def read_summary(cfg: Config, name: str, done: procs.Finished) -> dict[str, Any]:
+    """The last finished run's summary from cfg's table (the job state); RuntimeError when none."""
     status = jobstate.read_job_status(clients.bigtable_table(cfg)) or {}
-    summary = status.get("last_summary") or {}
+    summary: dict[str, Any] = status.get("last_summary") or {}
     if not summary.get("run_id"):
         raise RuntimeError(f"{name}: the job recorded no finished run: {done.tail()}")
-    return summary, done
+    return summary
 
 
 def job(bench: Bench) -> list[Result]:

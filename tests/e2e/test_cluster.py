@@ -5,111 +5,30 @@ Bigtable contents as a local-mode run of the same spool (started through spark-s
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
-import pyspark
 import pytest
 from conftest import checkout_env, cleanup_resources, make_config
 from support.ledger import assert_contents, duplicates_of, expected_contents, make_ledger, read_contents, write_spool
 
+from bench.cluster import spark_env, standalone_cluster
 from common import clients, store
 from common.config import Config
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-# The launch scripts look for Spark with whatever `python3` is on PATH; point them at this one's.
-SPARK_ENV = {"SPARK_HOME": str(Path(pyspark.__file__).parent), "PYSPARK_PYTHON": sys.executable}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def daemon(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **SPARK_ENV, "SPARK_LOCAL_IP": "127.0.0.1"}
-    with open(log, "wb") as out:
-        return subprocess.Popen(
-            [str(BIN / "spark-class"), *args], stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-
-
-def alive_workers(ui_port: int) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/json/", timeout=2) as response:
-            return int(json.load(response).get("aliveworkers", 0))
-    except OSError:
-        return 0
 
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[str]:
-    """A standalone master and one worker (1 core, 1 GB); yields the master URL."""
-    port, ui_port = free_port(), free_port()
-    master = daemon(
-        [
-            "org.apache.spark.deploy.master.Master",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--webui-port",
-            str(ui_port),
-        ],
-        tmp_path / "master.log",
-    )
-    url = f"spark://127.0.0.1:{port}"
-    worker = daemon(
-        [
-            "org.apache.spark.deploy.worker.Worker",
-            url,
-            "--host",
-            "127.0.0.1",
-            "--cores",
-            "1",
-            "--memory",
-            "1g",
-            "--port",
-            str(free_port()),
-            "--webui-port",
-            str(free_port()),
-            "--work-dir",
-            str(tmp_path / "work"),
-        ],
-        tmp_path / "worker.log",
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while alive_workers(ui_port) < 1:
-            assert master.poll() is None, (tmp_path / "master.log").read_text()[-2000:]
-            assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "the worker never registered with the master"
-            time.sleep(0.5)
+    """A standalone master and one worker (1 core, 1 GB; bench.cluster starts them); yields the master URL."""
+    with standalone_cluster(tmp_path, workers=1) as url:
         yield url
-    finally:
-        stop(worker)
-        stop(master)
 
 
 @pytest.fixture
@@ -148,7 +67,7 @@ def test_a_standalone_cluster_run_writes_what_a_local_run_writes(
     )
     assert on_cluster.returncode == 0, on_cluster.stderr[-3000:]
     assert "run 1: 2 files, 440 rows, 40 duplicates dropped" in on_cluster.stderr
-    assert list((tmp_path / "work").glob("app-*/0")), "no executor ran on the worker"
+    assert list((tmp_path / "worker-0").glob("app-*/0")), "no executor ran on the worker"
 
     local = subprocess.run(
         [
@@ -160,7 +79,7 @@ def test_a_standalone_cluster_run_writes_what_a_local_run_writes(
             str(config_file(local_cfg, tmp_path / "local.json")),
         ],
         cwd=ROOT,
-        env=checkout_env(**SPARK_ENV),  # the driver runs the file, not `python -m` from the root
+        env=checkout_env(**spark_env()),  # the driver runs the file, not `python -m` from the root
         capture_output=True,
         text=True,
         timeout=300,

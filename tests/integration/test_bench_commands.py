@@ -26,7 +26,7 @@ def test_bad_flag_is_one_line_and_exit_code_2() -> None:
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "error: --stages must be a comma-separated list of publish, spool, hostile, aggregate, job, writer, "
-        "incremental, e2e, drain, api, soak, freshness, got 'nope'"
+        "incremental, e2e, drain, api, holders, cluster, costs, soak, freshness, got 'nope'"
     ]
 
 
