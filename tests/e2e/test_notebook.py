@@ -121,9 +121,15 @@ def test_notebook_runs_top_to_bottom_and_reconciles_to_the_cent(kernel: str, run
     categories = re.search(r"(\d+) of (\d+) categories equal to Bigtable", sql)
     assert f"SQL over the spool: {len(expected)} of {len(expected)} users equal to the ledger" in sql
     assert categories and categories[1] == categories[2] and int(categories[1]) > 0
-    # The figures were drawn: inter-arrival times, amounts, hourly totals.
+    # The API's categories agree with txn-sql to the cent, and its percentiles with the ledger.
+    analytics = re.search(
+        r"(\d+) categories agree with txn-sql to the cent; (\d+) percentiles within their rank bound",
+        _outputs(_tagged(notebook, "analytics")),
+    )
+    assert analytics and int(analytics[1]) > 0 and int(analytics[2]) == 8
+    # The figures were drawn: inter-arrival times, amounts, hourly totals, categories and percentiles.
     images = [o for c in notebook.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
-    assert len(images) == 3
+    assert len(images) == 4
 
 
 def test_notebook_is_committed_without_outputs() -> None:
