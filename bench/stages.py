@@ -417,6 +417,24 @@ def _wait_ready(url: str, server: procs.Started, timeout: float = 60.0) -> None:
     raise RuntimeError(f"the server did not answer {url} within {timeout:g} s")
 
 
+@contextlib.contextmanager
+def served(bench: Bench, cfg: Config, name: str) -> Iterator[str]:
+    """./run_server.sh (gunicorn, its default workers and threads) over cfg on a free port for the
+    block, its output in logs/<name>.log; yields its base URL once /health answers."""
+    port = _free_port()
+    config_path = procs.write_config(cfg, bench.work / "configs" / f"{name}.json")
+    server = procs.Started(
+        [str(ROOT / "run_server.sh")], bench.logs / f"{name}.log", env={"PORT": str(port), "CONFIG": str(config_path)}
+    )
+    try:
+        base_url = f"http://127.0.0.1:{port}"
+        _wait_ready(f"{base_url}/health", server)
+        yield base_url
+    finally:
+        server.terminate()
+        server.wait(20)
+
+
 def api(bench: Bench) -> list[Result]:
     """./run_server.sh (gunicorn, its default workers and threads) over a table seeded with 30 days
     of 20 users; `api_clients` concurrent clients on /sum over 30 days and /transactions over 6 h."""
@@ -427,21 +445,9 @@ def api(bench: Bench) -> list[Result]:
         ledger = api_load.synthetic_ledger(users, end - timedelta(days=31), end, 2.0)
         say(f"    seeding {len(ledger):,} transactions for {len(users)} users")
         api_load.seed_table(clients.ensure_table(cfg), ledger)
-        port = _free_port()
-        config_path = procs.write_config(cfg, bench.work / "configs" / "api.json")
-        server = procs.Started(
-            [str(ROOT / "run_server.sh")],
-            bench.logs / "api.log",
-            env={"PORT": str(port), "CONFIG": str(config_path)},
-        )
-        try:
-            base_url = f"http://127.0.0.1:{port}"
-            _wait_ready(f"{base_url}/health", server)
+        with served(bench, cfg, "api") as base_url:
             say(f"    gunicorn on {base_url}: {sizes.api_clients} clients x {sizes.api_requests} requests each")
             results = api_load.run(base_url, "u00001", sizes.api_clients, sizes.api_requests)
-        finally:
-            server.terminate()
-            server.wait(20)
     for result in results:
         say(f"    {result.line()}")
     by_name = {r.name: r for r in results}
@@ -499,16 +505,7 @@ def holders(bench: Bench) -> list[Result]:
         say(f"    job: {summary['rows_written']:,} rows in {summary['seconds']:.1f} s (process {done.seconds:.1f} s)")
         key, size = largest_row(cfg)
         say(f"    largest row: {key[:60]!r} {size:,} bytes")
-        port = _free_port()
-        config_path = procs.write_config(cfg, bench.work / "configs" / "holders.json")
-        server = procs.Started(
-            [str(ROOT / "run_server.sh")],
-            bench.logs / "holders-api.log",
-            env={"PORT": str(port), "CONFIG": str(config_path)},
-        )
-        try:
-            base_url = f"http://127.0.0.1:{port}"
-            _wait_ready(f"{base_url}/health", server)
+        with served(bench, cfg, "holders-api") as base_url:
             now = datetime.now(UTC).replace(microsecond=0)
             span = {"from": (now - timedelta(hours=3)).isoformat(), "to": now.isoformat()}
             top = api_load.measure(
@@ -522,9 +519,6 @@ def holders(bench: Bench) -> list[Result]:
             summed = api_load.measure(
                 base_url, "/api/v1/users/u00001/sum", span, sizes.api_clients, sizes.api_requests, name="sum 3 h"
             )
-        finally:
-            server.terminate()
-            server.wait(20)
     for result in (top, summed):
         say(f"    {result.line()}")
     note = f"{count:,} card holders, {rows:,} events"
