@@ -457,14 +457,14 @@ def read_counters_at(table: Any, family: str, keys: Sequence[bytes]) -> dict[byt
     return found
 
 
-def _counters_and_markers(
+def _cells_and_markers(
     table: Any, family: str, chunk: Sequence[bytes]
-) -> tuple[dict[bytes, dict[bytes, int]], dict[bytes, int]]:
-    """The counter cells of one family and the run marker of each existing row among `chunk`."""
+) -> tuple[dict[bytes, dict[bytes, bytes]], dict[bytes, int]]:
+    """The cells of one family and the run marker of each existing row among `chunk`."""
     row_set = RowSet()
     for key in chunk:
         row_set.add_row_key(key)
-    current: dict[bytes, dict[bytes, int]] = {}
+    current: dict[bytes, dict[bytes, bytes]] = {}
     markers: dict[bytes, int] = {}
     both = row_filters.RowFilterChain(
         filters=[
@@ -475,11 +475,19 @@ def _counters_and_markers(
         ]
     )
     for row in table.read_rows(row_set=row_set, filter_=both):
-        current[row.row_key] = {q: int(v) for q, v in _cells(row, family).items()}
+        current[row.row_key] = _cells(row, family)
         run = _cells(row, META).get(RUN)
         if run is not None:
             markers[row.row_key] = int(run)
     return current, markers
+
+
+def _counters_and_markers(
+    table: Any, family: str, chunk: Sequence[bytes]
+) -> tuple[dict[bytes, dict[bytes, int]], dict[bytes, int]]:
+    """The counter cells of one family and the run marker of each existing row among `chunk`."""
+    cells, markers = _cells_and_markers(table, family, chunk)
+    return {key: {q: int(v) for q, v in row.items()} for key, row in cells.items()}, markers
 
 
 def apply_counter_deltas(
@@ -620,25 +628,8 @@ def merge_cells_once(
     cell and the run's marker, in one mutation. Returns (applied, skipped, failures)."""
     applied = skipped = 0
     failures: list[RowFailure] = []
-    both = row_filters.RowFilterChain(
-        filters=[
-            row_filters.RowFilterUnion(
-                filters=[row_filters.FamilyNameRegexFilter(family), row_filters.FamilyNameRegexFilter(META)]
-            ),
-            row_filters.CellsColumnLimitFilter(1),
-        ]
-    )
     for chunk in _chunks(sorted(updates), READ_CHUNK):
-        row_set = RowSet()
-        for key in chunk:
-            row_set.add_row_key(key)
-        current: dict[bytes, dict[bytes, bytes]] = {}
-        markers: dict[bytes, int] = {}
-        for row in table.read_rows(row_set=row_set, filter_=both):
-            current[row.row_key] = _cells(row, family)
-            run = _cells(row, META).get(RUN)
-            if run is not None:
-                markers[row.row_key] = int(run)
+        current, markers = _cells_and_markers(table, family, chunk)
         rows: list[tuple[bytes, list[Cell]]] = []
         for key in chunk:
             if markers.get(key) == run_id:
