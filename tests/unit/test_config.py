@@ -70,6 +70,8 @@ def test_overrides_win_and_none_is_ignored(tmp_path: Path) -> None:
         ("bigtable_timeout_seconds", 0, "a number > 0"),
         ("bigtable_timeout_seconds", "60", "a number > 0"),
         ("stream_poll_seconds", 0, "a number > 0"),
+        ("compact_after_seconds", -1, "a number > 0"),
+        ("compact_min_files", 1, "an integer >= 2"),
         ("job_max_files_per_run", 0, "an integer >= 1"),
         ("job_max_files_per_run", 2.5, "an integer >= 1"),
         ("push_max_streams", 0, "an integer >= 1"),
