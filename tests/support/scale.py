@@ -25,7 +25,7 @@ class Scale:
 DEFAULT = Scale(
     heavy=False,
     seeds=(1, 2),
-    events=12_000,
+    events=6_000,
     sum_ranges=120,
     crash_events=3_000,
     spooler_kills=2,

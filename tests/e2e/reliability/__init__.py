@@ -9,8 +9,8 @@ test_reconciliation  seeds through emitter -> spooler -> job; Bigtable and rando
 test_crashes         SIGKILL of the spooler and of the job at random points; two restarts at once
 test_redelivery      nacks, expired leases, a frozen spooler, republished transactions
 test_outages         Pub/Sub and Bigtable unreachable mid-run; Bigtable emulator restarted empty
-test_long_outages    two-minute Pub/Sub and Bigtable outages during a live emitter, spooler and
-                     --every job; a simulation stopped mid-outage and rerun as it says
+test_long_outages    Pub/Sub and Bigtable outages past every retry budget during a live emitter,
+                     spooler and --every job; a simulation stopped mid-outage and rerun as it says
 test_disk_faults     the spool's file system full, then read-only, under a running spooler (root)
 test_concurrency     listing while files are renamed into place; job runs while the spooler writes
 test_hostile_spooler malformed messages through Pub/Sub, each dead-lettered with its reason

@@ -108,7 +108,8 @@ def test_bigtable_unreachable_mid_run_then_a_later_run_and_a_rebuild_after_an_em
     rng = random.Random(7)
     ledger = make_ledger("outage", 6_000 if scale.heavy else 2_500, hours=12)
     write_spool(cfg, pd.concat([ledger, duplicates_of(ledger, 0.05, seed=2, delay=pd.Timedelta(seconds=9))]), files=4)
-    config = write_config(cfg, tmp_path)
+    # A run that meets the refusal gives up within this, well within the test's own timeout.
+    config = write_config(cfg, tmp_path, bigtable_timeout_seconds=15.0)
     proxy = OutageProxy(private_bigtable.port)
     table = clients.ensure_table(cfg)
     try:
