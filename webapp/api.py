@@ -141,7 +141,9 @@ def categories_json(by_category: population.ByCategory, currency: str | None) ->
 def user_categories(user_id: str) -> Any:
     query = params.UserCategoriesQuery.parse(request.args, now(), user_id=user_id)
     span = query.span
-    found = population.user_categories(get_table(), query.user_id, span.start_us, span.end_us)
+    found = population.user_categories(
+        get_table(), query.user_id, span.start_us, span.end_us, services().whole_hours.remember
+    )
     return jsonify(categories_json(found, query.currency))
 
 
@@ -151,7 +153,9 @@ def user_categories(user_id: str) -> Any:
 @bp.get("/categories")
 def categories() -> Any:
     query = params.CategoriesQuery.parse(request.args, now())
-    found = population.everyone_categories(get_table(), query.span.start_us, query.span.end_us)
+    found = population.everyone_categories(
+        get_table(), query.span.start_us, query.span.end_us, services().whole_hours.remember
+    )
     return jsonify(categories_json(found, query.currency))
 
 

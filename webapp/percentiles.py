@@ -18,7 +18,8 @@ from common import rowkeys, sketches, store
 from common.money import format_minor
 from common.timeutil import SECOND_US
 from webapp import params, queries
-from webapp.services import get_table, now
+from webapp.cache import Memo, no_memo
+from webapp.services import get_table, now, services
 
 bp = Blueprint("percentiles", __name__, url_prefix="/api/v1")
 
@@ -57,16 +58,31 @@ def _edge_amounts(table: Any, user_id: str | None, edges: list[tuple[int, int]])
     return found
 
 
+def _whole_hours_merged(table: Any, user_id: str | None, first_us: int, end_us: int) -> dict[str, bytes]:
+    """Per currency, the whole hours' sketches merged into one, serialized."""
+    return {
+        currency: bytes(sketches.merged(blobs).serialize())
+        for currency, blobs in _whole_hour_sketches(table, user_id, first_us, end_us).items()
+    }
+
+
 def range_answers(
-    table: Any, user_id: str | None, start_us: int, end_us: int, qs: tuple[float, ...]
+    table: Any, user_id: str | None, start_us: int, end_us: int, qs: tuple[float, ...], memo: Memo = no_memo
 ) -> dict[str, sketches.Answer]:
-    """Per currency present in [start_us, end_us), what the merged sketch says (common.sketches.answer)."""
+    """Per currency present in [start_us, end_us), what the merged sketch says (common.sketches.answer).
+    The whole hours' merged sketch goes through `memo` (the app's WholeHourCache)."""
     whole, edges = queries.split_hours(start_us, end_us)
-    blobs = _whole_hour_sketches(table, user_id, *whole) if whole else {}
+    merged: dict[str, bytes] = {}
+    if whole:
+        merged = memo(table, ("percentiles", user_id, *whole), lambda: _whole_hours_merged(table, user_id, *whole))
     exact = _edge_amounts(table, user_id, edges)
     return {
-        currency: sketches.answer(sketches.merged(blobs.get(currency, []), exact.get(currency, [])), qs, HISTOGRAM_BINS)
-        for currency in sorted(set(blobs) | set(exact))
+        currency: sketches.answer(
+            sketches.merged([merged[currency]] if currency in merged else [], exact.get(currency, [])),
+            qs,
+            HISTOGRAM_BINS,
+        )
+        for currency in sorted(set(merged) | set(exact))
     }
 
 
@@ -90,7 +106,7 @@ def answer_json(currency: str, answer: sketches.Answer) -> dict[str, Any]:
 
 def percentiles_json(user_id: str | None, query: params.PercentilesQuery) -> dict[str, Any]:
     span = query.span
-    answers = range_answers(get_table(), user_id, span.start_us, span.end_us, query.q)
+    answers = range_answers(get_table(), user_id, span.start_us, span.end_us, query.q, services().whole_hours.remember)
     head = {"user_id": user_id} if user_id is not None else {}
     return {
         **head,

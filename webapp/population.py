@@ -12,6 +12,7 @@ every transaction ordered by event time: at most two minutes of it, whatever the
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -19,10 +20,13 @@ from typing import Any
 from common import rowkeys, store
 from common.store import StoredTransaction
 from common.timeutil import HOUR_S, HOUR_US, MINUTE_US, SECOND_US
+from webapp.cache import Memo, no_memo
 from webapp.queries import Totals, split_hours
 
 # (currency, category) -> [sum in minor units, count]
 ByCategory = dict[tuple[str, str], list[int]]
+# ((currency, category, sum, count), ...): whole hours' totals as the cache keeps them (never changed)
+Frozen = tuple[tuple[str, str, int, int], ...]
 # (start of the stretch in epoch microseconds, currency, category, sum in minor units, count)
 Piece = tuple[int, str, str, int, int]
 
@@ -49,17 +53,28 @@ def ranked(by_category: ByCategory) -> list[tuple[str, str, int, int]]:
 # --- one card holder --------------------------------------------------------------------------
 
 
-def user_categories(table: Any, user_id: str, start_us: int, end_us: int) -> ByCategory:
-    """The user's sum and count per (currency, category) over [start_us, end_us), exact."""
+def _frozen(by_category: ByCategory) -> Frozen:
+    return tuple((currency, category, total, count) for (currency, category), (total, count) in by_category.items())
+
+
+def _user_whole_hours(table: Any, user_id: str, first_us: int, end_us: int) -> Frozen:
+    out: ByCategory = {}
+    keys = [rowkeys.category_hour_key(user_id, h) for h in range(first_us // SECOND_US, end_us // SECOND_US, HOUR_S)]
+    for cells in store.read_counters_at(table, store.CAT, keys).values():
+        for (currency, category), (total, count) in store.per_category(cells).items():
+            _add(out, currency, category, total, count)
+    return _frozen(out)
+
+
+def user_categories(table: Any, user_id: str, start_us: int, end_us: int, memo: Memo = no_memo) -> ByCategory:
+    """The user's sum and count per (currency, category) over [start_us, end_us), exact. The whole
+    hours' totals go through `memo` (the app's WholeHourCache)."""
     out: ByCategory = {}
     whole, edges = split_hours(start_us, end_us)
     if whole:
-        keys = [
-            rowkeys.category_hour_key(user_id, h) for h in range(whole[0] // SECOND_US, whole[1] // SECOND_US, HOUR_S)
-        ]
-        for cells in store.read_counters_at(table, store.CAT, keys).values():
-            for (currency, category), (total, count) in store.per_category(cells).items():
-                _add(out, currency, category, total, count)
+        totals = memo(table, ("categories", user_id, *whole), lambda: _user_whole_hours(table, user_id, *whole))
+        for currency, category, total, count in totals:
+            _add(out, currency, category, total, count)
     ranges = [rowkeys.transaction_range(user_id, low, high) for low, high in edges]
     for txn in store.read_transactions_in(table, ranges):
         _add(out, txn.currency, txn.category, txn.amount_minor, 1)
@@ -99,10 +114,27 @@ def _pieces(table: Any, low: int, high: int, steps: list[int]) -> Iterator[Piece
     yield from _pieces(table, last, high, finer)
 
 
-def everyone_categories(table: Any, start_us: int, end_us: int) -> ByCategory:
-    """Every user's sum and count per (currency, category) over [start_us, end_us), exact."""
+def _everyone_whole_hours(table: Any, first_us: int, end_us: int) -> Frozen:
     out: ByCategory = {}
-    for _, currency, category, total, count in everyone_pieces(table, start_us, end_us):
+    for _, currency, category, total, count in _pieces(table, first_us, end_us, [HOUR_US]):
+        _add(out, currency, category, total, count)
+    return _frozen(out)
+
+
+def everyone_categories(table: Any, start_us: int, end_us: int, memo: Memo = no_memo) -> ByCategory:
+    """Every user's sum and count per (currency, category) over [start_us, end_us), exact. The whole
+    hours' totals go through `memo` (the app's WholeHourCache); the edges are cut finer."""
+    out: ByCategory = {}
+    first, last = _ceil(start_us, HOUR_US), end_us - end_us % HOUR_US
+    if first >= last:
+        pieces = everyone_pieces(table, start_us, end_us)
+    else:
+        whole = memo(table, ("categories", None, first, last), lambda: _everyone_whole_hours(table, first, last))
+        for currency, category, total, count in whole:
+            _add(out, currency, category, total, count)
+        edges = (_pieces(table, start_us, first, [MINUTE_US]), _pieces(table, last, end_us, [MINUTE_US]))
+        pieces = itertools.chain(*edges)
+    for _, currency, category, total, count in pieces:
         _add(out, currency, category, total, count)
     return out
 

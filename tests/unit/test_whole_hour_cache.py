@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from support.memtable import MemoryTable
 
-from common import jobstate, rowkeys, store
+from common import jobstate, rowkeys, sketches, store
 from common.config import from_dict
 from webapp import create_app
 
@@ -77,3 +77,39 @@ def test_cached_sums_follow_each_job_run_and_bypass_a_pending_one() -> None:
     assert total() == ("12.62", 4)
     assert total() == ("12.62", 4)
     assert (cache.misses, cache.hits) == (2, 1)
+
+
+def test_cached_categories_and_percentiles_follow_each_job_run() -> None:
+    table = MemoryTable()
+    hour = us(OLD.replace(minute=0, second=0, microsecond=0)) // 1_000_000
+
+    def record(amounts: list[int]) -> None:
+        """One finished run adding carol's `amounts` (USD cents, fuel) to the hour of OLD."""
+        run = jobstate.begin_run(table, jobstate.read_job_status(table), [], NOW)
+        counters = {rowkeys.category_hour_key("carol", hour): {b"USD:fuel:sum": sum(amounts), b"USD:fuel:count": 2}}
+        assert store.apply_counter_deltas(table, store.CAT, counters, run.run_id)[2] == []
+        blob = bytes(sketches.merged([], amounts).serialize())
+        cells = {rowkeys.user_sketch_key("carol", hour): {b"USD": blob}}
+        assert store.merge_cells_once(table, store.KLL, cells, sketches.merge_bytes, run.run_id)[2] == []
+        jobstate.finish_run(table, run, {"conflicts": 0}, NOW)
+
+    record([100, 300])
+    app = create_app(from_dict({"project_id": "test-project"}), clock=lambda: NOW, table=table)
+    client = app.test_client()
+    cache = app.extensions["txn"].whole_hours
+    cache.tag_ttl_s = 0
+    span = {"from": "-30d", "to": "now"}
+
+    def answers() -> tuple[list[tuple[str, int]], list[str | None], int]:
+        categories = client.get("/api/v1/users/carol/categories", query_string=span).get_json()
+        body = client.get("/api/v1/users/carol/percentiles", query_string={**span, "q": "0,1"}).get_json()
+        (usd,) = body["by_currency"]
+        return [(c["sum"], c["count"]) for c in categories], [q["value"] for q in usd["quantiles"]], usd["count"]
+
+    assert answers() == ([("4.00", 2)], ["1.00", "3.00"], 2)
+    assert answers() == ([("4.00", 2)], ["1.00", "3.00"], 2)
+    assert (cache.misses, cache.hits) == (2, 2)  # one entry per route, each read once
+
+    record([50, 900])  # a later run in the same hours: both answers change at once
+    assert answers() == ([("13.50", 4)], ["0.50", "9.00"], 4)
+    assert (cache.misses, cache.hits) == (4, 2)
