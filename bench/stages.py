@@ -31,10 +31,13 @@ from bench.data import write_spool
 from bench.results import Result, compare
 from common import clients, jobstate, spool
 from common.config import Config
+from emitter.simulate import MERCHANT_CATEGORIES
+from jobs.aggregate.lock import LOCK_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
 HISTORY_USERS = 1000
 HISTORY_HOURS = 48
+ANALYTICS_TARGET = 1.5  # the job with categories and sketches at most this many times the job without
 
 
 @dataclass(frozen=True)
@@ -233,11 +236,11 @@ def aggregate(bench: Bench) -> list[Result]:
 # --- the job into Bigtable ------------------------------------------------------------------------
 
 
-def run_job(bench: Bench, cfg: Config, name: str) -> tuple[dict[str, Any], procs.Finished]:
-    """`python -m jobs.aggregate` over cfg's spool into cfg's table, as a process whose tree RSS is
-    sampled. Returns the run's own summary (read back from the table's job state) and the process."""
+def run_job(bench: Bench, cfg: Config, name: str, *flags: str) -> tuple[dict[str, Any], procs.Finished]:
+    """`python -m jobs.aggregate [flags]` over cfg's spool into cfg's table, as a process whose tree
+    RSS is sampled. Returns the run's own summary (read back from the table's job state) and the process."""
     path = procs.write_config(cfg, bench.work / "configs" / f"{name}.json")
-    done = procs.run(procs.python_module("jobs.aggregate", "--config", str(path)), bench.logs / f"{name}.log")
+    done = procs.run(procs.python_module("jobs.aggregate", "--config", str(path), *flags), bench.logs / f"{name}.log")
     return read_summary(cfg, name, done), done
 
 
@@ -271,7 +274,7 @@ def job(bench: Bench) -> list[Result]:
     cfg = bench.scratch_config("history")
     bench.cleanups.append(lambda: drop(cfg))
     say(f"    writing {rows:,} rows into {files_for(rows, cfg)} spool files")
-    write_spool(cfg.spool_dir, rows, users=HISTORY_USERS, hours=HISTORY_HOURS, files=files_for(rows, cfg), seed=1)
+    write_history_spool(cfg, rows)
     clients.ensure_table(cfg)
     say(f"    python -m jobs.aggregate over {rows:,} rows")
     summary, done = run_job(bench, cfg, "job")
@@ -281,6 +284,7 @@ def job(bench: Bench) -> list[Result]:
         f"process {done.seconds:.1f} s, peak RSS {done.peak_rss_bytes / procs.MB:,.0f} MB"
     )
     bench.history = History(cfg, rows)
+    analytics = analytics_cost(bench, cfg, summary["seconds"])
     return [
         compare(
             "raw mutate_rows (ceiling)",
@@ -311,6 +315,74 @@ def job(bench: Bench) -> list[Result]:
             f"writers use) on the same rows: {protobuf:,.0f} rows/s",
         ),
         compare("job driver peak RSS", done.peak_rss_bytes / procs.MB, "MB", None, "-", None, "Python driver + JVM"),
+        *analytics,
+    ]
+
+
+def write_history_spool(cfg: Config, rows: int) -> None:
+    """The job stage's spool (and the incremental stage's history): `rows` transactions of
+    HISTORY_USERS card holders over HISTORY_HOURS, in the emitter's merchant categories."""
+    write_spool(
+        cfg.spool_dir,
+        rows,
+        users=HISTORY_USERS,
+        hours=HISTORY_HOURS,
+        files=files_for(rows, cfg),
+        seed=1,
+        categories=MERCHANT_CATEGORIES,
+    )
+
+
+def copy_spool(source: Config, cfg: Config) -> None:
+    """cfg's spool: the same files as source's, hard-linked (the same bytes, no copy), without the
+    job's lock file. A run's compaction replaces files in its own folder only."""
+    shutil.copytree(
+        spool.local_path(source.spool_dir),
+        spool.local_path(cfg.spool_dir),
+        copy_function=os.link,
+        ignore=shutil.ignore_patterns(LOCK_NAME),
+    )
+
+
+def analytics_cost(bench: Bench, source: Config, first_with: float) -> list[Result]:
+    """The job's run seconds with its category (dcfcat) and sketch (dcfkll) writers and without them
+    (`--no-analytics`, the benchmark's switch), each run from the same spool files as `source`'s
+    into an empty table of its own. Round 0's run with them is the job stage's own (first_with);
+    later rounds alternate which goes first. Best of `rounds` each."""
+    say, rows = bench.say, bench.sizes.job_rows
+    seconds: dict[bool, list[float]] = {True: [first_with], False: []}
+    for round_ in range(bench.sizes.rounds):
+        order = [False] if round_ == 0 else ([False, True] if round_ % 2 else [True, False])
+        for analytics in order:
+            name = f"job-{'with' if analytics else 'without'}-analytics-{round_}"
+            with scratch(bench, name) as cfg:
+                copy_spool(source, cfg)
+                clients.ensure_table(cfg)
+                summary, _ = run_job(bench, cfg, name, *([] if analytics else ["--no-analytics"]))
+            if summary.get("analytics", True) != analytics or summary["rows_written"] != rows:
+                raise RuntimeError(f"{name}: the run did not do what was asked: {summary}")
+            seconds[analytics].append(summary["seconds"])
+            say(f"    {name}: {summary['seconds']:.1f} s")
+    best_with, best_without = min(seconds[True]), min(seconds[False])
+    per_run = "; ".join(
+        f"{label}: {', '.join(f'{s:.1f}' for s in seconds[flag])} s"
+        for label, flag in (("with", True), ("without", False))
+    )
+    note = (
+        f"{rows:,} rows, {len(MERCHANT_CATEGORIES)} merchant categories, run seconds (Spark start-up excluded), "
+        f"best of {len(seconds[True])}; each run into an empty table of its own from the same spool files; {per_run}"
+    )
+    return [
+        compare("job without categories and sketches (ceiling)", best_without, "s", None, "-", None, note),
+        compare(
+            "job with categories and sketches",
+            best_with,
+            "s",
+            best_without,
+            f"<= {ANALYTICS_TARGET:g} x without",
+            best_with <= ANALYTICS_TARGET * best_without,
+            "dcfcat (per user-hour, hour, minute) and dcfkll (per user-hour, hour) on top of every other row",
+        ),
     ]
 
 
@@ -353,7 +425,7 @@ def _history(bench: Bench) -> History:
         cfg = bench.scratch_config("history")
         bench.cleanups.append(lambda: drop(cfg))
         bench.say(f"    history: {rows:,} rows through one job run")
-        write_spool(cfg.spool_dir, rows, users=HISTORY_USERS, hours=HISTORY_HOURS, files=files_for(rows, cfg), seed=1)
+        write_history_spool(cfg, rows)
         clients.ensure_table(cfg)
         run_job(bench, cfg, "history")
         bench.history = History(cfg, rows)
