@@ -31,6 +31,7 @@ from bench.data import write_spool
 from bench.results import Result, compare
 from common import clients, jobstate, spool
 from common.config import Config
+from common.timeutil import SECOND_US
 from emitter.simulate import MERCHANT_CATEGORIES
 from jobs.aggregate.lock import LOCK_NAME
 
@@ -38,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 HISTORY_USERS = 1000
 HISTORY_HOURS = 48
 ANALYTICS_TARGET = 1.5  # the job with categories and sketches at most this many times the job without
+API_USERS, API_DAYS, API_PER_USER_HOUR = 20, 31, 2  # the api stage's table: 29,760 transactions
 
 
 @dataclass(frozen=True)
@@ -507,16 +509,39 @@ def served(bench: Bench, cfg: Config, name: str) -> Iterator[str]:
         server.wait(20)
 
 
+def seed_api_table(bench: Bench, cfg: Config) -> None:
+    """cfg's table as the job writes it (so with categories and sketches): API_DAYS days of API_USERS
+    card holders (u00000 ...), API_PER_USER_HOUR transactions an hour each, ending now, each published
+    a second after its event, counted by one job run. RuntimeError when a family stayed empty."""
+    rows = API_USERS * API_DAYS * 24 * API_PER_USER_HOUR
+    bench.say(f"    seeding {rows:,} transactions of {API_USERS} users over {API_DAYS} days through the job")
+    write_spool(
+        cfg.spool_dir,
+        rows,
+        users=API_USERS,
+        hours=API_DAYS * 24,
+        files=files_for(rows, cfg),
+        seed=3,
+        categories=MERCHANT_CATEGORIES,
+        publish_lag_us=SECOND_US,
+    )
+    clients.ensure_table(cfg)
+    summary, _ = run_job(bench, cfg, "api-seed")
+    if (
+        summary["rows_written"] != rows
+        or not summary.get("category_rows_written")
+        or not summary.get("sketches_written")
+    ):
+        raise RuntimeError(f"api-seed: the job did not count every row with its categories and sketches: {summary}")
+
+
 def api(bench: Bench) -> list[Result]:
-    """./run_server.sh (gunicorn, its default workers and threads) over a table seeded with 30 days
-    of 20 users; `api_clients` concurrent clients on /sum over 30 days and /transactions over 6 h."""
+    """./run_server.sh (gunicorn, its default workers and threads) over a table the job filled with
+    31 days of 20 users; `api_clients` concurrent clients on one user's /sum, /percentiles and
+    /categories over 30 days and /transactions over 6 h, one endpoint after another."""
     say, sizes = bench.say, bench.sizes
     with scratch(bench, "api") as cfg:
-        end = datetime.now(UTC)
-        users = [f"u{i:05d}" for i in range(20)]
-        ledger = api_load.synthetic_ledger(users, end - timedelta(days=31), end, 2.0)
-        say(f"    seeding {len(ledger):,} transactions for {len(users)} users")
-        api_load.seed_table(clients.ensure_table(cfg), ledger)
+        seed_api_table(bench, cfg)
         with served(bench, cfg, "api") as base_url:
             say(f"    gunicorn on {base_url}: {sizes.api_clients} clients x {sizes.api_requests} requests each")
             results = api_load.run(base_url, "u00001", sizes.api_clients, sizes.api_requests)
@@ -524,8 +549,10 @@ def api(bench: Bench) -> list[Result]:
         say(f"    {result.line()}")
     by_name = {r.name: r for r in results}
     summed, listed = by_name["sum 30d"], by_name["transactions 6h"]
+    quantiles, categories = by_name["percentiles 30d"], by_name["categories 30d"]
     workers = os.environ.get("WORKERS", "2")
     note = f"{summed.clients} clients, {summed.requests:,} requests, {summed.errors} errors; gunicorn {workers} workers"
+    ratio_note = "ratio: p99 / the /sum 30 days p99 of the same run"
     return [
         compare("API /sum 30 days p50", summed.p50_ms, "ms", None, "-", None),
         compare(
@@ -543,6 +570,26 @@ def api(bench: Bench) -> list[Result]:
         compare("API /transactions 6 h p50", listed.p50_ms, "ms", None, "-", None),
         compare("API /transactions 6 h p99", listed.p99_ms, "ms", None, "-", None, f"{listed.errors} errors"),
         compare("API /transactions 6 h rate", listed.requests_per_s, "req/s", None, "-", None),
+        compare("API /percentiles 30 days p50", quantiles.p50_ms, "ms", None, "-", None),
+        compare(
+            "API /percentiles 30 days p99",
+            quantiles.p99_ms,
+            "ms",
+            summed.p99_ms,
+            "<= 3 x /sum 30 days p99",
+            quantiles.p99_ms <= 3 * summed.p99_ms and not quantiles.errors,
+            f"q=0.5,0.9,0.99, one user's 720 hourly sketches merged; {ratio_note}; {quantiles.errors} errors",
+        ),
+        compare("API /categories 30 days p50", categories.p50_ms, "ms", None, "-", None),
+        compare(
+            "API /categories 30 days p99",
+            categories.p99_ms,
+            "ms",
+            summed.p99_ms,
+            "-",
+            None,
+            f"{len(MERCHANT_CATEGORIES)} categories; {ratio_note}; {categories.errors} errors",
+        ),
     ]
 
 
