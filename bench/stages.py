@@ -257,8 +257,9 @@ def read_summary(cfg: Config, name: str, done: procs.Finished) -> dict[str, Any]
 
 def job(bench: Bench) -> list[Result]:
     """One job run over job_rows spooled transactions into an empty table (rows/s of the whole run,
-    Spark start-up excluded) beside raw mutate_rows loops; the driver's peak RSS (Python + JVM).
-    The table and spool are kept as the history of the incremental stage."""
+    Spark start-up excluded) beside raw mutate_rows loops; the driver's peak RSS (Python + JVM); the
+    run's seconds with categories and sketches against without them (analytics_cost). The table and
+    spool are kept as the history of the incremental stage."""
     rows, say = bench.sizes.job_rows, bench.say
     with scratch(bench, "mutate") as cfg:
         public = _timed(
