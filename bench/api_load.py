@@ -4,9 +4,11 @@
     python -m bench.api_load --seed --config CONFIG --users 20 --days 30 ...   (seed the table first)
 
 `measure()` drives one URL from several threads (one requests.Session each) for a bounded number
-of requests; `run()` measures /sum over 30 days and /transactions over 6 hours. The seeding
-helpers write a synthetic ledger with the project's own Bigtable writer (common.store), exactly
-in the cells the aggregate job writes, so the API can be measured (and tested) without Spark.
+of requests; `run()` measures /sum, /percentiles and /categories over 30 days and /transactions
+over 6 hours. The seeding helpers write a synthetic ledger with the project's own Bigtable writer
+(common.store), in the cells the aggregate job writes but for its category and sketch rows, so the
+API can be measured (and tested) without Spark; with --seed, /percentiles and /categories are
+therefore not measured (the benchmark's api stage seeds its table through the job instead).
 """
 
 from __future__ import annotations
@@ -264,17 +266,27 @@ def measure(
     )
 
 
-def run(base_url: str, user_id: str, clients_count: int = 8, requests_per_client: int = 100) -> list[LoadResult]:
-    """/sum over the last 30 days and /transactions over the last 6 hours for one user."""
+def run(
+    base_url: str, user_id: str, clients_count: int = 8, requests_per_client: int = 100, analytics: bool = True
+) -> list[LoadResult]:
+    """For one user: /sum over the last 30 days, /transactions over the last 6 hours and (unless
+    analytics is False: a table without category and sketch rows) /percentiles (q=0.5,0.9,0.99) and
+    /categories over the last 30 days, one after another."""
     now = datetime.now(UTC).replace(microsecond=0)
     base = f"/api/v1/users/{user_id}"
-    cases = [
-        ("sum 30d", f"{base}/sum", now - timedelta(days=30)),
-        ("transactions 6h", f"{base}/transactions", now - timedelta(hours=6)),
+    month = now - timedelta(days=30)
+    cases: list[tuple[str, str, datetime, dict[str, str]]] = [
+        ("sum 30d", f"{base}/sum", month, {}),
+        ("transactions 6h", f"{base}/transactions", now - timedelta(hours=6), {}),
     ]
+    if analytics:
+        cases += [
+            ("percentiles 30d", f"{base}/percentiles", month, {"q": "0.5,0.9,0.99"}),
+            ("categories 30d", f"{base}/categories", month, {}),
+        ]
     results = []
-    for name, path, start in cases:
-        params = {"from": format_rfc3339(start), "to": format_rfc3339(now)}
+    for name, path, start, extra in cases:
+        params = {"from": format_rfc3339(start), "to": format_rfc3339(now), **extra}
         results.append(measure(base_url, path, params, clients_count, requests_per_client, name=name))
     return results
 
@@ -307,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         written = seed_table(clients.ensure_table(cfg), ledger, progress=True)
         print(f"seeded {written} transactions for {len(users)} users into table '{cfg.table_id}'")
     try:
-        results = run(args.base_url, args.user, args.clients, args.requests)
+        results = run(args.base_url, args.user, args.clients, args.requests, analytics=not args.seed)
     except requests.RequestException as exc:
         print(f"error: cannot reach {args.base_url}: {exc.__class__.__name__}", file=sys.stderr)
         return 1

@@ -31,10 +31,15 @@ from bench.data import write_spool
 from bench.results import Result, compare
 from common import clients, jobstate, spool
 from common.config import Config
+from common.timeutil import SECOND_US
+from emitter.simulate import MERCHANT_CATEGORIES
+from jobs.aggregate.lock import LOCK_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
 HISTORY_USERS = 1000
 HISTORY_HOURS = 48
+ANALYTICS_TARGET = 1.5  # the job with categories and sketches at most this many times the job without
+API_USERS, API_DAYS, API_PER_USER_HOUR = 20, 31, 2  # the api stage's table: 29,760 transactions
 
 
 @dataclass(frozen=True)
@@ -233,11 +238,11 @@ def aggregate(bench: Bench) -> list[Result]:
 # --- the job into Bigtable ------------------------------------------------------------------------
 
 
-def run_job(bench: Bench, cfg: Config, name: str) -> tuple[dict[str, Any], procs.Finished]:
-    """`python -m jobs.aggregate` over cfg's spool into cfg's table, as a process whose tree RSS is
-    sampled. Returns the run's own summary (read back from the table's job state) and the process."""
+def run_job(bench: Bench, cfg: Config, name: str, *flags: str) -> tuple[dict[str, Any], procs.Finished]:
+    """`python -m jobs.aggregate [flags]` over cfg's spool into cfg's table, as a process whose tree
+    RSS is sampled. Returns the run's own summary (read back from the table's job state) and the process."""
     path = procs.write_config(cfg, bench.work / "configs" / f"{name}.json")
-    done = procs.run(procs.python_module("jobs.aggregate", "--config", str(path)), bench.logs / f"{name}.log")
+    done = procs.run(procs.python_module("jobs.aggregate", "--config", str(path), *flags), bench.logs / f"{name}.log")
     return read_summary(cfg, name, done), done
 
 
@@ -252,8 +257,9 @@ def read_summary(cfg: Config, name: str, done: procs.Finished) -> dict[str, Any]
 
 def job(bench: Bench) -> list[Result]:
     """One job run over job_rows spooled transactions into an empty table (rows/s of the whole run,
-    Spark start-up excluded) beside raw mutate_rows loops; the driver's peak RSS (Python + JVM).
-    The table and spool are kept as the history of the incremental stage."""
+    Spark start-up excluded) beside raw mutate_rows loops; the driver's peak RSS (Python + JVM); the
+    run's seconds with categories and sketches against without them (analytics_cost). The table and
+    spool are kept as the history of the incremental stage."""
     rows, say = bench.sizes.job_rows, bench.say
     with scratch(bench, "mutate") as cfg:
         public = _timed(
@@ -271,7 +277,7 @@ def job(bench: Bench) -> list[Result]:
     cfg = bench.scratch_config("history")
     bench.cleanups.append(lambda: drop(cfg))
     say(f"    writing {rows:,} rows into {files_for(rows, cfg)} spool files")
-    write_spool(cfg.spool_dir, rows, users=HISTORY_USERS, hours=HISTORY_HOURS, files=files_for(rows, cfg), seed=1)
+    write_history_spool(cfg, rows)
     clients.ensure_table(cfg)
     say(f"    python -m jobs.aggregate over {rows:,} rows")
     summary, done = run_job(bench, cfg, "job")
@@ -281,6 +287,7 @@ def job(bench: Bench) -> list[Result]:
         f"process {done.seconds:.1f} s, peak RSS {done.peak_rss_bytes / procs.MB:,.0f} MB"
     )
     bench.history = History(cfg, rows)
+    analytics = analytics_cost(bench, cfg, summary["seconds"])
     return [
         compare(
             "raw mutate_rows (ceiling)",
@@ -311,6 +318,74 @@ def job(bench: Bench) -> list[Result]:
             f"writers use) on the same rows: {protobuf:,.0f} rows/s",
         ),
         compare("job driver peak RSS", done.peak_rss_bytes / procs.MB, "MB", None, "-", None, "Python driver + JVM"),
+        *analytics,
+    ]
+
+
+def write_history_spool(cfg: Config, rows: int) -> None:
+    """The job stage's spool (and the incremental stage's history): `rows` transactions of
+    HISTORY_USERS card holders over HISTORY_HOURS, in the emitter's merchant categories."""
+    write_spool(
+        cfg.spool_dir,
+        rows,
+        users=HISTORY_USERS,
+        hours=HISTORY_HOURS,
+        files=files_for(rows, cfg),
+        seed=1,
+        categories=MERCHANT_CATEGORIES,
+    )
+
+
+def copy_spool(source: Config, cfg: Config) -> None:
+    """cfg's spool: the same files as source's, hard-linked (the same bytes, no copy), without the
+    job's lock file. A run's compaction replaces files in its own folder only."""
+    shutil.copytree(
+        spool.local_path(source.spool_dir),
+        spool.local_path(cfg.spool_dir),
+        copy_function=os.link,
+        ignore=shutil.ignore_patterns(LOCK_NAME),
+    )
+
+
+def analytics_cost(bench: Bench, source: Config, first_with: float) -> list[Result]:
+    """The job's run seconds with its category (dcfcat) and sketch (dcfkll) writers and without them
+    (`--no-analytics`, the benchmark's switch), each run from the same spool files as `source`'s
+    into an empty table of its own. Round 0's run with them is the job stage's own (first_with);
+    later rounds alternate which goes first. Best of `rounds` each."""
+    say, rows = bench.say, bench.sizes.job_rows
+    seconds: dict[bool, list[float]] = {True: [first_with], False: []}
+    for round_ in range(bench.sizes.rounds):
+        order = [False] if round_ == 0 else ([False, True] if round_ % 2 else [True, False])
+        for analytics in order:
+            name = f"job-{'with' if analytics else 'without'}-analytics-{round_}"
+            with scratch(bench, name) as cfg:
+                copy_spool(source, cfg)
+                clients.ensure_table(cfg)
+                summary, _ = run_job(bench, cfg, name, *([] if analytics else ["--no-analytics"]))
+            if summary.get("analytics", True) != analytics or summary["rows_written"] != rows:
+                raise RuntimeError(f"{name}: the run did not do what was asked: {summary}")
+            seconds[analytics].append(summary["seconds"])
+            say(f"    {name}: {summary['seconds']:.1f} s")
+    best_with, best_without = min(seconds[True]), min(seconds[False])
+    per_run = "; ".join(
+        f"{label}: {', '.join(f'{s:.1f}' for s in seconds[flag])} s"
+        for label, flag in (("with", True), ("without", False))
+    )
+    note = (
+        f"{rows:,} rows, {len(MERCHANT_CATEGORIES)} merchant categories, run seconds (Spark start-up excluded), "
+        f"best of {len(seconds[True])}; each run into an empty table of its own from the same spool files; {per_run}"
+    )
+    return [
+        compare("job without categories and sketches (ceiling)", best_without, "s", None, "-", None, note),
+        compare(
+            "job with categories and sketches",
+            best_with,
+            "s",
+            best_without,
+            f"<= {ANALYTICS_TARGET:g} x without",
+            best_with <= ANALYTICS_TARGET * best_without,
+            "dcfcat (per user-hour, hour, minute) and dcfkll (per user-hour, hour) on top of every other row",
+        ),
     ]
 
 
@@ -353,7 +428,7 @@ def _history(bench: Bench) -> History:
         cfg = bench.scratch_config("history")
         bench.cleanups.append(lambda: drop(cfg))
         bench.say(f"    history: {rows:,} rows through one job run")
-        write_spool(cfg.spool_dir, rows, users=HISTORY_USERS, hours=HISTORY_HOURS, files=files_for(rows, cfg), seed=1)
+        write_history_spool(cfg, rows)
         clients.ensure_table(cfg)
         run_job(bench, cfg, "history")
         bench.history = History(cfg, rows)
@@ -435,16 +510,39 @@ def served(bench: Bench, cfg: Config, name: str) -> Iterator[str]:
         server.wait(20)
 
 
+def seed_api_table(bench: Bench, cfg: Config) -> None:
+    """cfg's table as the job writes it (so with categories and sketches): API_DAYS days of API_USERS
+    card holders (u00000 ...), API_PER_USER_HOUR transactions an hour each, ending now, each published
+    a second after its event, counted by one job run. RuntimeError when a family stayed empty."""
+    rows = API_USERS * API_DAYS * 24 * API_PER_USER_HOUR
+    bench.say(f"    seeding {rows:,} transactions of {API_USERS} users over {API_DAYS} days through the job")
+    write_spool(
+        cfg.spool_dir,
+        rows,
+        users=API_USERS,
+        hours=API_DAYS * 24,
+        files=files_for(rows, cfg),
+        seed=3,
+        categories=MERCHANT_CATEGORIES,
+        publish_lag_us=SECOND_US,
+    )
+    clients.ensure_table(cfg)
+    summary, _ = run_job(bench, cfg, "api-seed")
+    if (
+        summary["rows_written"] != rows
+        or not summary.get("category_rows_written")
+        or not summary.get("sketches_written")
+    ):
+        raise RuntimeError(f"api-seed: the job did not count every row with its categories and sketches: {summary}")
+
+
 def api(bench: Bench) -> list[Result]:
-    """./run_server.sh (gunicorn, its default workers and threads) over a table seeded with 30 days
-    of 20 users; `api_clients` concurrent clients on /sum over 30 days and /transactions over 6 h."""
+    """./run_server.sh (gunicorn, its default workers and threads) over a table the job filled with
+    31 days of 20 users; `api_clients` concurrent clients on one user's /sum, /percentiles and
+    /categories over 30 days and /transactions over 6 h, one endpoint after another."""
     say, sizes = bench.say, bench.sizes
     with scratch(bench, "api") as cfg:
-        end = datetime.now(UTC)
-        users = [f"u{i:05d}" for i in range(20)]
-        ledger = api_load.synthetic_ledger(users, end - timedelta(days=31), end, 2.0)
-        say(f"    seeding {len(ledger):,} transactions for {len(users)} users")
-        api_load.seed_table(clients.ensure_table(cfg), ledger)
+        seed_api_table(bench, cfg)
         with served(bench, cfg, "api") as base_url:
             say(f"    gunicorn on {base_url}: {sizes.api_clients} clients x {sizes.api_requests} requests each")
             results = api_load.run(base_url, "u00001", sizes.api_clients, sizes.api_requests)
@@ -452,8 +550,10 @@ def api(bench: Bench) -> list[Result]:
         say(f"    {result.line()}")
     by_name = {r.name: r for r in results}
     summed, listed = by_name["sum 30d"], by_name["transactions 6h"]
+    quantiles, categories = by_name["percentiles 30d"], by_name["categories 30d"]
     workers = os.environ.get("WORKERS", "2")
     note = f"{summed.clients} clients, {summed.requests:,} requests, {summed.errors} errors; gunicorn {workers} workers"
+    ratio_note = "ratio: p99 / the /sum 30 days p99 of the same run"
     return [
         compare("API /sum 30 days p50", summed.p50_ms, "ms", None, "-", None),
         compare(
@@ -471,6 +571,26 @@ def api(bench: Bench) -> list[Result]:
         compare("API /transactions 6 h p50", listed.p50_ms, "ms", None, "-", None),
         compare("API /transactions 6 h p99", listed.p99_ms, "ms", None, "-", None, f"{listed.errors} errors"),
         compare("API /transactions 6 h rate", listed.requests_per_s, "req/s", None, "-", None),
+        compare("API /percentiles 30 days p50", quantiles.p50_ms, "ms", None, "-", None),
+        compare(
+            "API /percentiles 30 days p99",
+            quantiles.p99_ms,
+            "ms",
+            summed.p99_ms,
+            "<= 3 x /sum 30 days p99",
+            quantiles.p99_ms <= 3 * summed.p99_ms and not quantiles.errors,
+            f"q=0.5,0.9,0.99, one user's 720 hourly sketches merged; {ratio_note}; {quantiles.errors} errors",
+        ),
+        compare("API /categories 30 days p50", categories.p50_ms, "ms", None, "-", None),
+        compare(
+            "API /categories 30 days p99",
+            categories.p99_ms,
+            "ms",
+            summed.p99_ms,
+            "-",
+            None,
+            f"{len(MERCHANT_CATEGORIES)} categories; {ratio_note}; {categories.errors} errors",
+        ),
     ]
 
 

@@ -79,6 +79,11 @@ def build_parser() -> ArgumentParser:
     # For the crash tests only (not in --help): sleep after each written batch, so a test can kill
     # the run when some, but not all, of its rows are in the table.
     parser.add_argument("--pause-after-batch", metavar="SECONDS", type=non_negative_float, default=0.0, help=SUPPRESS)
+    # For the benchmark only (not in --help): a one-off run that writes no merchant-category (dcfcat)
+    # or sketch (dcfkll) rows, so the benchmark can time the job with and without them on the same
+    # spool. Its table's /categories and /percentiles miss that run's transactions, so the benchmark
+    # throws the table away; the run's summary records analytics: false.
+    parser.add_argument("--no-analytics", dest="analytics", action="store_false", help=SUPPRESS)
     return parser
 
 
@@ -91,6 +96,13 @@ def parse_conf(pairs: list[str]) -> dict[str, str]:
             raise UsageError(f"--conf must be KEY=VALUE such as spark.executor.memory=2g, got {pair!r}")
         conf[key.strip()] = value
     return conf
+
+
+def check_analytics(analytics: bool, repeating: bool) -> None:
+    """--no-analytics is the benchmark's one-off run: refused by name with --every or --stream, where
+    it would leave a live table without categories and percentiles."""
+    if not analytics and repeating:
+        raise UsageError("--no-analytics is for the benchmark's one-off runs; give it without --every or --stream")
 
 
 def parse_every(text: str | None) -> float | None:
@@ -109,9 +121,17 @@ def parse_every(text: str | None) -> float | None:
 class Runner:
     """Runs under the lock; the SparkSession is built on the first run and kept for the next ones."""
 
-    def __init__(self, cfg: Config, master: str | None, conf: dict[str, str], pause_after_batch_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        master: str | None,
+        conf: dict[str, str],
+        pause_after_batch_s: float = 0.0,
+        analytics: bool = True,
+    ) -> None:
         self.cfg, self.master, self.conf = cfg, master, conf
         self.pause_after_batch_s = pause_after_batch_s
+        self.analytics = analytics
         self.spark: Any = None
         self.more = False  # the last run left new files (job_max_files_per_run) for the next one
         self.lease_lost = threading.Event()
@@ -152,7 +172,12 @@ class Runner:
                     self.spark = get_spark(self.master, extra_conf=self.conf)
                 say = _quiet_when_idle if self.quiet_idle else log
                 summary = job.run_once(
-                    self.spark, self.cfg, rebuild=rebuild, say=say, pause_after_batch_s=self.pause_after_batch_s
+                    self.spark,
+                    self.cfg,
+                    rebuild=rebuild,
+                    say=say,
+                    pause_after_batch_s=self.pause_after_batch_s,
+                    analytics=self.analytics,
                 )
                 self.more = summary.files_left > 0
                 if not self.more:
@@ -264,14 +289,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logs(args, "aggregate")
     cfg = load_config(args.config)
     conf = parse_conf(args.conf)
-    logs.wrap_foreign_stderr("spark")  # with --log-format json, the JVM's own lines become JSON too
     every = parse_every(args.every)
     if every is not None and args.rebuild:
         raise UsageError("--rebuild is a one-off; run it without --every")
     if args.stream and (every is not None or args.rebuild):
         raise UsageError("--stream runs continuously: give it without --every or --rebuild")
+    check_analytics(args.analytics, every is not None or args.stream)
+    logs.wrap_foreign_stderr("spark")  # with --log-format json, the JVM's own lines become JSON too
     clients.apply_emulator_env(cfg)  # before Spark starts, so the executors inherit it
-    runner = Runner(cfg, args.master, conf, args.pause_after_batch)
+    runner = Runner(cfg, args.master, conf, args.pause_after_batch, args.analytics)
     try:
         if args.stream:
             runner.quiet_idle = True

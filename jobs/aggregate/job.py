@@ -62,6 +62,7 @@ class RunSummary:
     conflicted_ids: int = 0
     files_left: int = 0  # new files beyond job_max_files_per_run, for the next run
     resumed: bool = False
+    analytics: bool = True  # False: a benchmark run that wrote no category or sketch rows
     seconds: float = 0.0
 
     def line(self) -> str:
@@ -74,6 +75,7 @@ class RunSummary:
             f"{self.rows_written:,} rows written, {self.buckets_written:,} buckets written, "
             f"{self.failures:,} failures, {self.seconds:.1f} s"
             + (f"; {self.files_left:,} new files left for the next run" if self.files_left else "")
+            + ("" if self.analytics else "; no categories or sketches written (--no-analytics)")
         )
 
 
@@ -141,17 +143,14 @@ def load_transactions(
     )
 
 
-def load_counters(
+def category_writers(
     cfg: Config, run_id: int, remaining: DataFrame, pause_after_batch_s: float = 0.0
-) -> tuple[dict[str, int], list[Failure]]:
-    """Add the remaining transactions' hour (with the top-spender index rows they move), minute and
-    category deltas and merge their amount sketches (once per run per row) and write the user
-    directory, as one Spark job so the executors stay busy."""
-    buckets = remaining.transform(tf.hourly_buckets)
-    minutes = remaining.transform(tf.minute_stats)
+) -> list[DataFrame]:
+    """The run's dcfcat writers (per user-hour, per hour and per minute for everyone) over its
+    remaining transactions, as frames of load.RESULT_SCHEMA rows."""
     category_hours = remaining.transform(tf.category_stats, HOUR_US, "hour_start")
     category_minutes = remaining.transform(tf.category_stats, MINUTE_US, "minute_start")
-    writers = [
+    return [
         tf.per_category_row(remaining.transform(tf.category_buckets), "user_id", "hour_start").mapInArrow(
             load.apply_user_category_deltas(cfg, run_id, pause_after_batch_s), load.RESULT_SCHEMA
         ),
@@ -161,6 +160,20 @@ def load_counters(
         tf.per_category_row(category_minutes, "minute_start").mapInArrow(
             load.apply_all_category_deltas(cfg, run_id, "minute_start", pause_after_batch_s), load.RESULT_SCHEMA
         ),
+    ]
+
+
+def load_counters(
+    cfg: Config, run_id: int, remaining: DataFrame, pause_after_batch_s: float = 0.0, analytics: bool = True
+) -> tuple[dict[str, int], list[Failure]]:
+    """Add the remaining transactions' hour (with the top-spender index rows they move), minute and
+    category deltas and merge their amount sketches (once per run per row) and write the user
+    directory, as one Spark job so the executors stay busy. analytics=False leaves out the category
+    and sketch writers: only the benchmark does that, to measure what they cost."""
+    buckets = remaining.transform(tf.hourly_buckets)
+    minutes = remaining.transform(tf.minute_stats)
+    writers = [
+        *(category_writers(cfg, run_id, remaining, pause_after_batch_s) if analytics else []),
         tf.per_row(buckets, "user_id", "hour_start").mapInArrow(
             load.apply_hour_deltas(cfg, run_id, pause_after_batch_s), load.RESULT_SCHEMA
         ),
@@ -168,7 +181,7 @@ def load_counters(
             load.apply_minute_deltas(cfg, run_id, pause_after_batch_s), load.RESULT_SCHEMA
         ),
         remaining.transform(tf.distinct_users).mapInArrow(load.write_users(cfg), load.RESULT_SCHEMA),
-        *sketches.writers(cfg, run_id, remaining, pause_after_batch_s),
+        *(sketches.writers(cfg, run_id, remaining, pause_after_batch_s) if analytics else []),
     ]
     union = writers[0]
     for writer in writers[1:]:
@@ -255,7 +268,8 @@ def _load(
     say: Callable[[str], None],
     pause_after_batch_s: float,
 ) -> list[Failure]:
-    """dcflist rows first, then (when they all succeeded) the counters; returns the failures."""
+    """dcflist rows first, then (when they all succeeded) the counters; returns the failures.
+    summary.analytics False: no category or sketch rows (load_counters)."""
     phase = time.monotonic()
     with spark_progress(spark, "write dcflist"):
         written, failures = load_transactions(cfg, run_id, remaining, pause_after_batch_s)
@@ -267,7 +281,7 @@ def _load(
         return failures
     phase = time.monotonic()
     with spark_progress(spark, "write counters"):
-        counters, failures = load_counters(cfg, run_id, remaining, pause_after_batch_s)
+        counters, failures = load_counters(cfg, run_id, remaining, pause_after_batch_s, summary.analytics)
     summary.buckets_written = counters.get(store.HOUR, 0)
     summary.minutes_written = counters.get(store.MINUTE, 0)
     summary.top_index_written = counters.get(store.TOP, 0)
@@ -289,17 +303,20 @@ def run_once(
     rebuild: bool = False,
     say: Callable[[str], None] = print,
     pause_after_batch_s: float = 0.0,
+    analytics: bool = True,
 ) -> RunSummary:
     """Process the spool files not processed yet (or, with rebuild, the whole spool into an emptied
     table). Returns the summary; raises SpoolSchemaError for a bad spool file and LoadFailed when
     rows could not be written (the run then stays pending for the next invocation).
     pause_after_batch_s > 0 sleeps after each written batch of rows or counters: the crash tests'
-    kill point, where some but not all of a run's rows are in the table.
+    kill point, where some but not all of a run's rows are in the table. analytics=False writes no
+    category (dcfcat) or sketch (dcfkll) rows: the benchmark's measure of what they cost, on a table
+    it throws away (/categories and /percentiles would miss that run's transactions).
 
     The table's job row records every outcome for operators (the web app's /metrics): the time of
     the last success (a run with nothing new included), or the failed run's counts and reason."""
     started = time.monotonic()
-    summary = RunSummary()
+    summary = RunSummary(analytics=analytics)
     try:
         return _run_once(spark, cfg, rebuild, say, pause_after_batch_s, summary, started)
     except Exception as exc:

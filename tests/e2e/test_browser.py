@@ -5,6 +5,7 @@ what the ledger says). A screenshot lands in tests/artifacts/."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -216,6 +217,28 @@ def test_the_landing_page_shows_everyone_before_a_card_holder_is_picked(
     assert foreign == []
 
 
+def _check_percentiles(page: Page, api: str, span: dict[str, str], amounts: list[int]) -> None:
+    """The p50/p90/p99 cards and the amount histogram show the API's USD answer, and that answer is
+    the ledger's: fewer amounts than a sketch keeps exactly, so exact inclusive quantiles (the
+    smallest amount with at least q of them at or below it) and exact counts per bin."""
+    body = requests.get(f"{api}/percentiles", params={**span, "q": "0.5,0.9,0.99"}, timeout=10).json()
+    usd = next(c for c in body["by_currency"] if c["currency"] == "USD")
+    ordered = sorted(amounts)
+    assert usd["count"] == len(ordered) and usd["exact"] and usd["rank_error"] == 0
+    expected = [Decimal(ordered[math.ceil(round(q * len(ordered), 9)) - 1]) / 100 for q in (0.5, 0.9, 0.99)]
+    assert [Decimal(item["value"]) for item in usd["quantiles"]] == expected
+    cards = [page.locator(f"#kpi-p{p}").text_content() for p in (50, 90, 99)]
+    assert cards == [item["value"] for item in usd["quantiles"]]
+    assert "exact" in (page.locator("#percentile-note").text_content() or "")
+
+    histogram = _chart(page, "amount-histogram")
+    bins = usd["histogram"]
+    assert histogram["labels"] == [f"{b['from']}\N{EN DASH}{b['to']}" for b in bins] and len(bins) >= 5
+    assert histogram["data"] == [b["count"] for b in bins]
+    in_bins = [sum(1 for a in ordered if Decimal(b["from"]) * 100 <= a < Decimal(b["to"]) * 100) for b in bins]
+    assert in_bins == [b["count"] for b in bins] and sum(in_bins) == len(ordered)
+
+
 def test_picking_a_user_and_a_range_shows_the_apis_numbers(
     server: str, browser_page: tuple[Page, list[str]], ledger: list[LedgerRow]
 ) -> None:
@@ -265,6 +288,7 @@ def test_picking_a_user_and_a_range_shows_the_apis_numbers(
     assert category_chart["labels"] == [c["category"] for c in shown] and shown
     assert _as_money(category_chart["data"], 2) == [Decimal(c["sum"]) for c in shown]
     assert sum(Decimal(c["sum"]) for c in shown) == Decimal(total["sum"])
+    _check_percentiles(page, api, span, [r.amount_minor for r in rows])
 
     # The next page is the API's next page.
     page.locator("#page-older").click()

@@ -51,6 +51,23 @@ def test_one_run_matches_the_ledger_for_every_user_hour(spark: Any, cfg: Config)
     assert jobstate.spool_backlog(cfg, table) == 0
 
 
+def test_a_run_without_analytics_counts_everything_but_categories_and_sketches(spark: Any, cfg: Config) -> None:
+    # The benchmark's run (--no-analytics): every other row as the ledger says, no dcfcat or dcfkll.
+    ledger = make_ledger("bare", 600, hours=4)
+    write_spool(cfg, ledger, files=1)
+    summary = job.run_once(spark, cfg, say=lambda line: None, analytics=False)
+    assert (summary.rows_written, summary.category_rows_written, summary.sketches_written) == (600, 0, 0)
+    assert "no categories or sketches written" in summary.line()
+    expected = expected_contents(ledger, cfg.late_horizon_hours)
+    assert expected.user_categories and expected.hour_categories
+    table = clients.bigtable_table(cfg)
+    bare = dataclasses.replace(expected, user_categories={}, hour_categories={}, minute_categories={})
+    assert_contents(read_contents(table), bare)
+    assert store.dump_table(table, (store.CAT, store.KLL)) == {}
+    status = jobstate.read_job_status(table)
+    assert status is not None and status["last_summary"]["analytics"] is False
+
+
 def test_three_runs_over_three_slices_equal_one_run_over_all(spark: Any, cfg: Config, other_table: Config) -> None:
     # The slices overlap in time: each covers hours the others cover too.
     slices = [make_ledger(f"slice{i}", 400, first_hour=i * 2, hours=6, seed=i) for i in range(3)]

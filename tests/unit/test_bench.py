@@ -8,10 +8,12 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from bench import pipeline, writer
 from bench.__main__ import ON_REQUEST, STAGES, parse_stages
+from bench.data import write_spool
 from bench.results import compare, write_all
 from common.cli import UsageError
 from emitter.simulate import Population, simulate
@@ -97,3 +99,23 @@ def test_writer_rows_have_the_jobs_cells_in_their_families() -> None:
     families = [sorted({family for family, _, _ in cells}) for _, cells in rows]
     assert families[:5] == [["dcflist", "dcfmeta"]] * 2 + [["dcfid", "dcfmeta"]] * 2 + [["dcfbhour", "dcfmeta"]]
     assert [len(cells) for _, cells in rows[:5]] == [5, 5, 7, 7, 3]
+
+
+def test_synthetic_spool_draws_categories_and_publishes_after_each_event_when_asked(tmp_path: Path) -> None:
+    end = datetime(2026, 3, 1, tzinfo=UTC)
+    lagged = write_spool(
+        str(tmp_path / "a"),
+        3000,
+        users=5,
+        hours=24 * 31,
+        files=2,
+        end=end,
+        categories=("fuel", "grocery", "travel"),
+        publish_lag_us=1_000_000,
+    )
+    rows = pq.read_table(lagged).to_pandas()
+    assert len(rows) == 3000 and set(rows["merchant_category"]) == {"fuel", "grocery", "travel"}
+    assert ((rows["publish_time"] - rows["event_time"]) == timedelta(seconds=1)).all()
+    assert rows["event_time"].min() >= end - timedelta(days=31)
+    plain = pq.read_table(write_spool(str(tmp_path / "b"), 100, files=1, end=end)).to_pandas()
+    assert set(plain["merchant_category"]) == {"grocery"} and (plain["publish_time"] == end).all()
