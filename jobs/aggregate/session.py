@@ -13,9 +13,9 @@ from pyspark.sql import SparkSession
 
 from jobs.aggregate.archive import NotShippable, project_archive
 
-# In local mode the executors live in the driver's JVM, so this heap is the whole run's: 512 MB
-# keeps the job's process tree (JVM, Python driver and workers) near 1 GB at 1M rows, where the
-# default (1 GB heap) peaked at 1.9-2.1 GB (bench/TUNING.md); Spark spills what does not fit.
+# In local mode the executors live in the driver's JVM, so this heap is the whole run's: with 512 MB
+# the job's process tree (JVM, Python driver and workers) peaked at 1.6 GB over 1M rows, against
+# 1.9-2.1 GB with the default 1 GB heap (bench/TUNING.md); Spark spills what does not fit.
 # --conf spark.driver.memory=... overrides it.
 LOCAL_DRIVER_MEMORY = "512m"
 
