@@ -40,6 +40,8 @@ HISTORY_USERS = 1000
 HISTORY_HOURS = 48
 ANALYTICS_TARGET = 1.5  # the job with categories and sketches at most this many times the job without
 API_USERS, API_DAYS, API_PER_USER_HOUR = 20, 31, 2  # the api stage's table: 29,760 transactions
+AGGREGATE_DRIVER_MEMORY = "1g"  # Spark's default, which the aggregation stage always ran with
+JOB_PEAK_RSS_MB = 1024  # the job's process tree over 1,000,000 rows (issue 14)
 
 
 @dataclass(frozen=True)
@@ -202,7 +204,9 @@ def aggregate(bench: Bench) -> list[Result]:
     write_spool(spool_dir, rows, users=HISTORY_USERS, hours=HISTORY_HOURS, files=files_for(rows, bench.base))
     duck = pandas = seconds = math.inf
     try:
-        spark = get_spark()
+        # The heap the transforms had in every earlier run (the job's own local default is smaller,
+        # for its RSS target): the ratio stays comparable across runs.
+        spark = get_spark(extra_conf={"spark.driver.memory": AGGREGATE_DRIVER_MEMORY})
         try:
             # Interleaved rounds, so a burst of load on the machine hits all three alike.
             for _ in range(2):
@@ -220,18 +224,14 @@ def aggregate(bench: Bench) -> list[Result]:
             spark.stop()
     finally:
         shutil.rmtree(spool_dir, ignore_errors=True)
-    note = f"{rows:,} rows, {HISTORY_USERS} users x {HISTORY_HOURS} h, best of 2; lower is better"
+    note = (
+        f"{rows:,} rows, {HISTORY_USERS} users x {HISTORY_HOURS} h, best of 2; lower is better; "
+        f"Spark with spark.driver.memory={AGGREGATE_DRIVER_MEMORY}"
+    )
     return [
         compare("DuckDB buckets (ceiling)", duck, "s", None, "-", None, note),
         compare("pandas buckets", pandas, "s", duck, "-", None),
-        compare(
-            "Spark aggregation",
-            seconds,
-            "s",
-            duck,
-            f"<= 4 x DuckDB and < pandas ({pandas:.2f} s)",
-            seconds <= 4 * duck and seconds < pandas,
-        ),
+        compare("Spark aggregation", seconds, "s", duck, "<= 2 x DuckDB", seconds <= 2 * duck),
     ]
 
 
@@ -257,9 +257,10 @@ def read_summary(cfg: Config, name: str, done: procs.Finished) -> dict[str, Any]
 
 def job(bench: Bench) -> list[Result]:
     """One job run over job_rows spooled transactions into an empty table (rows/s of the whole run,
-    Spark start-up excluded) beside raw mutate_rows loops; the driver's peak RSS (Python + JVM); the
-    run's seconds with categories and sketches against without them (analytics_cost). The table and
-    spool are kept as the history of the incremental stage."""
+    Spark start-up excluded) beside one thread of the store's protobuf writer on transaction rows
+    (and the DirectRow mutate_rows loop); the peak RSS of the job's process tree (Python driver,
+    JVM, Python workers); the run's seconds with categories and sketches against without them
+    (analytics_cost). The table and spool are kept as the history of the incremental stage."""
     rows, say = bench.sizes.job_rows, bench.say
     with scratch(bench, "mutate") as cfg:
         public = _timed(
@@ -288,9 +289,10 @@ def job(bench: Bench) -> list[Result]:
     )
     bench.history = History(cfg, rows)
     analytics = analytics_cost(bench, cfg, summary["seconds"])
+    peak_mb = done.peak_rss_bytes / procs.MB
     return [
         compare(
-            "raw mutate_rows (ceiling)",
+            "raw mutate_rows (DirectRow)",
             public,
             "rows/s",
             None,
@@ -299,25 +301,35 @@ def job(bench: Bench) -> list[Result]:
             f"{bench.sizes.write_rows:,} rows, one thread, table.mutate_rows over DirectRow batches",
         ),
         compare(
+            "store protobuf writer (ceiling)",
+            protobuf,
+            "rows/s",
+            None,
+            "-",
+            None,
+            f"{bench.sizes.write_rows:,} transaction rows, one thread of store.write_cell_rows (MutateRows built "
+            "as protobufs, what the job's writers use)",
+        ),
+        compare(
             "job into Bigtable",
             rate,
             "rows/s",
-            public,
-            ">= 0.8 x raw mutate_rows",
-            rate >= 0.8 * public,
-            f"{rows:,} rows, dcflist + all counters, Spark start-up excluded (process {done.seconds:.1f} s)",
+            protobuf,
+            ">= 0.5 x store protobuf writer",
+            rate >= 0.5 * protobuf,
+            f"{rows:,} rows (dcflist rows; each with its id and time index rows), all counters, sketches; "
+            f"whole run, Spark start-up excluded (process {done.seconds:.1f} s); "
+            f"{rate / public:.2f} x raw mutate_rows (DirectRow)",
         ),
         compare(
-            "job vs the store's protobuf writer",
-            rate,
-            "rows/s",
-            protobuf,
-            "-",
+            "job driver peak RSS",
+            peak_mb,
+            "MB",
             None,
-            "ceiling: one thread of store.write_cell_rows (MutateRows built as protobufs, what the job's "
-            f"writers use) on the same rows: {protobuf:,.0f} rows/s",
+            f"<= {JOB_PEAK_RSS_MB:,} MB at 1,000,000 rows",
+            peak_mb <= JOB_PEAK_RSS_MB if rows >= 1_000_000 else None,
+            f"{rows:,} rows; Python driver + JVM + Python workers (the process tree)",
         ),
-        compare("job driver peak RSS", done.peak_rss_bytes / procs.MB, "MB", None, "-", None, "Python driver + JVM"),
         *analytics,
     ]
 

@@ -32,6 +32,7 @@ from google.cloud.bigtable.table import Table
 from google.cloud.bigtable_v2.types import bigtable as types
 
 Cell = tuple[str, bytes, bytes]  # (family, qualifier, value), as common.store writes them
+DELETE_ROW: Cell = ("", b"", b"")  # in a row's cells: delete the whole row (DeleteFromRow), in order
 Status = tuple[int, str]  # (google.rpc code, message); 0 is OK
 Sender = Callable[[Sequence[tuple[bytes, Sequence[Cell]]], float], list[Status]]
 SERVER_TIME = -1  # SetCell.timestamp_micros: the server stamps the cell, as DirectRow.set_cell does
@@ -76,6 +77,9 @@ def _send(gapic: Any, table_name: str, rows: Sequence[tuple[bytes, Sequence[Cell
         entry = request.entries.add()
         entry.row_key = key
         for family, qualifier, value in cells:
+            if not family:  # DELETE_ROW
+                entry.mutations.add().delete_from_row.SetInParent()
+                continue
             cell = entry.mutations.add().set_cell
             cell.family_name, cell.column_qualifier, cell.value = family, qualifier, value
             cell.timestamp_micros = SERVER_TIME

@@ -9,17 +9,27 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
-from google.cloud import bigtable, pubsub_v1
+from google.cloud import bigtable
 from google.cloud.bigtable import column_family
-from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
 from common import bigtable_private, store
 from common.config import Config
+
+if TYPE_CHECKING:
+    from google.cloud import pubsub_v1
+
+
+def _pubsub() -> Any:
+    """google.cloud.pubsub_v1, imported when first used: the Spark job's driver and Python workers
+    never use Pub/Sub, and the import costs each of them ~14 MB."""
+    from google.cloud import pubsub_v1
+
+    return pubsub_v1
 
 
 class ServiceUnavailable(RuntimeError):
@@ -67,7 +77,7 @@ def subscription_path(cfg: Config) -> str:
 
 def publisher_client(cfg: Config, **kwargs: Any) -> pubsub_v1.PublisherClient:
     apply_emulator_env(cfg)
-    return pubsub_v1.PublisherClient(**kwargs)
+    return _pubsub().PublisherClient(**kwargs)
 
 
 # What the library sets on its channel to Google Cloud; on the emulator's plain channel it sets
@@ -78,18 +88,20 @@ _UNLIMITED = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_l
 
 def subscriber_client(cfg: Config) -> pubsub_v1.SubscriberClient:
     apply_emulator_env(cfg)
+    from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+
     host = os.environ.get("PUBSUB_EMULATOR_HOST")
     if not host:
-        return pubsub_v1.SubscriberClient()
+        return _pubsub().SubscriberClient()
     channel = grpc.insecure_channel(host, options=_UNLIMITED)
-    return pubsub_v1.SubscriberClient(transport=SubscriberGrpcTransport(channel=channel))
+    return _pubsub().SubscriberClient(transport=SubscriberGrpcTransport(channel=channel))
 
 
 def ensure_topic(cfg: Config, timeout: float = 10.0) -> str:
     """Create the topic when missing. Raises ServiceUnavailable when Pub/Sub cannot be reached."""
     apply_emulator_env(cfg)
     path = topic_path(cfg)
-    with pubsub_v1.PublisherClient() as client:
+    with _pubsub().PublisherClient() as client:
         try:
             client.get_topic(topic=path, retry=_admin_retry(timeout), timeout=timeout)
         except gexc.NotFound:

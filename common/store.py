@@ -48,6 +48,7 @@ WRITE_CHUNK = 5000
 TRANSIENT = (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.Aborted, gexc.InternalServerError)
 WRITE_TIMEOUT = 120.0
 Cell = bigtable_private.Cell  # (family, qualifier, value)
+DELETE_ROW = bigtable_private.DELETE_ROW  # a row's only cell: delete the row (write_cell_rows)
 
 
 @dataclass(frozen=True)
@@ -332,9 +333,13 @@ def read_conflicts(table: Any, start_key: bytes, end_key: bytes, limit: int | No
     return out
 
 
+USER_DIRECTORY_CELLS: list[Cell] = [(USER, b"seen", b"1")]
+
+
 def user_directory_row(table: Any, key: bytes) -> Any:
     row = table.direct_row(key)
-    row.set_cell(USER, b"seen", b"1")
+    for family, qualifier, value in USER_DIRECTORY_CELLS:
+        row.set_cell(family, qualifier, value)
     return row
 
 
@@ -392,15 +397,18 @@ def direct_rows(table: Any, rows: Sequence[tuple[bytes, Sequence[Cell]]]) -> lis
     for key, cells in rows:
         row = table.direct_row(key)
         for family, qualifier, value in cells:
-            row.set_cell(family, qualifier, value)
+            if family:
+                row.set_cell(family, qualifier, value)
+            else:  # DELETE_ROW
+                row.delete()
         direct.append(row)
     return direct
 
 
 def write_cell_rows(table: Any, rows: Sequence[tuple[bytes, Sequence[Cell]]], attempts: int = 4) -> list[RowFailure]:
     """Write rows given as (key, [(family, qualifier, value)]) with MutateRows, building the request
-    protobufs directly (common.bigtable_private says why and how much faster). Retries failed rows
-    like write_rows and returns the rows that still failed."""
+    protobufs directly (common.bigtable_private says why and how much faster); a DELETE_ROW cell
+    deletes the row. Retries failed rows like write_rows and returns the rows that still failed."""
     send = bigtable_private.bulk_sender(table)
     if send is None:
         return write_rows(table, direct_rows(table, rows), attempts)
@@ -553,28 +561,24 @@ def apply_bucket_deltas(
     for chunk in _chunks(sorted(deltas), READ_CHUNK):
         current, markers = _counters_and_markers(table, HOUR, chunk)
         rows: list[tuple[bytes, list[Cell]]] = []
-        index_rows: list[Any] = []
+        index_rows: list[tuple[bytes, list[Cell]]] = []
         index_of: dict[bytes, bytes] = {}  # index row key -> its bucket's key
+        marker = (META, RUN, str(run_id).encode())
         for key in chunk:
             if markers.get(key) == run_id:
                 skipped += 1
                 continue
             base = current.get(key, {})
             cells = [(HOUR, q, str(base.get(q, 0) + delta).encode()) for q, delta in deltas[key].items()]
-            rows.append((key, [*cells, (META, RUN, str(run_id).encode())]))
+            rows.append((key, [*cells, marker]))
             deletes, writes = top_index_changes(key, base, deltas[key])
             for old_key in deletes:
-                row = table.direct_row(old_key)
-                row.delete()
-                index_rows.append(row)
+                index_rows.append((old_key, [DELETE_ROW]))
                 index_of[old_key] = key
             for new_key, total in writes:
-                row = table.direct_row(new_key)
-                row.set_cell(TOP, TOP_SUM, str(total).encode())
-                row.set_cell(META, RUN, str(run_id).encode())
-                index_rows.append(row)
+                index_rows.append((new_key, [(TOP, TOP_SUM, str(total).encode()), marker]))
                 index_of[new_key] = key
-        index_failed = write_rows(table, index_rows)
+        index_failed = write_cell_rows(table, index_rows)
         blocked = {index_of[f.key] for f in index_failed}
         indexed += len(index_rows) - len(index_failed)
         failures.extend(index_failed)

@@ -326,8 +326,8 @@ def write_users(cfg: Config) -> ArrowFn:
         table = _table(cfg)
         for batch in batches:
             users = batch.column("user_id").to_pylist()
-            rows = [store.user_directory_row(table, rowkeys.user_directory_key(u)) for u in users]
-            failures = store.write_rows(table, rows)
+            rows = [(rowkeys.user_directory_key(u), store.USER_DIRECTORY_CELLS) for u in users]
+            failures = store.write_cell_rows(table, rows)
             yield _result(store.USER, len(rows) - len(failures), 0, failures)
 
     return run

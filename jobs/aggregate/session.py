@@ -13,6 +13,12 @@ from pyspark.sql import SparkSession
 
 from jobs.aggregate.archive import NotShippable, project_archive
 
+# In local mode the executors live in the driver's JVM, so this heap is the whole run's: with 512 MB
+# the job's process tree (JVM, Python driver and workers) peaked at 1.6 GB over 1M rows, against
+# 1.9-2.1 GB with the default 1 GB heap (bench/TUNING.md); Spark spills what does not fit.
+# --conf spark.driver.memory=... overrides it.
+LOCAL_DRIVER_MEMORY = "512m"
+
 
 def get_spark(
     master: str | None = None,
@@ -46,6 +52,8 @@ def get_spark(
         # Let AQE coalesce shuffle partitions of cached frames too (the job persists a few).
         "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning": "true",
     }
+    if master and master.startswith("local"):
+        conf["spark.driver.memory"] = LOCAL_DRIVER_MEMORY
     if shuffle_partitions:
         conf["spark.sql.shuffle.partitions"] = str(shuffle_partitions)
     for var in ("PUBSUB_EMULATOR_HOST", "BIGTABLE_EMULATOR_HOST"):

@@ -58,8 +58,14 @@ def dedupe_transactions(df: DataFrame) -> DataFrame:
     in a field of IDENTITY (see conflicting_copies)."""
     first = F.min(F.struct(*rules.KEEP_ORDER)).alias("first")
     low, high = F.min(F.struct(*IDENTITY)).alias("low"), F.max(F.struct(*IDENTITY)).alias("high")
+    # Min and max of structs of strings have no hash-aggregate buffer, so Spark aggregates by
+    # sorting. Grouped as is, it sorts every row twice: a partial aggregation before the shuffle
+    # (which saves nothing: almost every id has one copy) and the final one after it. Shuffled by
+    # the id first, the aggregation runs once, after one sort (bench/TUNING.md: 2.48-2.83 s against
+    # 2.79-2.84 s on 1M rows).
     return (
-        df.groupBy("transaction_id")
+        df.repartition("transaction_id")
+        .groupBy("transaction_id")
         .agg(first, low, high)
         .select("transaction_id", "first.*", (F.col("low") != F.col("high")).alias("conflicted"))
         .select(*SPOOL_COLUMNS, "conflicted")

@@ -83,3 +83,37 @@ def test_moved_internals_turn_the_fast_writer_off_with_a_warning_naming_them(ref
     del refused_table._instance
     with pytest.warns(UserWarning, match=r"Table\._instance\._client"):
         assert bigtable_private.bulk_sender(refused_table) is None
+
+
+class _RecordingDataClient:
+    """Stands for Client.table_data_client: keeps the MutateRows request, answers OK for every entry."""
+
+    def __init__(self) -> None:
+        self.requests: list[Any] = []
+
+    def mutate_rows(self, request: Any, retry: Any, timeout: float) -> Iterator[Any]:
+        from google.cloud.bigtable_v2.types import bigtable as types
+
+        self.requests.append(types.MutateRowsRequest.pb(request))
+        entries = [{"index": i, "status": {"code": 0}} for i in range(len(request.entries))]
+        yield types.MutateRowsResponse(entries=entries)
+
+
+def test_a_delete_row_cell_becomes_a_delete_from_row_mutation_in_order_with_the_set_cells() -> None:
+    data = _RecordingDataClient()
+    rows = [(b"gone", [store.DELETE_ROW]), (b"kept", [(store.TOP, b"sum", b"7"), (store.META, b"run", b"3")])]
+    assert bigtable_private._send(data, "projects/p/instances/i/tables/t", rows, 5.0) == [(0, ""), (0, "")]
+    (request,) = data.requests
+    gone, kept = request.entries
+    assert (gone.row_key, [m.WhichOneof("mutation") for m in gone.mutations]) == (b"gone", ["delete_from_row"])
+    assert [(m.set_cell.family_name, m.set_cell.column_qualifier, m.set_cell.value) for m in kept.mutations] == [
+        (store.TOP, b"sum", b"7"),
+        (store.META, b"run", b"3"),
+    ]
+
+
+def test_a_delete_row_cell_deletes_the_row_of_a_table_that_is_not_the_clients() -> None:
+    table = MemoryTable()
+    assert store.write_cell_rows(table, [(b"k", [(store.META, b"q", b"v")])]) == []
+    assert store.write_cell_rows(table, [(b"k", [store.DELETE_ROW])]) == []
+    assert table.read_row(b"k") is None
