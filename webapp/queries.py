@@ -395,7 +395,7 @@ def top_users(table: Any, now_us: int, hours: int, n: int, currency: str) -> lis
             if top.done:
                 continue
             if top.below is not None:
-                top.step = max(1, min(top.step * 8, top.step * share // max(1, found[i])))
+                top.step = max(1, min(top.step * 2, top.step * share // max(1, found[i])))
             top.below, top.level = top.level, top.level - top.step
 
 
