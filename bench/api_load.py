@@ -128,7 +128,7 @@ def seed_table(
     conflicts: Iterable[ConflictRow] = (),
 ) -> int:
     """Write the ledger as one aggregate job run would: the run recorded as pending in the ~job
-    row, dcflist rows, dcfbhour / dcfbmin / dcftop counters per currency and the dcfuser directory,
+    row, dcflist rows, dcfbhour / dcfblock / dcfbmin / dcftop counters per currency and the dcfuser directory,
     the ~late# rows it set aside and the ~conflict# rows it found, then the run recorded as
     finished (its summary counting them). Returns the rows written; raises RuntimeError on failures."""
     rows = list(ledger)
@@ -158,7 +158,9 @@ def seed_table(
             chunk = mutations[start : start + store.WRITE_CHUNK]
             failures += store.write_rows(table, chunk)
             bar.update(len(chunk))
-    failures += store.apply_bucket_deltas(table, {key: dict(cells) for key, cells in hours.items()}, run_id)[3]
+    hour_deltas = {key: dict(cells) for key, cells in hours.items()}
+    failures += store.apply_bucket_deltas(table, hour_deltas, run_id)[3]
+    failures += store.apply_bucket_deltas(table, store.block_deltas(hour_deltas), run_id, store.BLOCK)[3]
     failures += store.apply_counter_deltas(table, store.MINUTE, {k: dict(c) for k, c in minutes.items()}, run_id)[2]
     late_rows = [
         (

@@ -57,7 +57,9 @@ RUN_SUMMARY = b"summary"
 RUN_FINISHED_AT = b"finished_at"
 MTIME = b"mtime"
 LAYOUT = b"layout"
-TABLE_LAYOUT = 2  # 2: the top-spender index holds one row per user-hour-currency (~top#...)
+# 2: the top-spender index holds one row per user-hour-currency (~top#...); 3: also one per
+# user-currency and aligned block of 4, 16 and 64 hours, with the block counters (dcfblock)
+TABLE_LAYOUT = 3
 
 
 class JobStateError(RuntimeError):

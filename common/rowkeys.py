@@ -13,8 +13,12 @@ Global rows start with '~', which no user id may hold, so they sort after every 
   dcfcat    ~catmin#<minute start epoch seconds>        the same per minute
   dcftime   ~latest#<salt, 1 hex digit>#<inverted event epoch microseconds, 16 digits>#<transaction_id>
                                                         every transaction, newest first within a salt
-  dcftop    ~top#<shard, 1 hex digit>#<CUR>#<hour start epoch seconds>#<2**63-1 - sum, 20 digits>#<user_id>
-                                                        one per user-hour-currency: the top-spender index
+  dcfblock  <user_id>#<block start epoch seconds, 10 digits>#blk<span hours, 2 digits>
+                                                        the user's sums over an aligned block of 4, 16 or 64 hours
+  dcftop    ~top#<shard, 1 hex digit>#<CUR>#<span hours, 2 digits>#<start epoch seconds>
+                #<2**63-1 - sum, 20 digits>#<user_id>
+                                                        one per user-currency and hour or block: the top-spender index
+  dcftop    ~tophours#<CUR>#<hour start epoch seconds>  the hours the index holds rows of (markers)
   dcfuser   ~user#<user_id>                             the user directory (for the picker)
   dcfkll    ~kllhour#<hour start epoch seconds>         KLL sketch of all users' amounts per currency
   dcfkll    ~klluser#<user_id>#<hour start epoch seconds>   KLL sketch of one user's amounts per currency
@@ -32,10 +36,11 @@ dcflist) never returns it; it is read by key, like the buckets.
 The time index spreads one run's writes (which all land near "now") over TIME_SALTS key ranges,
 so they are not one tablet's hotspot; "the latest n" reads the head of each salt and merges.
 
-The top-spender index holds one row per user-hour-currency (never a row that grows with the number
-of card holders), its key carrying the sum so a forward scan reads the highest first; the shard (a
-hash of the user id, TOP_SHARDS values) spreads a run's writes, which all land in the current hour,
-over TOP_SHARDS key ranges. A user's rows of every hour lie in one shard.
+The top-spender index holds one row per user-currency and hour, and per user-currency and aligned
+block of 4, 16 or 64 hours (never a row that grows with the number of card holders), its key
+carrying the sum so a forward scan of one list (shard, currency, span, start) reads the highest
+first; the shard (a hash of the user id, TOP_SHARDS values) spreads a run's writes, which all land
+in the current hour and blocks, over TOP_SHARDS key ranges. A user's rows all lie in one shard.
 
 The id index is keyed by the transaction id alone, so "was this id counted?" is one point read
 whatever the copy carries; the hash prefix spreads the ids of one sequence over the key space.
@@ -221,6 +226,11 @@ def parse_minute_key(key: bytes) -> int:
 
 TOP_PREFIX = f"{GLOBAL}top{SEP}"
 TOP_SHARDS = 16
+# The hours one top-spender list covers: the hour (its counter is the hour bucket) and aligned
+# blocks of 4, 16 and 64 hours (their counters are dcfblock rows). Any window of 1 to 168 whole
+# hours is a handful of these lists (see jobs/aggregate/README.md).
+TOP_SPANS = (1, 4, 16, 64)
+BLOCK_SPANS = TOP_SPANS[1:]
 _SUM_OFFSET = 2**63 - 1  # a signed 64-bit sum s is stored as _SUM_OFFSET - s: 0 .. 2**64 - 1, 20 digits
 
 
@@ -235,46 +245,114 @@ def _inverted_sum(sum_minor: int) -> str:
     return f"{_SUM_OFFSET - sum_minor:020d}"
 
 
-def _top_list_prefix(shard: int, currency: str, hour_start_s: int) -> str:
-    if hour_start_s % HOUR_S:
-        raise RowKeyError(f"hour start must be a whole hour, got {hour_start_s}")
-    return f"{TOP_PREFIX}{shard:x}{SEP}{currency}{SEP}{hour_start_s:010d}{SEP}"
+def _span(span_hours: int, start_s: int) -> int:
+    if span_hours not in TOP_SPANS:
+        raise RowKeyError(f"span must be one of {TOP_SPANS} hours, got {span_hours}")
+    if start_s % (span_hours * HOUR_S):
+        raise RowKeyError(f"a {span_hours} h block must start at a multiple of {span_hours} h, got {start_s}")
+    return span_hours
 
 
-def top_index_key(user_id: str, currency: str, hour_start_s: int, sum_minor: int) -> bytes:
-    """The top-spender index row of one user-hour-currency:
-    ~top#<shard>#<CUR>#<hour>#<2**63-1 - sum, 20 digits>#<user>. Within one shard, currency and
-    hour, a forward scan reads the highest sums first."""
-    prefix = _top_list_prefix(top_shard(user_id), currency, hour_start_s)
+def block_start_s(hour_start_s: int, span_hours: int) -> int:
+    """The start (epoch s) of the aligned block of `span_hours` hours that holds the hour."""
+    return hour_start_s - hour_start_s % (_span(span_hours, 0) * HOUR_S)
+
+
+def block_key(user_id: str, span_hours: int, start_s: int) -> bytes:
+    """The counter row of one user's block of `span_hours` (4, 16 or 64) aligned hours:
+    <user>#<block start epoch s, 10 digits>#blk<span, 2 digits>. It sorts beside the user's bucket
+    of the block's first hour (before its category row and its transaction rows)."""
+    if span_hours not in BLOCK_SPANS:
+        raise RowKeyError(f"block span must be one of {BLOCK_SPANS} hours, got {span_hours}")
+    _span(span_hours, start_s)
+    return f"{_user(user_id)}{SEP}{start_s:010d}{SEP}blk{span_hours:02d}".encode()
+
+
+def parse_block_key(key: bytes) -> tuple[str, int, int]:
+    """-> (user_id, span hours, block start epoch s)"""
+    try:
+        user_id, start, span = key.decode().split(SEP)
+        if len(start) != 10 or not span.startswith("blk"):
+            raise ValueError(key)
+        return _user(user_id), _span(int(span[3:]), int(start)), int(start)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RowKeyError(f"not a block counter row key: {key!r}") from exc
+
+
+def _top_list_prefix(shard: int, currency: str, start_s: int, span_hours: int) -> str:
+    _span(span_hours, start_s)
+    return f"{TOP_PREFIX}{shard:x}{SEP}{currency}{SEP}{span_hours:02d}{SEP}{start_s:010d}{SEP}"
+
+
+def top_index_key(user_id: str, currency: str, start_s: int, sum_minor: int, span_hours: int = 1) -> bytes:
+    """The top-spender index row of one user's sum in one currency over one hour (span 1) or one
+    aligned block of span_hours hours: ~top#<shard>#<CUR>#<span>#<start>#<2**63-1 - sum, 20 digits>#<user>.
+    Within one shard, currency, span and start (one list), a forward scan reads the highest sums first."""
+    prefix = _top_list_prefix(top_shard(user_id), currency, start_s, span_hours)
     return f"{prefix}{_inverted_sum(sum_minor)}{SEP}{user_id}".encode()
 
 
-def parse_top_index_key(key: bytes) -> tuple[str, str, int, int]:
-    """-> (user_id, currency, hour start epoch s, sum in minor units)"""
+def parse_top_index_key(key: bytes) -> tuple[str, str, int, int, int]:
+    """-> (user_id, currency, span hours, start epoch s, sum in minor units)"""
     prefix = TOP_PREFIX.encode()
     try:
         if not key.startswith(prefix):
             raise ValueError(key)
-        _, currency, hour, inverted, user_id = key[len(prefix) :].decode().split(SEP)
-        if len(hour) != 10 or len(inverted) != 20:
+        _, currency, span, start, inverted, user_id = key[len(prefix) :].decode().split(SEP)
+        if len(span) != 2 or len(start) != 10 or len(inverted) != 20:
             raise ValueError(key)
-        return _user(user_id), currency, int(hour), _SUM_OFFSET - int(inverted)
+        return _user(user_id), currency, _span(int(span), int(start)), int(start), _SUM_OFFSET - int(inverted)
     except (ValueError, UnicodeDecodeError) as exc:
         raise RowKeyError(f"not a top-spender index row key: {key!r}") from exc
 
 
 def top_index_range(
-    shard: int, currency: str, hour_start_s: int, at_least: int | None = None, below: int | None = None
+    shard: int,
+    currency: str,
+    start_s: int,
+    at_least: int | None = None,
+    below: int | None = None,
+    span_hours: int = 1,
 ) -> tuple[bytes, bytes]:
-    """[start, end) of one shard's index rows of one currency and hour with at_least <= sum < below
-    (None: unbounded on that side), highest sum first."""
-    prefix = _top_list_prefix(shard, currency, hour_start_s)
+    """[start, end) of one list's index rows (one shard, currency, span and start) with
+    at_least <= sum < below (None: unbounded on that side), highest sum first."""
+    prefix = _top_list_prefix(shard, currency, start_s, span_hours)
     low, high = prefix_range(prefix.encode())
     if below is not None:
         low = f"{prefix}{_inverted_sum(below - 1)}".encode() if below - 1 >= -(2**63) else high
     if at_least is not None and at_least > -(2**63):
         high = f"{prefix}{_inverted_sum(at_least - 1)}".encode()
     return low, max(low, high)
+
+
+TOP_HOURS_PREFIX = f"{GLOBAL}tophours{SEP}"
+
+
+def top_hour_key(currency: str, hour_start_s: int) -> bytes:
+    """The marker row saying the top-spender index may hold rows of this currency and hour:
+    ~tophours#<CUR>#<hour start epoch s>. Written before the hour's first index row, never removed."""
+    _span(1, hour_start_s)
+    return f"{TOP_HOURS_PREFIX}{currency}{SEP}{hour_start_s:010d}".encode()
+
+
+def top_hours_range(currency: str, first_hour_s: int, end_hour_s: int) -> tuple[bytes, bytes]:
+    """[start, end) of the marker rows of one currency with first_hour_s <= hour < end_hour_s."""
+    head = f"{TOP_HOURS_PREFIX}{currency}{SEP}"
+    return f"{head}{max(0, first_hour_s):010d}".encode(), f"{head}{max(0, end_hour_s):010d}".encode()
+
+
+def parse_top_hour_key(key: bytes) -> tuple[str, int]:
+    """-> (currency, hour start epoch s) of a ~tophours# marker row"""
+    prefix = TOP_HOURS_PREFIX.encode()
+    try:
+        if not key.startswith(prefix):
+            raise ValueError(key)
+        currency, hour = key[len(prefix) :].decode().split(SEP)
+        if len(hour) != 10:
+            raise ValueError(key)
+        return currency, int(hour)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RowKeyError(f"not a top-spender hours row key: {key!r}") from exc
 
 
 def top_index_range_all() -> tuple[bytes, bytes]:

@@ -4,7 +4,9 @@ Row keys come from common.rowkeys. Every value is ASCII text so `cbt read` shows
   dcflist:amount_minor, dcflist:currency, dcflist:category, dcflist:event_time   (transaction rows)
   dcfbhour:<CUR>:sum, dcfbhour:<CUR>:count                                        (user-hour rows)
   dcfbmin:<CUR>:sum, dcfbmin:<CUR>:count                                          (global minute rows)
-  dcftop:sum = that user-hour's sum in the row key's currency                      (top-spender index rows)
+  dcfblock:<CUR>:sum, dcfblock:<CUR>:count                                        (user-block rows, 4/16/64 h)
+  dcftop:sum = that user-hour's or user-block's sum in the row key's currency     (top-spender index rows)
+  dcftop:seen = "1"                                                               (~tophours# marker rows)
   dcfcat:<CUR>:<category>:sum, dcfcat:<CUR>:<category>:count                      (category rows)
   dcftime:amount_minor, dcftime:currency, dcftime:category                        (time-index rows)
   dcfuser:seen = "1"                                                              (user directory)
@@ -38,8 +40,8 @@ from google.cloud.bigtable.row_set import RowSet
 from common import bigtable_private, rowkeys
 
 LIST, HOUR, MINUTE, TOP, USER, ID, META = "dcflist", "dcfbhour", "dcfbmin", "dcftop", "dcfuser", "dcfid", "dcfmeta"
-CAT, TIME, KLL = "dcfcat", "dcftime", "dcfkll"
-FAMILIES = (LIST, HOUR, MINUTE, TOP, USER, ID, META, CAT, TIME, KLL)
+CAT, TIME, KLL, BLOCK = "dcfcat", "dcftime", "dcfkll", "dcfblock"
+FAMILIES = (LIST, HOUR, MINUTE, TOP, USER, ID, META, CAT, TIME, KLL, BLOCK)
 RUN = b"run"
 SUM = "sum"
 COUNT = "count"
@@ -525,12 +527,21 @@ def apply_counter_deltas(
 TOP_SUM = b"sum"
 
 
+def _list_of(key: bytes) -> tuple[str, int, int]:
+    """(user, span hours, start epoch s) of an hour bucket or block counter row key."""
+    if key.count(rowkeys.SEP.encode()) == 2:
+        return rowkeys.parse_block_key(key)
+    user_id, hour = rowkeys.parse_hour_bucket_key(key)
+    return user_id, 1, hour
+
+
 def top_index_changes(
     key: bytes, old: dict[bytes, int], deltas: dict[bytes, int]
 ) -> tuple[list[bytes], list[tuple[bytes, int]]]:
-    """The index rows one hour-bucket update moves: (keys to delete, [(key to write, sum)]), for each
-    currency whose sum is new or changes. `key` is the bucket's row key, `old` its cells before."""
-    user_id, hour = rowkeys.parse_hour_bucket_key(key)
+    """The index rows one counter update moves: (keys to delete, [(key to write, sum)]), for each
+    currency whose sum is new or changes. `key` is the hour bucket's or the block counter's row key,
+    `old` its cells before."""
+    user_id, span, start = _list_of(key)
     deletes: list[bytes] = []
     writes: list[tuple[bytes, int]] = []
     for qualifier, delta in deltas.items():
@@ -542,34 +553,51 @@ def top_index_changes(
         if before is not None and before == after:
             continue  # same sum, same index row
         if before is not None:
-            deletes.append(rowkeys.top_index_key(user_id, currency, hour, before))
-        writes.append((rowkeys.top_index_key(user_id, currency, hour, after), after))
+            deletes.append(rowkeys.top_index_key(user_id, currency, start, before, span))
+        writes.append((rowkeys.top_index_key(user_id, currency, start, after, span), after))
     return deletes, writes
 
 
+def block_deltas(hour_deltas: dict[bytes, dict[bytes, int]]) -> dict[bytes, dict[bytes, int]]:
+    """The block counter deltas (dcfblock, rowkeys.block_key, every span of rowkeys.BLOCK_SPANS)
+    that hour-bucket deltas add up to. The job groups them with Spark; this is for callers that hold
+    a whole run's hour deltas at once (seeding a table in tests and the benchmark)."""
+    out: dict[bytes, dict[bytes, int]] = {}
+    for key, cells in hour_deltas.items():
+        user_id, hour = rowkeys.parse_hour_bucket_key(key)
+        for span in rowkeys.BLOCK_SPANS:
+            block = out.setdefault(rowkeys.block_key(user_id, span, rowkeys.block_start_s(hour, span)), {})
+            for qualifier, delta in cells.items():
+                block[qualifier] = block.get(qualifier, 0) + delta
+    return out
+
+
 def apply_bucket_deltas(
-    table: Any, deltas: dict[bytes, dict[bytes, int]], run_id: int
+    table: Any, deltas: dict[bytes, dict[bytes, int]], run_id: int, family: str = HOUR
 ) -> tuple[int, int, int, list[RowFailure]]:
-    """Add hour-bucket deltas (dcfbhour, keyed by rowkeys.hour_bucket_key) once for this run, and
-    keep the top-spender index in step: for each sum that changes, the old index row is deleted and
-    the new one written (with the run marker) BEFORE the bucket, so a crash in between leaves the
-    bucket unmarked and the next attempt moves the same index rows again (idempotent); a bucket
-    whose index rows failed is not written. Returns (buckets applied, skipped, index rows written,
-    failures)."""
+    """Add hour-bucket deltas (dcfbhour, keyed by rowkeys.hour_bucket_key), or with family=BLOCK
+    block counter deltas (keyed by rowkeys.block_key), once for this run, and keep the top-spender
+    index in step: for each sum that changes, the old index row is deleted and the new one written
+    (with the run marker) BEFORE the counter, so a crash in between leaves the counter unmarked and
+    the next attempt moves the same index rows again (idempotent); a counter whose index rows failed
+    is not written. For hour buckets, the ~tophours# marker of each currency and hour they index is
+    written first of all (an idempotent cell: tasks of one run may write it together), so the
+    markers always name every hour the index holds rows of. Returns (counters applied, skipped,
+    index rows written, failures)."""
     applied = skipped = indexed = 0
     failures: list[RowFailure] = []
     for chunk in _chunks(sorted(deltas), READ_CHUNK):
-        current, markers = _counters_and_markers(table, HOUR, chunk)
+        current, markers = _counters_and_markers(table, family, chunk)
         rows: list[tuple[bytes, list[Cell]]] = []
         index_rows: list[tuple[bytes, list[Cell]]] = []
-        index_of: dict[bytes, bytes] = {}  # index row key -> its bucket's key
+        index_of: dict[bytes, bytes] = {}  # index row key -> its counter's key
         marker = (META, RUN, str(run_id).encode())
         for key in chunk:
             if markers.get(key) == run_id:
                 skipped += 1
                 continue
             base = current.get(key, {})
-            cells = [(HOUR, q, str(base.get(q, 0) + delta).encode()) for q, delta in deltas[key].items()]
+            cells = [(family, q, str(base.get(q, 0) + delta).encode()) for q, delta in deltas[key].items()]
             rows.append((key, [*cells, marker]))
             deletes, writes = top_index_changes(key, base, deltas[key])
             for old_key in deletes:
@@ -578,6 +606,17 @@ def apply_bucket_deltas(
             for new_key, total in writes:
                 index_rows.append((new_key, [(TOP, TOP_SUM, str(total).encode()), marker]))
                 index_of[new_key] = key
+        marked: list[RowFailure] = []
+        if family == HOUR:
+            hours = set()
+            for key in index_of:
+                _, currency, _, hour, _ = rowkeys.parse_top_index_key(key)
+                hours.add(rowkeys.top_hour_key(currency, hour))
+            marked = write_rows(table, [_top_hour_row(table, key) for key in sorted(hours)])
+        if marked:  # no index row may exist for an hour without its marker
+            failures.extend(marked)
+            failures.extend(RowFailure(key, "its top-spender hour marker failed") for key, _ in rows)
+            continue
         index_failed = write_cell_rows(table, index_rows)
         blocked = {index_of[f.key] for f in index_failed}
         indexed += len(index_rows) - len(index_failed)
@@ -588,12 +627,26 @@ def apply_bucket_deltas(
     return applied, skipped, indexed, failures
 
 
+def _top_hour_row(table: Any, key: bytes) -> Any:
+    row = table.direct_row(key)
+    row.set_cell(TOP, b"seen", b"1")
+    return row
+
+
+def read_top_hours(table: Any, currency: str, first_hour_s: int, end_hour_s: int) -> set[int]:
+    """The hours in [first_hour_s, end_hour_s) that the top-spender index may hold rows of in
+    `currency` (their ~tophours# markers; a superset only while a run is writing)."""
+    keys = read_keys(table, TOP, *rowkeys.top_hours_range(currency, first_hour_s, end_hour_s))
+    return {rowkeys.parse_top_hour_key(key)[1] for key in keys}
+
+
 @dataclass(frozen=True)
 class TopEntry:
-    """One top-spender index row: a user's sum in one hour and currency."""
+    """One top-spender index row: a user's sum in one currency over one hour or block."""
 
     user_id: str
-    hour_start_s: int
+    span_hours: int
+    start_s: int
     sum_minor: int
 
 
@@ -615,8 +668,8 @@ def read_top_index(table: Any, ranges: Sequence[tuple[bytes, bytes]], limit: int
     )
     out = []
     for row in table.read_rows(row_set=row_set, filter_=chain, limit=limit or 0):
-        user_id, _, hour, total = rowkeys.parse_top_index_key(row.row_key)
-        out.append(TopEntry(user_id, hour, total))
+        user_id, _, span, start, total = rowkeys.parse_top_index_key(row.row_key)
+        out.append(TopEntry(user_id, span, start, total))
     return out
 
 
@@ -731,7 +784,7 @@ def write_cells(table: Any, key: bytes, family: str, cells: dict[bytes, bytes]) 
 
 
 def dump_table(
-    table: Any, families: Iterable[str] = (LIST, HOUR, MINUTE, TOP, USER, ID, CAT, TIME)
+    table: Any, families: Iterable[str] = (LIST, HOUR, MINUTE, TOP, USER, ID, CAT, TIME, BLOCK)
 ) -> dict[bytes, dict[str, dict[bytes, bytes]]]:
     """Every data cell (newest version) by row and family; bookkeeping (dcfmeta) left out. For tests."""
     wanted = set(families)

@@ -244,13 +244,72 @@ TOP_WANTED_ROWS = 64  # index rows one round of top_users aims to read, beyond 2
 TOP_CHECK_BATCH = 64  # card holders whose window total one exact read fetches
 
 
-def _window_sums(table: Any, users: list[str], hours: list[int], currency: str) -> dict[str, int]:
-    """Each user's total in `currency` over the whole hours `hours` (epoch s), from their dcfbhour
-    buckets, read by key in one request per READ_CHUNK keys."""
-    keys = {user: [rowkeys.hour_bucket_key(user, hour) for hour in hours] for user in users}
-    found = store.read_counters_at(table, store.HOUR, [key for ks in keys.values() for key in ks])
+def window_lists(data_hours: Iterable[int], first_hour: int, current_hour: int) -> list[tuple[int, int]]:
+    """The top-spender lists (span hours, start epoch s) that cover the window [first_hour,
+    current_hour] (hour starts, epoch s): for each hour of the window that holds data (`data_hours`),
+    the largest aligned block of rowkeys.TOP_SPANS that holds it and no data hour outside the window.
+    Blocks of one span are aligned, and each span divides the next, so two such blocks are the same
+    or apart: the lists never overlap, and every index row they hold is inside the window. Sorted."""
+    hours = sorted(set(data_hours))
+    inside = [hour for hour in hours if first_hour <= hour <= current_hour]
+    outside = [hour for hour in hours if not first_hour <= hour <= current_hour]
+    chosen: set[tuple[int, int]] = set()
+    for hour in inside:
+        for span in reversed(rowkeys.TOP_SPANS):
+            start = rowkeys.block_start_s(hour, span)
+            end = start + span * HOUR_S
+            if span == 1 or not any(start <= other < end for other in outside):
+                chosen.add((span, start))
+                break
+    return sorted(chosen)
+
+
+@dataclass
+class _TopList:
+    """One list of the window as top_users reads it: its rows with sum >= level are read, down
+    from `below` (None: from the top); `done` once every row is."""
+
+    span: int
+    start: int
+    level: int
+    step: int
+    below: int | None = None
+    done: bool = False
+
+    def ranges(self, currency: str) -> list[tuple[bytes, bytes]]:
+        at_least = self.level if self.level > 0 else None
+        return [
+            rowkeys.top_index_range(shard, currency, self.start, at_least, self.below, self.span)
+            for shard in range(rowkeys.TOP_SHARDS)
+        ]
+
+    @property
+    def slack(self) -> int:
+        """The most an entry not read yet can add to a total: below the level, or 0 when absent."""
+        return 0 if self.done else max(0, self.level - 1)
+
+
+def _remaining_sums(
+    table: Any, users: list[str], lists: list[_TopList], unread: dict[str, list[int]], currency: str
+) -> dict[str, int]:
+    """Each user's sums in `currency` over the lists (indexes into `lists`) whose index row of theirs
+    was not read, from the counters (hour buckets for the hours, dcfblock for the blocks): point
+    reads, one request per family."""
+    keys: dict[str, list[tuple[str, bytes]]] = {}
+    for user in users:
+        keys[user] = [
+            (store.HOUR, rowkeys.hour_bucket_key(user, lists[i].start))
+            if lists[i].span == 1
+            else (store.BLOCK, rowkeys.block_key(user, lists[i].span, lists[i].start))
+            for i in unread[user]
+        ]
+    found: dict[bytes, dict[bytes, int]] = {}
+    for family in (store.HOUR, store.BLOCK):
+        wanted = [key for ks in keys.values() for fam, key in ks if fam == family]
+        if wanted:
+            found.update(store.read_counters_at(table, family, wanted))
     qualifier = store.counter_qualifier(currency, store.SUM)
-    return {user: sum(found.get(key, {}).get(qualifier, 0) for key in ks) for user, ks in keys.items()}
+    return {user: sum(found.get(key, {}).get(qualifier, 0) for _, key in ks) for user, ks in keys.items()}
 
 
 def top_users(table: Any, now_us: int, hours: int, n: int, currency: str) -> list[tuple[str, int]]:
@@ -258,42 +317,60 @@ def top_users(table: Any, now_us: int, hours: int, n: int, currency: str) -> lis
     the hours-1 before it, highest first (ties by user id), among the users with a transaction in
     that currency there. Other currencies are not looked at. Exact.
 
-    The top-spender index holds, per shard, currency and hour, the users' sums highest first. The
-    rounds read, from every shard and hour of the window in one request, the index rows with
-    level <= sum < the previous level, lowering the level each round (sized from how many rows the
-    round before found). A user seen in some hours has in each other hour either no row or one below
-    the level, so their window total is at most what was seen plus (level - 1) per unseen hour, and
-    a user not seen at all at most hours * (level - 1). The users that could still rank are checked
-    with their exact total from the hour buckets; the answer is final once the n-th exact total beats
-    every bound (the threshold algorithm, reading by level instead of by depth). When the level
-    reaches 0 the rest of the index is read, and then every total is known from the index."""
+    The window is a handful of lists (window_lists: aligned blocks of 1, 4, 16 or 64 hours holding
+    no data outside the window; the hours with data are the index's ~tophours# markers), each a sorted list
+    of user sums per shard in the top-spender index. This is the threshold algorithm with one
+    threshold per list: each round reads, from every list and shard in one request, the index rows
+    with level <= sum < the list's previous level, each list's level lowered by a step sized from
+    how many rows it gave the round before. A user's total is at most what was read of it plus, for
+    each list where it was not seen, that list's level - 1 (or 0: absent, or the list is read to the
+    end); a user not seen at all at most the sum of those. Users that could still rank get their
+    exact total (the index rows read, plus the counters of the other lists); the answer is final
+    once the n-th exact total beats every bound. A list whose level reaches 0 is read to its end;
+    once all are, the index gives every total."""
     current = rowkeys.hour_start_us(now_us) // SECOND_US
-    window = [current - back * HOUR_S for back in range(hours - 1, -1, -1)]
-    lists = [(shard, hour) for shard in range(rowkeys.TOP_SHARDS) for hour in window]
-
-    def ranges(at_least: int | None, below: int | None) -> list[tuple[bytes, bytes]]:
-        return [rowkeys.top_index_range(shard, currency, hour, at_least, below) for shard, hour in lists]
-
-    head = store.read_top_index(table, ranges(None, None), limit=1)
-    if not head:
+    first = current - (hours - 1) * HOUR_S
+    widest = rowkeys.TOP_SPANS[-1]
+    data = store.read_top_hours(
+        table, currency, rowkeys.block_start_s(first, widest), rowkeys.block_start_s(current, widest) + widest * HOUR_S
+    )
+    lists: list[_TopList] = []
+    for span, start in window_lists(data, first, current):
+        probe = _TopList(span, start, 0, 1)
+        head = store.read_top_index(table, probe.ranges(currency), limit=1)
+        if head:  # the list's top in its first shard that holds rows: where reading starts
+            lists.append(_TopList(span, start, head[0].sum_minor, max(1, abs(head[0].sum_minor) // 64)))
+    if not lists:
         return []
+    position = {(top.span, top.start): i for i, top in enumerate(lists)}
     seen: dict[str, int] = defaultdict(int)  # user -> sum of the index rows read
-    hours_seen: Counter[str] = Counter()
+    seen_in: dict[str, set[int]] = defaultdict(set)  # user -> the lists their rows were read from
     exact: dict[str, int] = {}
     wanted = 2 * n + TOP_WANTED_ROWS
-    below: int | None = None
-    level = head[0].sum_minor
-    step = max(1, abs(level) // 16)
     while True:
-        rows = store.read_top_index(table, ranges(level if level > 0 else None, below))
+        active = [top for top in lists if not top.done]
+        rows = store.read_top_index(table, [r for top in active for r in top.ranges(currency)])
+        found: Counter[int] = Counter()
         for entry in rows:
+            i = position[(entry.span_hours, entry.start_s)]
             seen[entry.user_id] += entry.sum_minor
-            hours_seen[entry.user_id] += 1
-        if level <= 0:  # everything is read: the index gives every total
+            seen_in[entry.user_id].add(i)
+            found[i] += 1
+        for top in active:
+            top.done = top.level <= 0
+        if all(top.done for top in lists):  # everything is read: the index gives every total
             return sorted(seen.items(), key=lambda item: (-item[1], item[0]))[:n]
-        slack = level - 1
-        bound = {user: total + (hours - hours_seen[user]) * slack for user, total in seen.items()}
-        unseen_bound = hours * slack
+        slack = [top.slack for top in lists]
+        unseen_bound = sum(slack)
+        bound: dict[str, int] = {}
+        for user, total in seen.items():
+            if user in exact:
+                continue
+            unread = [i for i in range(len(lists)) if i not in seen_in[user] and not lists[i].done]
+            if unread:
+                bound[user] = total + sum(slack[i] for i in unread)
+            else:
+                exact[user] = total  # every row of theirs is read (an absent row is 0)
         checks = 0
         while True:
             ranked = sorted(exact.items(), key=lambda item: (-item[1], item[0]))[:n]
@@ -308,12 +385,18 @@ def top_users(table: Any, now_us: int, hours: int, n: int, currency: str) -> lis
             )[:TOP_CHECK_BATCH]
             if not candidates or checks >= wanted:
                 break
-            exact.update(_window_sums(table, candidates, window, currency))
+            others = {user: [i for i in range(len(lists)) if i not in seen_in[user]] for user in candidates}
+            for user, rest in _remaining_sums(table, candidates, lists, others, currency).items():
+                exact[user] = seen[user] + rest
             checks += len(candidates)
-        # The next level: about `wanted` more rows, from the density of this round.
-        if below is not None:
-            step = max(1, min(step * 8, step * wanted // max(1, len(rows))))
-        below, level = level, level - step
+        # Each list's next level: about its share of `wanted` more rows, from its density this round.
+        share = max(1, wanted // len(active))
+        for i, top in enumerate(lists):
+            if top.done:
+                continue
+            if top.below is not None:
+                top.step = max(1, min(top.step * 2, top.step * share // max(1, found[i])))
+            top.below, top.level = top.level, top.level - top.step
 
 
 def per_minute(table: Any, now_us: int, minutes: int) -> list[tuple[int, Totals]]:

@@ -20,7 +20,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common import clients, jobstate, money, outage, spool, store
+from common import clients, jobstate, money, outage, rowkeys, spool, store
 from common.config import Config, late_horizon
 from common.timeutil import HOUR_US, MINUTE_US
 from jobs.aggregate import extract, load, sketches
@@ -53,6 +53,7 @@ class RunSummary:
     looked_up: int = 0
     rows_written: int = 0
     buckets_written: int = 0
+    blocks_written: int = 0  # dcfblock counters (a user's 4, 16 and 64 hour blocks)
     minutes_written: int = 0
     top_index_written: int = 0  # top-spender index rows written or deleted
     users_written: int = 0
@@ -166,9 +167,9 @@ def category_writers(
 def load_counters(
     cfg: Config, run_id: int, remaining: DataFrame, pause_after_batch_s: float = 0.0, analytics: bool = True
 ) -> tuple[dict[str, int], list[Failure]]:
-    """Add the remaining transactions' hour (with the top-spender index rows they move), minute and
-    category deltas and merge their amount sketches (once per run per row) and write the user
-    directory, as one Spark job so the executors stay busy. analytics=False leaves out the category
+    """Add the remaining transactions' hour and block (with the top-spender index rows they move),
+    minute and category deltas and merge their amount sketches (once per run per row) and write the
+    user directory, as one Spark job so the executors stay busy. analytics=False leaves out the category
     and sketch writers: only the benchmark does that, to measure what they cost."""
     buckets = remaining.transform(tf.hourly_buckets)
     minutes = remaining.transform(tf.minute_stats)
@@ -177,6 +178,9 @@ def load_counters(
         tf.per_row(buckets, "user_id", "hour_start").mapInArrow(
             load.apply_hour_deltas(cfg, run_id, pause_after_batch_s), load.RESULT_SCHEMA
         ),
+        tf.per_row(
+            remaining.transform(tf.block_buckets, rowkeys.BLOCK_SPANS), "user_id", "span_hours", "block_start"
+        ).mapInArrow(load.apply_block_deltas(cfg, run_id, pause_after_batch_s), load.RESULT_SCHEMA),
         tf.per_row(minutes, "minute_start").mapInArrow(
             load.apply_minute_deltas(cfg, run_id, pause_after_batch_s), load.RESULT_SCHEMA
         ),
@@ -283,13 +287,15 @@ def _load(
     with spark_progress(spark, "write counters"):
         counters, failures = load_counters(cfg, run_id, remaining, pause_after_batch_s, summary.analytics)
     summary.buckets_written = counters.get(store.HOUR, 0)
+    summary.blocks_written = counters.get(store.BLOCK, 0)
     summary.minutes_written = counters.get(store.MINUTE, 0)
     summary.top_index_written = counters.get(store.TOP, 0)
     summary.users_written = counters.get(store.USER, 0)
     summary.category_rows_written = counters.get(store.CAT, 0)
     summary.sketches_written = counters.get(store.KLL, 0)
     say(
-        f"load: {summary.buckets_written:,} dcfbhour, {summary.minutes_written:,} dcfbmin, "
+        f"load: {summary.buckets_written:,} dcfbhour, {summary.blocks_written:,} dcfblock, "
+        f"{summary.minutes_written:,} dcfbmin, "
         f"{summary.top_index_written:,} dcftop, {summary.category_rows_written:,} dcfcat, "
         f"{summary.users_written:,} dcfuser, {summary.sketches_written:,} dcfkll rows "
         f"in {time.monotonic() - phase:.1f} s"

@@ -314,6 +314,37 @@ def apply_hour_deltas(cfg: Config, run_id: int, pause_after_batch_s: float = 0.0
     return run
 
 
+def _block_deltas(batch: pa.RecordBatch) -> dict[bytes, dict[bytes, int]]:
+    return {
+        rowkeys.block_key(user, span, start // SECOND_US): _totals(totals)
+        for user, span, start, totals in zip(
+            batch.column("user_id").to_pylist(),
+            batch.column("span_hours").to_pylist(),
+            _micros(batch, "block_start"),
+            batch.column("totals").to_pylist(),
+            strict=True,
+        )
+    }
+
+
+def apply_block_deltas(cfg: Config, run_id: int, pause_after_batch_s: float = 0.0) -> ArrowFn:
+    """Block rows (user_id, span_hours, block_start, totals) -> dcfblock counters, once per run, and
+    the top-spender index rows of every block sum they change, exactly as apply_hour_deltas does for
+    the hours. Each user-block is one input row, so no two tasks move the same index row."""
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        table = _table(cfg)
+        for batch in batches:
+            applied, skipped, indexed, failures = store.apply_bucket_deltas(
+                table, _block_deltas(batch), run_id, store.BLOCK
+            )
+            yield _result(store.BLOCK, applied, skipped, [f for f in failures if not f.key.startswith(b"~")])
+            yield _result(store.TOP, indexed, 0, [f for f in failures if f.key.startswith(b"~")])
+            _pause(pause_after_batch_s)
+
+    return run
+
+
 def apply_minute_deltas(cfg: Config, run_id: int, pause_after_batch_s: float = 0.0) -> ArrowFn:
     """Minute rows (minute_start, totals) -> dcfbmin counters, once per run."""
     return _apply(cfg, run_id, store.MINUTE, _minute_deltas, pause_after_batch_s)

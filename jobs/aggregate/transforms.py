@@ -111,6 +111,26 @@ def hourly_buckets(df: DataFrame) -> DataFrame:
     )
 
 
+def block_buckets(df: DataFrame, spans_hours: tuple[int, ...]) -> DataFrame:
+    """Per user, aligned block of each of `spans_hours` (hours since the epoch, so blocks of 4, 16
+    and 64 hours never straddle two of the next size) and currency: user_id, span_hours,
+    block_start, currency, sum_minor, count."""
+    micros = F.unix_micros(F.col("event_time"))
+    span_us = F.col("span_hours").cast("long") * F.lit(HOUR_US)
+    spans = F.array(*[F.lit(span) for span in spans_hours])
+    return (
+        df.withColumn("span_hours", F.explode(spans))
+        .groupBy(
+            "user_id",
+            "span_hours",
+            F.timestamp_micros(micros - F.pmod(micros, span_us)).alias("block_start"),
+            "currency",
+        )
+        .agg(F.sum("amount_minor").alias("sum_minor"), F.count(F.lit(1)).alias("count"))
+        .select("user_id", "span_hours", "block_start", "currency", "sum_minor", "count")
+    )
+
+
 def minute_stats(df: DataFrame) -> DataFrame:
     """Over all users, per UTC minute of event time and currency: minute_start, currency, sum_minor, count."""
     return (

@@ -66,6 +66,7 @@ def write_everything(table: Any) -> dict[str, Any]:
         rowkeys.hour_bucket_key("u10", HOUR_S + 7200): store.counter_cells("USD", -40, 2),
     }
     out["top"] = store.apply_bucket_deltas(table, top, 3)
+    out["top blocks"] = store.apply_bucket_deltas(table, store.block_deltas(top), 3, store.BLOCK)
     out["top-moved"] = store.apply_bucket_deltas(table, {k: {b"USD:sum": 5} for k in top}, 4)
     out["top-again"] = store.apply_bucket_deltas(table, {k: {b"USD:sum": 5} for k in top}, 4)
     out["top index"] = store.read_top_index(
@@ -130,6 +131,7 @@ READS: dict[str, Callable[[Any], Any]] = {
     "rows at": lambda t: store.read_rows_at(
         t, [rowkeys.JOB_KEY, b"u1#none", rowkeys.top_index_key("u1", "USD", HOUR_S + 7200, 105)], store.TOP
     ),
+    "top hours": lambda t: [store.read_top_hours(t, c, 0, HOUR_S + 5 * 3600) for c in ("USD", "BHD", "EUR")],
     "row cells": lambda t: store.read_row_cells(t, rowkeys.JOB_KEY, store.META),
     "missing row cells": lambda t: store.read_row_cells(t, b"~nothing", store.META),
     "run markers": lambda t: store.read_run_markers(

@@ -99,7 +99,9 @@ class Contents:
     transactions: dict[tuple[str, int, str], tuple[int, str, str, str]] = field(default_factory=dict)
     buckets: dict[tuple[str, int, str], tuple[int, int]] = field(default_factory=dict)  # (user, hour, currency)
     minutes: dict[tuple[int, str], tuple[int, int]] = field(default_factory=dict)  # (minute, currency)
-    top: dict[tuple[int, str, str], int] = field(default_factory=dict)  # (hour, currency, user)
+    top: dict[tuple[int, int, str, str], int] = field(default_factory=dict)  # (span h, start, currency, user)
+    blocks: dict[tuple[str, int, int, str], tuple[int, int]] = field(default_factory=dict)  # (user, span, start, cur)
+    top_hours: set[tuple[str, int]] = field(default_factory=set)  # (currency, hour) of the ~tophours# markers
     users: set[str] = field(default_factory=set)
     # (user, hour, currency, category), (hour, currency, category), (minute, currency, category)
     user_categories: dict[tuple[str, int, str, str], tuple[int, int]] = field(default_factory=dict)
@@ -128,12 +130,18 @@ def read_contents(table: Any) -> Contents:
             minute = rowkeys.parse_minute_key(key)
             for currency, (total, count) in _per_currency(families[store.MINUTE]).items():
                 out.minutes[(minute, currency)] = (total, count)
-        if store.TOP in families:
-            user, currency, hour, total = rowkeys.parse_top_index_key(key)
-            assert (hour, currency, user) not in out.top, f"two index rows for {user} {currency} {hour}"
+        if store.TOP in families and key.startswith(rowkeys.TOP_HOURS_PREFIX.encode()):
+            out.top_hours.add(rowkeys.parse_top_hour_key(key))
+        elif store.TOP in families:
+            user, currency, span, start, total = rowkeys.parse_top_index_key(key)
+            assert (span, start, currency, user) not in out.top, f"two index rows for {user} {currency} {span} {start}"
             assert int(families[store.TOP][b"sum"]) == total, key
             assert rowkeys.top_shard(user) == int(key.split(b"#")[1], 16), key
-            out.top[(hour, currency, user)] = total
+            out.top[(span, start, currency, user)] = total
+        if store.BLOCK in families:
+            user, span, start = rowkeys.parse_block_key(key)
+            for currency, (total, count) in _per_currency(families[store.BLOCK]).items():
+                out.blocks[(user, span, start, currency)] = (total, count)
         if store.USER in families:
             out.users.add(rowkeys.parse_user_directory_key(key))
         if store.CAT in families:
@@ -201,7 +209,16 @@ def expected_contents(ledger: pd.DataFrame, late_horizon_hours: int) -> Contents
     )
     for user, hour, currency, total, count in con.execute(hourly).fetchall():
         out.buckets[(user, hour, currency)] = (total, count)
-        out.top[(hour, currency, user)] = total
+        out.top[(1, hour, currency, user)] = total
+        out.top_hours.add((currency, hour))
+    for span in (4, 16, 64):
+        blocks = (
+            f"SELECT user_id, ev // {span * 3_600_000_000} * {span * 3600} AS b, currency, "
+            "sum(amount_minor)::BIGINT, count(*) FROM kept GROUP BY 1, 2, 3"
+        )
+        for user, start, currency, total, count in con.execute(blocks).fetchall():
+            out.blocks[(user, span, start, currency)] = (total, count)
+            out.top[(span, start, currency, user)] = total
     minutely = "SELECT ev // 60000000 * 60 AS m, currency, sum(amount_minor)::BIGINT, count(*) FROM kept GROUP BY 1, 2"
     for minute, currency, total, count in con.execute(minutely).fetchall():
         out.minutes[(minute, currency)] = (total, count)
@@ -237,6 +254,8 @@ def assert_contents(actual: Contents, expected: Contents, categories: bool = Tru
         assert strip(actual.transactions) == strip(expected.transactions)
     assert actual.minutes == expected.minutes
     assert actual.top == expected.top
+    assert actual.blocks == expected.blocks
+    assert actual.top_hours == expected.top_hours
     assert actual.users == expected.users
     if categories:
         assert actual.user_categories == expected.user_categories

@@ -198,6 +198,7 @@ def seed_top(memory: MemoryTable, top: dict[datetime, dict[str, int]]) -> None:
             key = rowkeys.hour_bucket_key(user, us(hour) // 1_000_000)
             deltas.setdefault(key, {}).update(store.counter_cells(currency, total, 1))
     assert store.apply_bucket_deltas(memory, deltas, 1)[3] == []
+    assert store.apply_bucket_deltas(memory, store.block_deltas(deltas), 1, store.BLOCK)[3] == []
 
 
 @pytest.fixture(scope="module")
