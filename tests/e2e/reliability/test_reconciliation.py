@@ -5,8 +5,7 @@ ledger aggregated with DuckDB, and every /sum over random, not hour-aligned rang
 to the last minor unit in every currency.
 
 The seeds go into one table one after another, so later seeds land in buckets earlier runs wrote
-(the job's look-up path), and one job process in the live mode (`--stream`) counts them all as
-their files appear (one JVM for the test).
+(the job's look-up path), and one `--every` job process counts them all (one JVM for the test).
 Then the first seed is sent again (true duplicates) along with copies of counted ids that carry
 other content (conflicts): neither changes a number, and the conflicts are recorded and shown.
 """
@@ -56,7 +55,7 @@ def test_every_user_hour_and_every_random_sum_equal_the_ledger_for_each_seed(
     table = clients.ensure_table(cfg)
     start, end = recent_window(hours=40)
     users = max(50, scale.events // 150)  # about 200 transactions per user in 40 hours: the limit cuts
-    job = Background(command("jobs.aggregate", config, "--stream", "--master", "local[2]"), tmp_path / "job.log")
+    job = Background(command("jobs.aggregate", config, "--every", "2s", "--master", "local[2]"), tmp_path / "job.log")
     ledgers: list[Path] = []
     try:
         for seed in scale.seeds:
