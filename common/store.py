@@ -500,6 +500,14 @@ def _counters_and_markers(
     return {key: {q: int(v) for q, v in row.items()} for key, row in cells.items()}, markers
 
 
+def _counter_row(
+    family: str, key: bytes, stored: dict[bytes, int], deltas: dict[bytes, int], run_id: int
+) -> tuple[bytes, list[Cell]]:
+    """The counter row `key` with `deltas` added to its `stored` cells, and the run's marker."""
+    cells: list[Cell] = [(family, q, str(stored.get(q, 0) + delta).encode()) for q, delta in deltas.items()]
+    return key, [*cells, (META, RUN, str(run_id).encode())]
+
+
 def apply_counter_deltas(
     table: Any, family: str, deltas: dict[bytes, dict[bytes, int]], run_id: int
 ) -> tuple[int, int, list[RowFailure]]:
@@ -513,9 +521,7 @@ def apply_counter_deltas(
             if markers.get(key) == run_id:
                 skipped += 1
                 continue
-            base = current.get(key, {})
-            cells = [(family, q, str(base.get(q, 0) + delta).encode()) for q, delta in deltas[key].items()]
-            rows.append((key, [*cells, (META, RUN, str(run_id).encode())]))
+            rows.append(_counter_row(family, key, current.get(key, {}), deltas[key], run_id))
         failed = write_cell_rows(table, rows)
         failures.extend(failed)
         applied += len(rows) - len(failed)
@@ -597,8 +603,7 @@ def apply_bucket_deltas(
                 skipped += 1
                 continue
             base = current.get(key, {})
-            cells = [(family, q, str(base.get(q, 0) + delta).encode()) for q, delta in deltas[key].items()]
-            rows.append((key, [*cells, marker]))
+            rows.append(_counter_row(family, key, base, deltas[key], run_id))
             deletes, writes = top_index_changes(key, base, deltas[key])
             for old_key in deletes:
                 index_rows.append((old_key, [DELETE_ROW]))
