@@ -88,16 +88,16 @@ def seeded(
     cleanup_resources(cfg)
 
 
-@pytest.fixture(scope="module")
-def server(seeded: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """./run_server.sh on a free port over the seeded table; yields its base URL."""
-    tmp = tmp_path_factory.mktemp("browser")
-    cfg = seeded
+def _serve(cfg: Config, tmp: Path) -> Iterator[tuple[str, Path]]:
+    """./run_server.sh with `cfg` on a free port; yields its base URL and its log file."""
     config_path = tmp / "config.json"
-    config_path.write_text(json.dumps(cfg.to_dict()))
+    # Every page.goto leaves a run stream that the server finds gone only at its next keep-alive;
+    # a short keep-alive hands those slots back before a test opens a stream of its own.
+    config_path.write_text(json.dumps({**cfg.to_dict(), "push_heartbeat_seconds": 2.0}))
     port = _free_port()
     env = {**os.environ, "PORT": str(port), "CONFIG": str(config_path), "WORKERS": "1", "THREADS": "6"}
-    log = (tmp / "server.log").open("wb")
+    log_path = tmp / "server.log"
+    log = log_path.open("wb")
     process = subprocess.Popen(
         [str(ROOT / "run_server.sh")], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
@@ -111,13 +111,20 @@ def server(seeded: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             except requests.RequestException:  # not listening yet, or too busy to answer in 2 s
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not come up: {(tmp / 'server.log').read_text()[-2000:]}")
+                raise RuntimeError(f"server did not come up: {log_path.read_text()[-2000:]}")
             time.sleep(0.3)
-        yield base
+        yield base, log_path
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=20)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(seeded: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """./run_server.sh on a free port over the seeded table; yields its base URL."""
+    for base, _log in _serve(seeded, tmp_path_factory.mktemp("browser")):
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -392,36 +399,6 @@ def test_a_user_id_with_markup_stays_text(server: str, browser_page: tuple[Page,
 # --- a server with a read token -------------------------------------------------------------------
 
 READ_TOKEN = "dashboard-read-t0ken-0123456789"
-
-
-def _serve(cfg: Config, tmp: Path) -> Iterator[tuple[str, Path]]:
-    """./run_server.sh with `cfg` on a free port; yields its base URL and its log file."""
-    config_path = tmp / "config.json"
-    config_path.write_text(json.dumps(cfg.to_dict()))
-    port = _free_port()
-    env = {**os.environ, "PORT": str(port), "CONFIG": str(config_path), "WORKERS": "1", "THREADS": "6"}
-    log_path = tmp / "server.log"
-    log = log_path.open("wb")
-    process = subprocess.Popen(
-        [str(ROOT / "run_server.sh")], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if requests.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not come up: {log_path.read_text()[-2000:]}")
-            time.sleep(0.3)
-        yield base, log_path
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
-        log.close()
 
 
 @pytest.fixture(scope="module")

@@ -152,7 +152,8 @@
     const token = readToken();
     if (token) headers.Authorization = `Bearer ${token}`;
     const response = await fetch(url, { headers, credentials: "omit" });
-    if (response.status === 401) askForToken();
+    // A refusal of a token already replaced (typed while this request was out) asks for nothing.
+    if (response.status === 401 && token === readToken()) askForToken();
     let body = null;
     try {
       body = await response.json();
