@@ -26,6 +26,13 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 
 warnings.filterwarnings("ignore", message="Connecting to Bigtable emulator")
 
+# Every Spark driver the tests start (this process's session and each job, demo or notebook they
+# run) is short-lived and small: the JIT's second tier and a parallel GC cost more CPU than they
+# return there, on two cores shared by three test workers (bench/TUNING.md, "The test suite").
+# spark-submit puts SPARK_SUBMIT_OPTS on the driver's java command line; the product's runs keep
+# the JVM's defaults.
+os.environ.setdefault("SPARK_SUBMIT_OPTS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
+
 
 def checkout_env(**extra: str) -> dict[str, str]:
     """The environment for a command that does not start in this checkout's root with `python -m`
