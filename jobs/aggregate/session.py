@@ -94,8 +94,9 @@ GATEWAY_ATTEMPTS = 3
 
 def start(builder: Any, attempts: int = GATEWAY_ATTEMPTS, pause: float = 2.0) -> SparkSession:
     """builder.getOrCreate(), tried again when the JVM exits before handing over its port: on a
-    loaded machine its start-up sometimes dies on a transient error (seen: "epoll_wait error: Bad
-    file descriptor"), and a second start succeeds. Any other error, or the last attempt's, is raised."""
+    loaded machine its start-up can die on a transient error, and a second start succeeds (the one
+    seen most, gRPC's "epoll_wait error" in the forked child, is turned off in common/__init__.py).
+    Any other error, or the last attempt's, is raised."""
     for attempt in range(1, attempts + 1):
         try:
             session: SparkSession = builder.getOrCreate()
