@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import jvm
 from support.scale import DEFAULT, HEAVY, Scale
 from support.tally import TALLY
 
@@ -26,12 +27,8 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 
 warnings.filterwarnings("ignore", message="Connecting to Bigtable emulator")
 
-# Every Spark driver the tests start (this process's session and each job, demo or notebook they
-# run) is short-lived and small: the JIT's second tier and a parallel GC cost more CPU than they
-# return there, on two cores shared by three test workers (bench/TUNING.md, "The test suite").
-# spark-submit puts SPARK_SUBMIT_OPTS on the driver's java command line; the product's runs keep
-# the JVM's defaults.
-os.environ.setdefault("SPARK_SUBMIT_OPTS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
+# Every Spark driver the tests start runs with the options of support/jvm.py.
+os.environ.setdefault("SPARK_SUBMIT_OPTS", jvm.FLAGS)
 
 
 def checkout_env(**extra: str) -> dict[str, str]:
@@ -73,7 +70,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def emulators() -> Iterator[dict[str, str]]:
+def spark_classes() -> None:
+    """The class-data archive of support/jvm.py, written once per machine, for every Spark driver
+    this test process starts from now on."""
+    jvm.use_archive(ROOT)
+
+
+@pytest.fixture(scope="session")
+def emulators(spark_classes: None) -> Iterator[dict[str, str]]:
     """The Pub/Sub, Bigtable and Cloud Storage emulators, answering on their default ports. Started when not up
     (one test process at a time checks and starts them), and stopped at the end only by a run in a
     single process: with pytest-xdist, another worker may still be using them."""
@@ -151,7 +155,7 @@ def scale(request: pytest.FixtureRequest) -> Scale:
 
 
 @pytest.fixture(scope="session")
-def spark():  # type: ignore[no-untyped-def]
+def spark(spark_classes: None):  # type: ignore[no-untyped-def]
     """One local SparkSession for the whole run: two cores, two shuffle partitions, no UI."""
     from jobs.aggregate.session import get_spark
 
