@@ -84,10 +84,13 @@ class Background(Supervised):
         self.wait(timeout=60)
 
     def wait(self, timeout: float | None = 600) -> int:
-        """The exit code; fails the test with the command's output when it runs past `timeout`."""
+        """The exit code; fails the test with the command's output when it runs past `timeout`, its
+        Python threads' stacks at the end (SIGUSR1: common/cli.py)."""
         try:
             return super().wait(timeout)
         except TimedOut:
+            self.signal(signal.SIGUSR1)
+            time.sleep(2)
             raise AssertionError(f"{self.argv} did not end within {timeout:g} s:\n{self.output()[-4000:]}") from None
 
 
