@@ -8,7 +8,6 @@ more than a few batches ahead: memory stays flat however long the simulation is.
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing as mp
 import os
 import queue
@@ -129,10 +128,10 @@ class ProducerProcess:
 
     def close(self) -> None:
         self._stop.set()
-        # Drain so a child blocked on a full queue can see the stop flag and exit.
-        with contextlib.suppress(Exception):
-            while True:
-                self._queue.get_nowait()
+        # Nothing is read from the queue past this point: a stopped child exits without flushing
+        # what it was sending (cancel_join_thread), so the pipe may end in half a batch, and a read
+        # of it would wait forever. A child blocked on a full queue sees the stop flag within its
+        # put's timeout; one stuck past that is terminated.
         self._process.join(timeout=5)
         if self._process.is_alive():
             self._process.terminate()
