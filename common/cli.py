@@ -10,7 +10,9 @@ traceback (with --log-format json, inside one JSON line).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import faulthandler
+import io
 import signal
 import sys
 import traceback
@@ -137,8 +139,10 @@ def log(*parts: object) -> None:
 def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> NoReturn:
     """Run `main(argv)` and exit with its code; user errors become one line and exit 2 (3 when a
     service cannot be reached). `kill -USR1 <pid>` prints every thread's stack to stderr and the
-    command goes on: what a command that seems stuck is waiting for."""
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    command goes on: what a command that seems stuck is waiting for (not when stderr is no file,
+    as when a test calls it in-process)."""
+    with contextlib.suppress(io.UnsupportedOperation, ValueError):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         code = main(argv)
     except (UsageError, ConfigError, TimeFormatError, MessageError) as exc:
